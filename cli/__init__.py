@@ -1,0 +1,1 @@
+"""The ``esr`` command line: thin click commands over the esrgraph library."""

@@ -1,0 +1,272 @@
+"""Typed configuration: dataclasses loaded from YAML, overridable with ``-o key=value``.
+
+A YAML file may name other files under ``extends:`` (paths relative to itself);
+they are merged first, the file's own keys last. Relative data paths in a YAML
+file are relative to that file; in an override, to the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import string
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from . import config_schema as schema
+from .config_schema import field
+from .errors import ConfigError
+
+INTERACTION_FORMATS = ("auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews")
+METADATA_FORMATS = ("auto", "json", "jsonl", "csv", "tsv")
+BUNDLED_PREFIX = "bundled:"
+
+
+@dataclass
+class InteractionsConfig:
+    path: str = field(BUNDLED_PREFIX + "amazon-scientific/interactions.json.gz", help="interaction file")
+    format: str = field("auto", choices=INTERACTION_FORMATS, help="file format; auto guesses from name and content")
+    user_column: Optional[str] = field(None, help="csv/tsv: user column (default user); amazon-reviews: reviewerID")
+    item_column: Optional[str] = field(None, help="csv/tsv: item column (default item); amazon-reviews: asin")
+    time_column: Optional[str] = field(None, help="csv/tsv: time column (default timestamp); amazon-reviews: unixReviewTime")
+
+
+@dataclass
+class MetadataFields:
+    """Which source field holds each attribute (null: the source has none)."""
+
+    title: Optional[str] = "title"
+    brand: Optional[str] = "brand"
+    categories: Optional[str] = "categories"
+    price: Optional[str] = "price"
+    description: Optional[str] = "description"
+
+
+@dataclass
+class MetadataConfig:
+    path: Optional[str] = field(BUNDLED_PREFIX + "amazon-scientific/items.json.gz", help="item metadata file")
+    format: str = field("auto", choices=METADATA_FORMATS)
+    key: Optional[str] = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
+    fields: MetadataFields = field(factory=MetadataFields)
+    category_separator: Optional[str] = field(",", help="splits a categories string; null keeps it whole")
+    categories_are_path: bool = field(True, help="categories are a path from the top level down")
+
+
+@dataclass
+class JoinConfig:
+    key_type: str = field("auto", choices=("auto", "int", "str"), help="how ids are compared")
+    offset: int = field(0, help="metadata key = interaction item id + offset (integer ids only)")
+
+
+@dataclass
+class GroupsConfig:
+    """Tail/head split: a Pareto split by share unless a fixed threshold is set."""
+
+    tail_user_share: float = field(0.8, gt=0.0, lt=1.0, help="share of users (shortest histories) that are tail")
+    tail_item_share: float = field(0.8, gt=0.0, lt=1.0, help="share of items (least popular) that are tail")
+    tail_user_max_length: Optional[int] = field(None, min=1, help="fixed: tail if history length <= this")
+    tail_item_max_popularity: Optional[int] = field(None, min=1, help="fixed: tail if interactions <= this")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "amazon-scientific"
+    interactions: InteractionsConfig = field(factory=InteractionsConfig)
+    metadata: MetadataConfig = field(factory=MetadataConfig)
+    join: JoinConfig = field(factory=JoinConfig)
+    min_user_interactions: int = field(3, min=3, help="users with fewer are dropped (leave-one-out needs 3)")
+    groups: GroupsConfig = field(factory=GroupsConfig)
+
+
+DEFAULT_ITEM_TEMPLATE = ["{title}.", "Brand: {brand}.", "Categories: {categories}.", "Price: {price}.", "{description}"]
+
+
+@dataclass
+class EmbedConfig:
+    model: str = field("bundled", help="'bundled' (offline all-MiniLM-L6-v2), a model name or a local path")
+    item_template: list[str] = field(
+        factory=lambda: list(DEFAULT_ITEM_TEMPLATE),
+        help="parts joined by spaces; a part naming a missing field is left out",
+    )
+    user_item_template: str = field("{title}", help="one training item in a user's text")
+    user_separator: str = field("; ", help="joins a user's items, most recent first")
+    max_tokens: int = field(256, min=8, help="texts are truncated to this many tokens (and the model's limit)")
+    batch_size: int = field(32, min=1)
+    device: str = field("auto", help="auto, cpu, cuda or cuda:N")
+    precision: str = field("auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 where the chip has it")
+    pca_dim: int = field(64, min=1, help="size of the PCA-reduced item embeddings (the recommender's hidden size)")
+    similar_users: int = field(10, min=1, help="K most similar users kept per user")
+    block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
+    cache: bool = field(True, help="reuse encodings of texts seen before (keyed by model and text)")
+
+
+@dataclass
+class RunConfig:
+    root: str = field("runs", help="folder that holds run directories")
+    name: Optional[str] = field(None, help="run directory name; default <dataset>-<config hash>")
+    seed: int = field(42, min=0)
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(factory=DatasetConfig)
+    embed: EmbedConfig = field(factory=EmbedConfig)
+    run: RunConfig = field(factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return schema.to_dict(self)
+
+    def digest(self, *sections: str) -> str:
+        """Stable hash of the named sections (all but ``run`` when none are named)."""
+        data = self.to_dict()
+        keys = sections or tuple(k for k in data if k != "run")
+        blob = json.dumps({k: data[k] for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# Keys that hold file paths, resolved relative to the YAML file that sets them.
+PATH_KEYS = (("dataset", "interactions", "path"), ("dataset", "metadata", "path"))
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    raw = _read_yaml_tree(Path(path), set()) if path is not None else {}
+    for text in overrides:
+        _apply_override(raw, text)
+    cfg = schema.build(Config, raw)
+    _validate(cfg)
+    return cfg
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that also reads ``5e-4`` (no dot) as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def _read_yaml_tree(path: Path, seen: set[Path]) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'extends' forms a cycle")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    data = parse_yaml(text, str(path)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    parents = data.pop("extends", None) or []
+    if isinstance(parents, str):
+        parents = [parents]
+    merged: dict = {}
+    for parent in parents:
+        _deep_merge(merged, _read_yaml_tree(path.parent / parent, seen | {path}))
+    _resolve_paths(data, path.parent)
+    _deep_merge(merged, data)
+    return merged
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    for keys in PATH_KEYS:
+        node = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = resolve_relative(node[keys[-1]], base)
+
+
+def resolve_relative(value: str, base: Path) -> str:
+    if value.startswith(BUNDLED_PREFIX) or os.path.isabs(value):
+        return value
+    return str((base / value).resolve())
+
+
+def _deep_merge(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _apply_override(raw: dict, text: str) -> None:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. embed.batch_size=64")
+    key, _, value_text = text.partition("=")
+    parts = key.strip().split(".")
+    cls, node = Config, raw
+    for depth, part in enumerate(parts):
+        dotted = ".".join(parts[: depth + 1])
+        known = {f.name for f in dataclasses.fields(cls)}
+        if part not in known:
+            raise ConfigError(schema.unknown_key_message(dotted, list(known)))
+        field_type = _dataclass_type(cls, part)
+        if depth == len(parts) - 1:
+            value = parse_yaml(value_text, f"override {text!r}")
+            if tuple(parts) in PATH_KEYS and isinstance(value, str):
+                value = resolve_relative(value, Path.cwd())
+            node[part] = value
+        else:
+            if field_type is None:
+                raise ConfigError(f"{dotted}: is a value, not a section; cannot set {key}")
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: expected a mapping, cannot set {key}")
+            cls = field_type
+
+
+def _dataclass_type(cls: type, name: str) -> type | None:
+    tp = typing.get_type_hints(cls)[name]
+    return tp if dataclasses.is_dataclass(tp) else None
+
+
+def _validate(cfg: Config) -> None:
+    """Checks that involve more than one key."""
+    device = cfg.embed.device
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"embed.device: {device!r} is not allowed; use auto, cpu, cuda, cuda:N or mps")
+    if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":
+        raise ConfigError("dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto")
+    for i, part in enumerate(cfg.embed.item_template):
+        _check_template(part, f"embed.item_template[{i}]")
+    _check_template(cfg.embed.user_item_template, "embed.user_item_template")
+
+
+TEMPLATE_FIELDS = ("title", "brand", "categories", "price", "description")
+
+
+def _check_template(text: str, key: str) -> None:
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not a valid template ({exc})") from None
+    for name in names:
+        if name not in TEMPLATE_FIELDS:
+            raise ConfigError(f"{key}: unknown field {{{name}}}; use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

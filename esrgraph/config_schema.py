@@ -1,0 +1,138 @@
+"""Turning plain mappings (from YAML and ``-o`` overrides) into typed dataclasses.
+
+Every dataclass field may carry constraints in its ``metadata``:
+``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds),
+``gt`` / ``lt`` (exclusive bounds). Errors name the full dotted key and say
+what is allowed, so a typo in a YAML file or an override is found at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Union
+
+from .errors import ConfigError
+
+
+def build(cls: type, data: Any, prefix: str = "") -> Any:
+    """Create dataclass ``cls`` from mapping ``data``, validating every key."""
+    where = prefix.rstrip(".") or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(unknown_key_message(prefix + str(key), list(known)))
+    kwargs = {}
+    for name, f in known.items():
+        if name in data:
+            kwargs[name] = convert(hints[name], data[name], prefix + name, f.metadata)
+    return cls(**kwargs)
+
+
+def unknown_key_message(key: str, allowed: list[str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{key}: unknown key{hint}; allowed here: {', '.join(sorted(allowed))}"
+
+
+def convert(tp: Any, value: Any, key: str, meta: typing.Mapping = types.MappingProxyType({})) -> Any:
+    """Check ``value`` against type ``tp`` and the field constraints in ``meta``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        if len(args) == 1:
+            return convert(args[0], value, key, meta)
+        for arg in args:
+            try:
+                return convert(arg, value, key, meta)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected one of {[_name(a) for a in args]}, got {_describe(value)}")
+    if value is None:
+        raise ConfigError(f"{key}: a value is required (null is not allowed here)")
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {_describe(value)}")
+        (item_type,) = typing.get_args(tp)[:1] or (Any,)
+        return [convert(item_type, v, f"{key}[{i}]", meta) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {_describe(value)}")
+        _, value_type = typing.get_args(tp)
+        return {str(k): convert(value_type, v, f"{key}.{k}", meta) for k, v in value.items()}
+    return _check_scalar(tp, value, key, meta)
+
+
+def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
+    _check_bounds(value, key, meta)
+    return value
+
+
+def _check_bounds(value: Any, key: str, meta: typing.Mapping) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    bounds = [
+        ("min", lambda v, b: v >= b, ">="),
+        ("max", lambda v, b: v <= b, "<="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("lt", lambda v, b: v < b, "<"),
+    ]
+    broken = [f"{sym} {meta[name]}" for name, ok, sym in bounds if name in meta and not ok(value, meta[name])]
+    if broken:
+        allowed = " and ".join(f"{sym} {meta[name]}" for name, _, sym in bounds if name in meta)
+        raise ConfigError(f"{key}: {value} is out of range; expected a value {allowed}")
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data copy of a config dataclass (for manifests, hashing and YAML)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def field(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str = "", **constraints: Any):
+    """A dataclass field with a help text and validation constraints."""
+    meta = dict(constraints, help=help)
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)

@@ -1,0 +1,1 @@
+"""Reading real interaction and metadata formats into the canonical dataset."""

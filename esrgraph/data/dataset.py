@@ -1,0 +1,231 @@
+"""The canonical dataset: contiguous ids, chronological sequences, leave-one-out split, groups.
+
+Items get ids ``1..N`` (0 is padding) and users ``0..U-1``, both in the order
+of their source ids (numeric order when every id is an integer). Each user's
+last item is the test target, the second-to-last the validation target and the
+rest the training sequence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import atomic_write_bytes, read_json, save_arrays, write_json
+from ..config import DatasetConfig, GroupsConfig, JoinConfig
+from ..errors import EsrError, InputError
+from .interactions import Sequences, read_interactions
+from .metadata import ItemMeta, read_metadata
+
+
+@dataclass
+class Dataset:
+    name: str
+    user_ids: list[str]
+    item_ids: list[str]  # item_ids[i - 1] is the source id of canonical item i
+    offsets: np.ndarray  # int64 [U + 1]; user u's items are items[offsets[u]:offsets[u + 1]]
+    items: np.ndarray  # int64 [interactions], canonical item ids
+    item_meta: list[ItemMeta | None]  # item_meta[i - 1]; None when the item has no metadata
+    item_popularity: np.ndarray  # int64 [N + 1], interactions per item, [0] = 0
+    tail_items: np.ndarray  # bool [N + 1], [0] = False
+    tail_users: np.ndarray  # bool [U]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user]: self.offsets[user + 1]]
+
+    def train_sequence(self, user: int) -> np.ndarray:
+        return self.sequence(user)[:-2]
+
+    def valid_target(self, user: int) -> int:
+        return int(self.items[self.offsets[user + 1] - 2])
+
+    def test_target(self, user: int) -> int:
+        return int(self.items[self.offsets[user + 1] - 1])
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def build_dataset(cfg: DatasetConfig) -> Dataset:
+    """Read, join, filter, re-index and split the configured dataset."""
+    sequences, fmt = read_interactions(cfg.interactions)
+    records, meta_stats = read_metadata(cfg.metadata) if cfg.metadata.path else ({}, {"records": 0})
+    total_users = len(sequences)
+    kept = {u: s for u, s in sequences.items() if len(s) >= cfg.min_user_interactions}
+    if not kept:
+        raise EsrError(
+            f"{cfg.interactions.path}: no user has at least {cfg.min_user_interactions} interactions "
+            f"(dataset.min_user_interactions); {total_users} users were read"
+        )
+    key_type = _key_type(kept, records, cfg.join)
+    user_ids = _sorted_ids(kept.keys())
+    item_ids = _sorted_ids({item for seq in kept.values() for item in seq})
+    item_index = {item: i + 1 for i, item in enumerate(item_ids)}
+    lengths = np.array([len(kept[u]) for u in user_ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = np.fromiter((item_index[i] for u in user_ids for i in kept[u]), dtype=np.int64, count=int(offsets[-1]))
+    item_meta, join_stats = _join_metadata(item_ids, records, key_type, cfg.join.offset)
+    popularity = np.bincount(items, minlength=len(item_ids) + 1).astype(np.int64)
+    tail_users, user_threshold = _tail_users(lengths - 1, cfg.groups)
+    tail_items, item_threshold = _tail_items(popularity, cfg.groups)
+    ds = Dataset(cfg.name, user_ids, item_ids, offsets, items, item_meta, popularity, tail_items, tail_users)
+    ds.stats = {
+        "interaction_format": fmt,
+        "metadata": meta_stats,
+        "users_read": total_users,
+        "users_dropped_short": total_users - len(kept),
+        "join": {"key_type": key_type, "offset": cfg.join.offset, **join_stats},
+        "groups": {"tail_user_max_length": user_threshold, "tail_item_max_popularity": item_threshold},
+    }
+    ds.stats.update(summary_stats(ds))
+    return ds
+
+
+def summary_stats(ds: Dataset) -> dict[str, Any]:
+    lengths = ds.lengths()
+    tail_interactions = ds.tail_items[ds.items].sum()
+    return {
+        "users": ds.num_users,
+        "items": ds.num_items,
+        "interactions": int(lengths.sum()),
+        "average_length": round(float(lengths.mean()), 3),
+        "median_length": float(np.median(lengths)),
+        "max_length": int(lengths.max()),
+        "tail_user_share": round(float(ds.tail_users.mean()), 4),
+        "tail_item_share": round(float(ds.tail_items[1:].mean()), 4),
+        "tail_item_interaction_share": round(float(tail_interactions / lengths.sum()), 4),
+    }
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("+-").isdigit()
+
+
+def _sorted_ids(ids) -> list[str]:
+    ids = list(ids)
+    if all(_is_int(i) for i in ids):
+        return sorted(ids, key=lambda i: (int(i), i))
+    return sorted(ids)
+
+
+def _key_type(sequences: Sequences, records: dict[str, ItemMeta], join: JoinConfig) -> str:
+    if join.key_type != "auto":
+        if join.key_type == "int":
+            bad = next((i for s in sequences.values() for i in s if not _is_int(i)), None)
+            if bad is not None:
+                raise EsrError(f"dataset.join.key_type is int, but item id {bad!r} in the interactions is not an integer")
+        return join.key_type
+    items_int = all(_is_int(i) for s in sequences.values() for i in s)
+    keys_int = all(_is_int(k) for k in records)
+    if items_int and keys_int:
+        return "int"
+    if join.offset:
+        raise EsrError("dataset.join.offset is set, but the ids are not all integers; set dataset.join.key_type")
+    return "str"
+
+
+def _join_metadata(item_ids: list[str], records: dict[str, ItemMeta], key_type: str, offset: int):
+    if key_type == "int":
+        by_key = {int(k): v for k, v in records.items() if _is_int(k)}
+        lookup = [by_key.get(int(i) + offset) for i in item_ids]
+        used = {int(i) + offset for i in item_ids}
+        unused = sum(1 for k in by_key if k not in used) + sum(1 for k in records if not _is_int(k))
+    else:
+        lookup = [records.get(i) for i in item_ids]
+        used = set(item_ids)
+        unused = sum(1 for k in records if k not in used)
+    with_meta = sum(m is not None for m in lookup)
+    stats = {
+        "items_with_metadata": with_meta,
+        "items_without_metadata": len(item_ids) - with_meta,
+        "metadata_without_interactions_dropped": unused,
+        "coverage": round(with_meta / len(item_ids), 4),
+    }
+    return lookup, stats
+
+
+def _tail_users(lengths: np.ndarray, groups: GroupsConfig) -> tuple[np.ndarray, int]:
+    threshold = groups.tail_user_max_length
+    if threshold is None:
+        threshold = _share_threshold(lengths, groups.tail_user_share)
+    return lengths <= threshold, int(threshold)
+
+
+def _tail_items(popularity: np.ndarray, groups: GroupsConfig) -> tuple[np.ndarray, int]:
+    threshold = groups.tail_item_max_popularity
+    if threshold is None:
+        threshold = _share_threshold(popularity[1:], groups.tail_item_share)
+    tail = popularity <= threshold
+    tail[0] = False
+    return tail, int(threshold)
+
+
+def _share_threshold(values: np.ndarray, share: float) -> int:
+    """The value at the ``share`` quantile: everything at or below it is tail (ties included)."""
+    ordered = np.sort(values)
+    position = max(int(np.ceil(share * len(ordered))) - 1, 0)
+    return int(ordered[position])
+
+
+# ---------------------------------------------------------------- saving / loading
+
+def save_dataset(ds: Dataset, out_dir: Path) -> None:
+    save_arrays(
+        out_dir / "dataset.npz",
+        offsets=ds.offsets,
+        items=ds.items,
+        item_popularity=ds.item_popularity,
+        tail_items=ds.tail_items,
+        tail_users=ds.tail_users,
+    )
+    write_json(out_dir / "ids.json", {"name": ds.name, "users": ds.user_ids, "items": ds.item_ids})
+    lines = (json.dumps(m, ensure_ascii=False, sort_keys=True) for m in ds.item_meta)
+    atomic_write_bytes(out_dir / "item_meta.jsonl", ("\n".join(lines) + "\n").encode())
+    write_json(out_dir / "stats.json", ds.stats)
+
+
+def load_dataset(stage_dir: Path) -> Dataset:
+    try:
+        arrays = np.load(stage_dir / "dataset.npz")
+        ids = read_json(stage_dir / "ids.json")
+        meta_text = (stage_dir / "item_meta.jsonl").read_text(encoding="utf-8")
+        stats = read_json(stage_dir / "stats.json")
+    except (OSError, ValueError) as exc:
+        raise InputError(stage_dir, f"cannot load the prepared dataset ({exc}); run it again with --force") from None
+    item_meta = [json.loads(line) for line in meta_text.splitlines()]
+    return Dataset(
+        ids["name"], ids["users"], ids["items"], arrays["offsets"], arrays["items"], item_meta,
+        arrays["item_popularity"], arrays["tail_items"], arrays["tail_users"], stats,
+    )
+
+
+def describe(stats: dict[str, Any]) -> str:
+    """Human-readable dataset statistics."""
+    join, groups = stats["join"], stats["groups"]
+    lines = [
+        f"users            {stats['users']:>10,}   (read {stats['users_read']:,}; "
+        f"dropped {stats['users_dropped_short']:,} with too few interactions)",
+        f"items            {stats['items']:>10,}",
+        f"interactions     {stats['interactions']:>10,}",
+        f"average length   {stats['average_length']:>10.2f}   (median {stats['median_length']:g}, max {stats['max_length']:,})",
+        f"metadata join    {join['items_with_metadata']:>10,} items with metadata ({join['coverage']:.1%}); "
+        f"{join['items_without_metadata']:,} without (kept); {join['metadata_without_interactions_dropped']:,} "
+        f"records of items nobody interacted with (dropped); ids compared as {join['key_type']}",
+        f"tail users       {stats['tail_user_share']:>10.1%}   (history before test <= {groups['tail_user_max_length']})",
+        f"tail items       {stats['tail_item_share']:>10.1%}   (popularity <= {groups['tail_item_max_popularity']}; "
+        f"{stats['tail_item_interaction_share']:.1%} of interactions)",
+    ]
+    return "\n".join(lines)

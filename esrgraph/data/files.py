@@ -1,0 +1,115 @@
+"""Opening input files: bundled resources, transparent gzip, strict UTF-8 with line numbers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..config import BUNDLED_PREFIX
+from ..errors import InputError
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def resolve_path(path: str) -> Path:
+    """Turn a config path (possibly ``bundled:<name>``) into an existing file path."""
+    if path.startswith(BUNDLED_PREFIX):
+        resolved = RESOURCES / path[len(BUNDLED_PREFIX):]
+        if not resolved.is_file():
+            available = sorted(str(p.relative_to(RESOURCES)) for p in RESOURCES.rglob("*.gz"))
+            raise InputError(path, f"no such bundled file; bundled: {', '.join(available)}")
+        return resolved
+    resolved = Path(path)
+    if not resolved.exists():
+        raise InputError(path, "file not found")
+    if not resolved.is_file():
+        raise InputError(path, "not a file")
+    return resolved
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """A short, stable name for messages (bundled files keep their ``bundled:`` name)."""
+    text = str(path)
+    try:
+        return BUNDLED_PREFIX + str(Path(text).resolve().relative_to(RESOURCES))
+    except ValueError:
+        return text
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        if is_gzip(path):
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(display_name(path), f"cannot read the file ({exc})") from None
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text; non-UTF-8 bytes are an error naming the line."""
+    data = read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(display_name(path), f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot be decoded)", line=line) from None
+    if not text.strip():
+        raise InputError(display_name(path), "the file is empty")
+    return text.lstrip("\ufeff")
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Stream ``(line_number, text)`` for every non-blank line, decoding UTF-8 strictly."""
+    name = display_name(path)
+    seen_any = False
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(name, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be decoded)", line=number) from None
+                if number == 1:
+                    line = line.lstrip("\ufeff")
+                if line.strip():
+                    seen_any = True
+                    yield number, line.rstrip("\r\n")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(name, f"cannot read the file ({exc})") from None
+    if not seen_any:
+        raise InputError(name, "the file is empty")
+
+
+def load_json_document(path: Path) -> Any:
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(display_name(path), f"malformed JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for a JSON Lines file; every line must be an object."""
+    name = display_name(path)
+    for number, line in iter_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(name, f"malformed JSON ({exc.msg}, column {exc.colno})", line=number) from None
+        if not isinstance(obj, dict):
+            raise InputError(name, f"expected a JSON object on each line, got {type(obj).__name__}", line=number)
+        yield number, obj

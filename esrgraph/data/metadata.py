@@ -1,0 +1,159 @@
+"""Readers for item metadata: a JSON object keyed by item id, JSON Lines, or CSV/TSV.
+
+Each record becomes an :data:`ItemMeta` mapping with the fields named in the
+config: ``title``, ``brand``, ``price`` and ``description`` as strings (or
+``None`` when missing) and ``categories`` as a list of strings in source order.
+Values are only cleaned of surrounding space here; the graph builder applies
+its own normalisation to attribute values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..config import MetadataConfig
+from ..errors import InputError
+from .files import display_name, iter_json_lines, iter_lines, load_json_document, resolve_path
+
+ItemMeta = dict[str, Any]
+TEXT_FIELDS = ("title", "brand", "price", "description")
+
+
+def read_metadata(cfg: MetadataConfig) -> tuple[dict[str, ItemMeta], dict[str, Any]]:
+    """Read the configured metadata file; returns ``{item key: meta}`` and read statistics."""
+    path = resolve_path(cfg.path)
+    fmt = cfg.format if cfg.format != "auto" else detect_format(path, cfg.key)
+    name = display_name(path)
+    records: dict[str, ItemMeta] = {}
+    duplicates = 0
+    for key, raw, where in _RECORDS[fmt](path, cfg, fmt):
+        if key in records:
+            duplicates += 1  # real dumps repeat some products; the first record wins
+            continue
+        records[key] = normalise_record(raw, cfg, name, where)
+    if not records:
+        raise InputError(name, f"no item records found (read as {fmt})")
+    return records, {"format": fmt, "records": len(records), "duplicate_keys": duplicates}
+
+
+def detect_format(path: Path, key: str | None) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".tsv"):
+        return "tsv"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    _, first = next(iter_lines(path))
+    try:
+        obj = json.loads(first)
+    except json.JSONDecodeError:
+        return "json"
+    # One object per line carrying its own id field: JSON Lines (the Amazon dumps are named .json).
+    return "jsonl" if isinstance(obj, dict) and (key or "asin") in obj else "json"
+
+
+def _json_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[str, Any, dict]]:
+    data = load_json_document(path)
+    if not isinstance(data, dict):
+        raise InputError(display_name(path), f"expected a JSON object keyed by item id, got {type(data).__name__}")
+    for key, value in data.items():
+        yield str(key).strip(), value, {"key": key}
+
+
+def _jsonl_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[str, Any, dict]]:
+    key_field = cfg.key or "asin"
+    name = display_name(path)
+    for number, obj in iter_json_lines(path):
+        if key_field not in obj:
+            raise InputError(name, f"missing id field {key_field!r} (set dataset.metadata.key)", line=number)
+        yield _record_key(obj[key_field], name, number), obj, {"line": number}
+
+
+def _table_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[str, Any, dict]]:
+    name = display_name(path)
+    fmt_delimiter = "\t" if fmt == "tsv" else ","
+    lines = iter_lines(path)
+    header_line, header_text = next(lines)
+    header = next(csv.reader([header_text], delimiter=fmt_delimiter))
+    key_field = cfg.key or header[0]
+    if key_field not in header:
+        raise InputError(name, f"missing id column {key_field!r}; the header has {header}", line=header_line)
+    wanted = [c for c in _configured_fields(cfg).values() if c is not None]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise InputError(name, f"missing column(s) {missing} named in dataset.metadata.fields; the header has {header}", line=header_line)
+    numbers = []
+
+    def tracked() -> Iterator[str]:
+        for number, text in lines:
+            numbers.append(number)
+            yield text
+
+    try:
+        # One reader over all lines, so a quoted cell may span lines.
+        for row in csv.reader(tracked(), delimiter=fmt_delimiter):
+            number = numbers[-1]
+            if len(row) != len(header):
+                raise InputError(name, f"expected {len(header)} fields as in the header, got {len(row)}", line=number)
+            obj = dict(zip(header, row))
+            yield _record_key(obj[key_field], name, number), obj, {"line": number}
+    except csv.Error as exc:
+        raise InputError(name, f"malformed CSV row ({exc})", line=numbers[-1] if numbers else None) from None
+
+
+def _record_key(value: Any, name: str, line: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise InputError(name, f"expected an item id (string or integer), got {json.dumps(value)}", line=line)
+    return str(value).strip()
+
+
+def _configured_fields(cfg: MetadataConfig) -> dict[str, str | None]:
+    f = cfg.fields
+    return {"title": f.title, "brand": f.brand, "categories": f.categories, "price": f.price, "description": f.description}
+
+
+def normalise_record(raw: Any, cfg: MetadataConfig, name: str, where: dict) -> ItemMeta:
+    if not isinstance(raw, dict):
+        raise InputError(name, f"expected an object of item fields, got {type(raw).__name__}", **where)
+    meta: ItemMeta = {}
+    for field_name, source in _configured_fields(cfg).items():
+        value = raw.get(source) if source is not None else None
+        if field_name == "categories":
+            meta["categories"] = _categories(value, cfg.category_separator)
+        else:
+            meta[field_name] = _text(value)
+    return meta
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (list, tuple)):
+        parts = [t for t in (_text(v) for v in value) if t]
+        return " ".join(parts) or None
+    if isinstance(value, dict):
+        return None
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def _categories(value: Any, separator: str | None) -> list[str]:
+    if value is None or isinstance(value, (bool, dict)):
+        return []
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for element in value:
+            for part in _categories(element, None) if not isinstance(element, str) else [_text(element)]:
+                if part:
+                    out.append(part)
+        return out
+    text = str(value)
+    parts = text.split(separator) if separator else [text]
+    return [p for p in (_text(x) for x in parts) if p]
+
+
+_RECORDS = {"json": _json_records, "jsonl": _jsonl_records, "csv": _table_records, "tsv": _table_records}

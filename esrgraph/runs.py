@@ -1,0 +1,81 @@
+"""Run directories: one per dataset and configuration, one sub-folder per stage.
+
+``<run.root>/<dataset>-<config hash>/`` holds ``config.yaml`` (the resolved
+config), ``manifest.json`` (config, input hashes, versions) and one folder per
+stage, each with its own manifest. A stage is keyed by its own config section,
+its input files and the keys of the stages it reads, and is skipped when its
+folder already holds a complete output with that key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifacts import atomic_write_bytes, is_up_to_date, package_versions, read_manifest, sha256_file, sha256_json, stage_output, write_json, write_manifest
+from .config import Config, dump_yaml
+from .data.files import display_name, resolve_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    cfg: Config
+    force: frozenset[str] = frozenset()  # stages to recompute even when up to date
+    _input_hashes: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def dir(self) -> Path:
+        name = self.cfg.run.name or f"{self.cfg.dataset.name}-{self.cfg.digest()[:10]}"
+        return Path(self.cfg.run.root) / name
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cfg.run.root) / ".cache"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.dir / stage
+
+    def input_hashes(self) -> dict[str, str]:
+        """sha256 of the dataset's input files, by their configured names."""
+        if self._input_hashes is None:
+            paths = [self.cfg.dataset.interactions.path, self.cfg.dataset.metadata.path]
+            self._input_hashes = {display_name(resolve_path(p)): sha256_file(resolve_path(p)) for p in paths if p}
+        return self._input_hashes
+
+    def stage_key(self, stage: str) -> str:
+        manifest = read_manifest(self.stage_dir(stage))
+        return manifest["key"] if manifest else ""
+
+    def write_run_manifest(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.dir / "config.yaml", dump_yaml(self.cfg).encode())
+        write_json(self.dir / "manifest.json", {
+            "config": self.cfg.to_dict(),
+            "config_hash": self.cfg.digest(),
+            "inputs": self.input_hashes(),
+            "versions": package_versions(),
+        })
+
+    def run_stage(self, stage: str, section: Any, upstream: dict[str, str],
+                  produce: Callable[[Path], dict | None], inputs: dict[str, str] | None = None) -> Path:
+        """Run ``produce(tmp_dir)`` unless the stage is up to date; returns the stage folder.
+
+        ``upstream`` maps stage names to their keys; ``produce`` may return extra
+        manifest entries (e.g. statistics).
+        """
+        inputs = inputs if inputs is not None else {}
+        key = sha256_json({"stage": stage, "config": section, "upstream": upstream, "inputs": inputs})
+        out = self.stage_dir(stage)
+        if stage not in self.force and is_up_to_date(out, key):
+            log.info("%s: up to date in %s", stage, out)
+            return out
+        self.write_run_manifest()
+        with stage_output(out) as tmp:
+            extra = produce(tmp) or {}
+            write_manifest(tmp, stage, key, section, {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra)
+        log.info("%s: wrote %s", stage, out)
+        return out

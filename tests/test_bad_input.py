@@ -1,0 +1,89 @@
+"""Bad input: one line naming the file and line or key, exit status 2, nothing left behind."""
+
+import gzip
+import json
+
+import pytest
+
+from cli.main import main
+
+
+def run_prepare(tmp_path, interactions, metadata=None, *extra):
+    root = tmp_path / "runs"
+    args = ["prepare", "-o", f"dataset.interactions.path={interactions}", "-o", f"run.root={root}", "-o", "run.name=r"]
+    args += ["-o", f"dataset.metadata.path={metadata}" if metadata else "dataset.metadata.path=null"]
+    for e in extra:
+        args += ["-o", e]
+    return main(args), root
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, content, fmt, expected", [
+    ("inter.txt", "u1 1\nu1 2\nu1 3 4 5\n", "inter", "inter.txt, line 3: expected 'user item' (2 fields), got 4 fields"),
+    ("seq.txt", "u1 1 2 3\nu2\n", "sequences", "seq.txt, line 2: expected 'user item item ...'"),
+    ("i.json", '{"u1": [1, 2, 3],\n "u2": [4, 5 6]}', "json", "i.json, line 2: malformed JSON"),
+    ("i.json", '{"u1": [1, 2, 3], "u2": 7}', "json", "i.json, key 'u2': expected a list of items, got int"),
+    ("i.json", '{"u1": [1, 2.5, 3]}', "json", "i.json, key 'u1': item id must be a string or integer, got 2.5"),
+    ("i.json", '[1, 2]', "json", "i.json: expected a JSON object mapping each user to a list of items"),
+    ("i.csv", "user,item\nu1,1\n", "csv", "i.csv, line 1: missing column(s) ['timestamp']"),
+    ("i.csv", "user,item,timestamp\nu1,1,5\nu1,2,yesterday\n", "csv", "i.csv, line 3: timestamp 'yesterday' is not a number or an ISO date"),
+    ("i.csv", "user,item,timestamp\nu1,1,5\nu1,2\n", "csv", "i.csv, line 3: expected 3 fields as in the header, got 2"),
+    ("empty.txt", "\n\n", "auto", "empty.txt: the file is empty"),
+    ("latin.txt", b"u1 1 2 3\nu2 caf\xe9 1 2\n", "auto", "latin.txt, line 2: not UTF-8 text"),
+    ("r.json.gz", gzip.compress(b'{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\n{"reviewerID": "a"}\n'),
+     "amazon-reviews", "r.json.gz, line 2: missing field(s) ['asin', 'unixReviewTime']"),
+    ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\nnot json\n', "amazon-reviews", "r.jsonl, line 2: malformed JSON"),
+    ("few.txt", "u1 1 2\nu2 3\n", "sequences", "no user has at least 3 interactions"),
+])
+def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
+    path = write(tmp_path, name, content)
+    rc, root = run_prepare(tmp_path, path, None, f"dataset.interactions.format={fmt}")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert expected in err
+    assert err.startswith("esr: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (root / "r" / "dataset").exists()
+    assert not list((root / "r").glob(".dataset.*")) if (root / "r").exists() else True
+
+
+GOOD = "u1 1 2 3\nu2 2 3 1\n"
+
+
+@pytest.mark.parametrize("name, content, extra, expected", [
+    ("m.json", '{"1": {"title": "a"}, "2": "oops"}', [], "m.json, key '2': expected an object of item fields, got str"),
+    ("m.json", '{"1": {"title": "a"},, }', [], "m.json, line 1: malformed JSON"),
+    ("m.jsonl", '{"asin": "1"}\n{"title": "no id"}\n', ["dataset.metadata.key=asin"], "m.jsonl, line 2: missing id field 'asin'"),
+    ("m.csv", "item_id,title\n1,a\n2\n", ["dataset.metadata.key=item_id", "dataset.metadata.fields.brand=null",
+                                          "dataset.metadata.fields.price=null", "dataset.metadata.fields.categories=null",
+                                          "dataset.metadata.fields.description=null"], "m.csv, line 3: expected 2 fields"),
+    ("m.csv", "id,title\n1,a\n", ["dataset.metadata.key=item_id"], "m.csv, line 1: missing id column 'item_id'"),
+    ("m.json", b'{"1": {"title": "\xff"}}', [], "m.json, line 1: not UTF-8 text"),
+    ("m.json", "", [], "m.json: the file is empty"),
+])
+def test_bad_metadata(tmp_path, capsys, name, content, extra, expected):
+    interactions = write(tmp_path, "seq.txt", GOOD)
+    path = write(tmp_path, name, content)
+    rc, root = run_prepare(tmp_path, interactions, path, *extra)
+    err = capsys.readouterr().err
+    assert rc == 2 and expected in err and err.count("\n") == 1
+    assert not (root / "r" / "dataset").exists()
+
+
+def test_missing_file_and_missing_config(tmp_path, capsys):
+    rc, _ = run_prepare(tmp_path, tmp_path / "nope.txt")
+    assert rc == 2 and "nope.txt: file not found" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: config file not found" in capsys.readouterr().err
+
+
+def test_good_input_writes_the_stage(tmp_path, capsys):
+    rc, root = run_prepare(tmp_path, write(tmp_path, "seq.txt", GOOD))
+    assert rc == 0 and (root / "r" / "dataset" / "manifest.json").is_file()
+    manifest = json.loads((root / "r" / "dataset" / "manifest.json").read_text())
+    assert set(manifest["artifacts"]) == {"dataset.npz", "ids.json", "item_meta.jsonl", "stats.json"}
+    assert "users" in capsys.readouterr().out

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from esrgraph.config import load_config
+from esrgraph.errors import ConfigError
+
+
+def test_defaults_point_at_bundled_data():
+    cfg = load_config()
+    assert cfg.dataset.interactions.path.startswith("bundled:")
+    assert cfg.embed.batch_size == 32 and cfg.dataset.min_user_interactions == 3
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["embed.batch_size=64", "dataset.groups.tail_user_share=0.75", "embed.cache=false",
+                             "embed.item_template=['{title}']", "run.name=x"])
+    assert cfg.embed.batch_size == 64 and cfg.dataset.groups.tail_user_share == 0.75
+    assert cfg.embed.cache is False and cfg.embed.item_template == ["{title}"] and cfg.run.name == "x"
+
+
+def test_exponent_without_dot_is_a_float(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset:\n  groups:\n    tail_item_share: 5e-1\n")
+    assert load_config(path).dataset.groups.tail_item_share == 0.5
+
+
+def test_extends_and_paths_relative_to_each_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text("dataset:\n  name: base\n  interactions:\n    path: data/x.txt\n")
+    (tmp_path / "sub" / "child.yaml").write_text("extends: ../base.yaml\ndataset:\n  metadata:\n    path: m.json\n")
+    cfg = load_config(tmp_path / "sub" / "child.yaml", ["embed.pca_dim=32"])
+    assert cfg.dataset.name == "base"
+    assert Path(cfg.dataset.interactions.path) == (tmp_path / "data" / "x.txt").resolve()
+    assert Path(cfg.dataset.metadata.path) == (tmp_path / "sub" / "m.json").resolve()
+    assert cfg.embed.pca_dim == 32
+
+
+@pytest.mark.parametrize("override, message", [
+    ("embed.batch_siz=3", "embed.batch_siz: unknown key (did you mean 'batch_size'?)"),
+    ("nosuch.key=1", "nosuch: unknown key"),
+    ("embed.batch_size=abc", "embed.batch_size: expected an integer"),
+    ("embed.batch_size=2.5", "embed.batch_size: expected an integer"),
+    ("embed.batch_size=0", "embed.batch_size: 0 is out of range; expected a value >= 1"),
+    ("dataset.groups.tail_user_share=1.0", "dataset.groups.tail_user_share: 1.0 is out of range"),
+    ("embed.precision=fp8", "embed.precision: 'fp8' is not allowed; choose one of auto, fp32, bf16, fp16"),
+    ("embed.cache=yes please", "embed.cache: expected true or false"),
+    ("embed.model=null", "embed.model: a value is required"),
+    ("embed.batch_size.x=1", "embed.batch_size: is a value, not a section"),
+    ("dataset.min_user_interactions=2", "dataset.min_user_interactions: 2 is out of range"),
+    ("embed.item_template=['{titel}']", "embed.item_template[0]: unknown field {titel}"),
+    ("embed.device=gpu", "embed.device: 'gpu' is not allowed"),
+    ("embed", "expected KEY=VALUE"),
+])
+def test_bad_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line \d+: not valid YAML"):
+        load_config(path)
+
+
+def test_unknown_key_in_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("embed:\n  modle: x\n")
+    with pytest.raises(ConfigError, match="embed.modle: unknown key \\(did you mean 'model'\\?\\)"):
+        load_config(path)
+
+
+def test_digest_changes_with_settings_but_not_with_run_section():
+    a, b = load_config(), load_config(None, ["run.root=elsewhere"])
+    c = load_config(None, ["embed.pca_dim=32"])
+    assert a.digest() == b.digest() != c.digest()

@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+
+from esrgraph.config import load_config
+from esrgraph.data.dataset import build_dataset, load_dataset, save_dataset
+from esrgraph.errors import EsrError
+from tests.conftest import SHARED_DATA, TINY_SEQUENCES, needs_shared, tiny_overrides
+
+
+def test_ids_split_and_filtering(tiny_config):
+    ds = build_dataset(tiny_config().dataset)
+    assert ds.user_ids == [f"u{i}" for i in range(1, 9)]  # u9 has 2 interactions: dropped
+    assert ds.stats["users_dropped_short"] == 1
+    assert ds.item_ids == [str(i) for i in range(1, 9)]  # numeric order; item 99 was never bought
+    # source ids 1..8 map to canonical ids 1..8 here, so sequences read back unchanged
+    for u, raw in enumerate(ds.user_ids):
+        assert ds.sequence(u).tolist() == TINY_SEQUENCES[raw]
+        assert ds.train_sequence(u).tolist() == TINY_SEQUENCES[raw][:-2]
+        assert ds.valid_target(u) == TINY_SEQUENCES[raw][-2]
+        assert ds.test_target(u) == TINY_SEQUENCES[raw][-1]
+    assert ds.item_popularity[0] == 0 and ds.item_popularity.sum() == ds.stats["interactions"] == 36
+
+
+def test_join_coverage_counts(tiny_config):
+    ds = build_dataset(tiny_config().dataset)
+    join = ds.stats["join"]
+    assert join["key_type"] == "int" and join["items_with_metadata"] == 8
+    assert join["metadata_without_interactions_dropped"] == 1  # item 99
+    assert ds.item_meta[2]["title"] == "Face cream"
+
+
+def test_join_with_offset_keeps_items_without_metadata(tiny_config):
+    # metadata key = item id + 1: items 1..7 find the records of 2..8, item 8 finds none.
+    ds = build_dataset(tiny_config("dataset.join.offset=1").dataset)
+    join = ds.stats["join"]
+    assert join["items_with_metadata"] == 7 and join["items_without_metadata"] == 1
+    assert ds.item_meta[0]["title"] == "Blue nail polish" and ds.item_meta[7] is None
+    assert join["metadata_without_interactions_dropped"] == 2  # records 1 and 99
+
+
+def test_string_join_through_raw_dump(tiny, tmp_path):
+    cfg = load_config(None, [f"dataset.interactions.path={tiny['reviews']}", f"dataset.metadata.path={tiny['items_jsonl']}",
+                             "dataset.metadata.key=asin", "dataset.metadata.fields.categories=category"])
+    ds = build_dataset(cfg.dataset)
+    assert ds.stats["join"]["key_type"] == "str" and ds.stats["join"]["coverage"] == 1.0
+    assert ds.item_ids[0] == "A001" and ds.item_meta[0]["categories"] == ["Beauty", "Makeup", "Nails"]
+
+
+def test_int_key_type_rejects_non_integer_ids(tiny):
+    cfg = load_config(None, [f"dataset.interactions.path={tiny['reviews']}", "dataset.metadata.path=null",
+                             "dataset.join.key_type=int"])
+    with pytest.raises(EsrError, match="item id 'A00\\d' in the interactions is not an integer"):
+        build_dataset(cfg.dataset)
+
+
+def test_pareto_groups_by_share(tiny_config):
+    ds = build_dataset(tiny_config().dataset)
+    lengths = ds.lengths() - 1  # history before the test item
+    threshold = ds.stats["groups"]["tail_user_max_length"]
+    assert np.array_equal(ds.tail_users, lengths <= threshold)
+    assert (lengths <= threshold).mean() >= 0.8 and (lengths < threshold).mean() < 0.8
+    pop = ds.item_popularity[1:]
+    item_threshold = ds.stats["groups"]["tail_item_max_popularity"]
+    assert np.array_equal(ds.tail_items[1:], pop <= item_threshold) and not ds.tail_items[0]
+    assert (pop <= item_threshold).mean() >= 0.8 and (pop < item_threshold).mean() < 0.8
+
+
+def test_fixed_group_thresholds(tiny_config):
+    ds = build_dataset(tiny_config("dataset.groups.tail_user_max_length=3", "dataset.groups.tail_item_max_popularity=4").dataset)
+    assert ds.tail_users.tolist() == [(len(TINY_SEQUENCES[u]) - 1) <= 3 for u in ds.user_ids]
+    assert ds.tail_items[1:].tolist() == (ds.item_popularity[1:] <= 4).tolist()
+
+
+def test_save_load_roundtrip(tiny_config, tmp_path):
+    ds = build_dataset(tiny_config().dataset)
+    save_dataset(ds, tmp_path)
+    back = load_dataset(tmp_path)
+    assert back.user_ids == ds.user_ids and back.item_ids == ds.item_ids
+    assert np.array_equal(back.items, ds.items) and np.array_equal(back.tail_users, ds.tail_users)
+    assert back.item_meta == ds.item_meta and back.stats == json.loads(json.dumps(ds.stats))
+
+
+@needs_shared
+@pytest.mark.parametrize("name, users, items, interactions", [
+    ("amazon-beauty", 22363, 12101, 198502),
+    ("amazon-giftcards-raw", 458, 148, 2972),
+])
+def test_real_datasets_through_config(name, users, items, interactions):
+    from pathlib import Path
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    ds = build_dataset(cfg.dataset)
+    assert (ds.num_users, ds.num_items, ds.stats["interactions"]) == (users, items, interactions)
+    assert ds.stats["join"]["coverage"] == 1.0
+    assert 0.8 <= ds.stats["tail_user_share"] < 0.9 and 0.8 <= ds.stats["tail_item_share"] < 0.9

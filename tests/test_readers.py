@@ -1,0 +1,122 @@
+import gzip
+import json
+
+import pytest
+
+from esrgraph.config import InteractionsConfig, MetadataConfig, MetadataFields
+from esrgraph.data.interactions import detect_format, read_interactions
+from esrgraph.data.metadata import read_metadata
+from tests.conftest import SHARED_DATA, TINY_ITEMS, TINY_SEQUENCES, needs_shared
+
+EXPECTED = {u: [str(i) for i in s] for u, s in TINY_SEQUENCES.items()}
+
+
+@pytest.mark.parametrize("fmt", ["json", "sequences", "inter", "csv"])
+def test_interaction_formats_agree(tiny, fmt):
+    sequences, used = read_interactions(InteractionsConfig(path=str(tiny[fmt]), format="auto"))
+    assert used == fmt
+    assert sequences == EXPECTED
+
+
+def test_amazon_reviews_sorted_by_time(tiny):
+    sequences, used = read_interactions(InteractionsConfig(path=str(tiny["reviews"])))
+    assert used == "amazon-reviews"
+    assert sequences == {u: [f"A{int(i):03d}" for i in s] for u, s in EXPECTED.items()}
+
+
+def test_csv_ties_keep_file_order(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("item\tuser\ttimestamp\nb\tx\t5\na\tx\t5\nc\tx\t1\n")
+    sequences, _ = read_interactions(InteractionsConfig(path=str(path)))
+    assert sequences == {"x": ["c", "b", "a"]}
+
+
+def test_csv_iso_dates_and_custom_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("who,what,when\nx,b,2020-01-02\nx,a,2020-01-01T10:00:00\n")
+    cfg = InteractionsConfig(path=str(path), user_column="who", item_column="what", time_column="when")
+    assert read_interactions(cfg)[0] == {"x": ["a", "b"]}
+
+
+def test_gzip_detected_by_content_not_name(tmp_path, tiny):
+    path = tmp_path / "plain-name.txt"
+    path.write_bytes(gzip.compress(tiny["sequences"].read_bytes()))
+    assert read_interactions(InteractionsConfig(path=str(path)))[0] == EXPECTED
+
+
+def test_detect_inter_versus_sequences(tiny):
+    assert detect_format(tiny["inter"]) == "inter"
+    assert detect_format(tiny["sequences"]) == "sequences"
+
+
+def _meta(path, **kw):
+    return read_metadata(MetadataConfig(path=str(path), **kw))
+
+
+def test_metadata_json_object(tiny):
+    records, stats = _meta(tiny["items_json"])
+    assert stats["format"] == "json" and len(records) == len(TINY_ITEMS)
+    assert records["1"] == {"title": "Red nail polish", "brand": "OPI", "price": "$5.99",
+                            "description": "Glossy red.", "categories": ["Beauty", "Makeup", "Nails"]}
+    assert records["7"]["brand"] is None and records["6"]["price"] is None
+
+
+def test_metadata_jsonl_with_list_categories(tiny):
+    records, stats = _meta(tiny["items_jsonl"], key="asin", fields=MetadataFields(categories="category"))
+    assert stats["format"] == "jsonl"
+    assert records["A003"]["categories"] == ["Beauty", "Skin Care", "Face"]
+    assert records["A003"]["brand"] == "L&#39;Oreal"  # unescaping is the consumers' job
+
+
+def test_metadata_csv_with_path_separator(tiny):
+    records, stats = _meta(tiny["items_csv"], key="item_id", category_separator="|", fields=MetadataFields(description=None))
+    assert stats["format"] == "csv"
+    assert records["8"]["categories"] == ["Beauty", "Makeup", "Eyes"]
+    assert records["7"]["brand"] is None  # empty cell = missing
+
+
+def test_metadata_duplicate_keys_first_wins(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"asin": "A", "title": "first"}\n{"asin": "A", "title": "second"}\n')
+    records, stats = _meta(path)
+    assert records["A"]["title"] == "first" and stats["duplicate_keys"] == 1
+
+
+def test_description_lists_are_joined(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"1": {"title": ["A", " b "], "description": ["x", "", "y"], "categories": [["P", "Q"]]}}))
+    records, _ = _meta(path)
+    assert records["1"]["title"] == "A b" and records["1"]["description"] == "x y"
+    assert records["1"]["categories"] == ["P", "Q"]
+
+
+# ------------------------------------------------------------------ real data
+
+@needs_shared
+def test_real_scientific():
+    seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-scientific/interactions.json")))
+    assert fmt == "json" and len(seqs) == 8317 and sum(map(len, seqs.values())) == 58492
+    records, _ = _meta(SHARED_DATA / "amazon-scientific/items.json")
+    assert len(records) == 4344
+    assert sum(bool(r["brand"]) for r in records.values()) == 4332
+    assert sum(bool(r["categories"]) for r in records.values()) == 4213
+    assert records["0"]["categories"][0] == "Industrial & Scientific"
+
+
+@needs_shared
+def test_real_beauty():
+    seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-beauty/sequences.txt")))
+    assert fmt == "sequences" and len(seqs) == 22363 and sum(map(len, seqs.values())) == 198502
+    records, _ = _meta(SHARED_DATA / "amazon-beauty/items.csv", key="item_id", category_separator="|",
+                       fields=MetadataFields(description=None))
+    assert len(records) == 12101
+    assert sum(bool(r["title"]) for r in records.values()) == 12094
+    assert sum(bool(r["price"]) for r in records.values()) == 11516
+
+
+@needs_shared
+def test_real_giftcards_raw():
+    seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-giftcards-raw/Gift_Cards_5.json.gz")))
+    assert fmt == "amazon-reviews" and len(seqs) == 458 and sum(map(len, seqs.values())) == 2972
+    records, stats = _meta(SHARED_DATA / "amazon-giftcards-raw/meta_Gift_Cards.json.gz", fields=MetadataFields(categories="category"))
+    assert stats["format"] == "jsonl" and len(records) + stats["duplicate_keys"] == 1547
