@@ -23,6 +23,8 @@ import yaml
 from . import config_schema as schema
 from .config_schema import field
 from .errors import ConfigError
+from .gnn.config import GnnConfig
+from .graph.config import GraphConfig
 
 INTERACTION_FORMATS = ("auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews")
 METADATA_FORMATS = ("auto", "json", "jsonl", "csv", "tsv")
@@ -118,6 +120,8 @@ class RunConfig:
 class Config:
     dataset: DatasetConfig = field(factory=DatasetConfig)
     embed: EmbedConfig = field(factory=EmbedConfig)
+    graph: GraphConfig = field(factory=GraphConfig)
+    gnn: GnnConfig = field(factory=GnnConfig)
     run: RunConfig = field(factory=RunConfig)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,50 @@
+"""The ``esr`` click group and the options every stage command shares."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+from esrgraph import __version__
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("esrgraph").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="esr")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def esr(verbose: int) -> None:
+    """Graph-aware, LLM-enhanced sequential recommendation for long-tail users and items.
+
+    Every command takes an optional CONFIG (a YAML file; the bundled
+    amazon-scientific data when omitted) and any number of -o KEY=VALUE
+    overrides, e.g. -o embed.batch_size=64.
+    """
+    _setup_logging(verbose)
+
+
+def run_options(stage: str | None):
+    """CONFIG argument, -o overrides and --force (recompute ``stage``), turned into a Run."""
+    return functools.partial(_with_run, stage=stage)
+
+
+def _with_run(func, stage: str | None):
+    @click.argument("config", required=False, type=click.Path(dir_okay=False))
+    @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+    @click.option("--force", is_flag=True, help="Recompute this command's stage even when it is up to date.")
+    @functools.wraps(func)
+    def wrapper(config, overrides, force, **kwargs):
+        from esrgraph.config import load_config
+        from esrgraph.runs import Run
+
+        cfg = load_config(config, overrides)
+        return func(Run(cfg, force=frozenset([stage] if force and stage else [])), **kwargs)
+
+    return wrapper

@@ -1,0 +1,44 @@
+"""Commands for the dataset and text stages: prepare, embed, show-config."""
+
+from __future__ import annotations
+
+import click
+
+from .app import esr, run_options
+
+
+@esr.command()
+@run_options("dataset")
+def prepare(run) -> None:
+    """Read, join and split the dataset; print its statistics."""
+    from esrgraph.data.dataset import describe
+    from esrgraph.data.stage import prepare as prepare_dataset
+
+    ds = prepare_dataset(run)
+    click.echo(f"dataset {ds.name} -> {run.stage_dir('dataset')}")
+    click.echo(describe(ds.stats))
+
+
+@esr.command()
+@run_options("embed")
+def embed(run) -> None:
+    """Encode item and user texts; PCA item embeddings; similar users."""
+    from esrgraph.data.dataset import describe
+    from esrgraph.data.stage import prepare as prepare_dataset
+    from esrgraph.text.stage import embed as run_embed
+
+    ds = prepare_dataset(run)
+    click.echo(f"dataset {ds.name}")
+    click.echo(describe(ds.stats))
+    out = run_embed(run)
+    click.echo(f"embeddings -> {out}")
+
+
+@esr.command("show-config")
+@run_options(None)
+def show_config(run) -> None:
+    """Print the resolved configuration and its run directory."""
+    from esrgraph.config import dump_yaml
+
+    click.echo(f"# run directory: {run.dir}")
+    click.echo(dump_yaml(run.cfg), nl=False)

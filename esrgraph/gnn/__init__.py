@@ -1,0 +1,1 @@
+"""Relation-aware GAT encoder, augmentations, contrastive loss and the pretraining loop."""

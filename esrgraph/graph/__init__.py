@@ -1,0 +1,1 @@
+"""The item–attribute heterograph: building, price buckets, save/load, statistics."""
