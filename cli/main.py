@@ -14,6 +14,7 @@ from esrgraph.errors import EsrError
 
 from . import data  # noqa: F401  (registers prepare, embed, show-config)
 from . import graph  # noqa: F401  (registers build-graph)
+from . import seq  # noqa: F401  (registers train-seq, evaluate)
 from .app import esr
 
 

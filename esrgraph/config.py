@@ -23,8 +23,10 @@ import yaml
 from . import config_schema as schema
 from .config_schema import field
 from .errors import ConfigError
+from .eval.config import EvalConfig
 from .gnn.config import GnnConfig
 from .graph.config import GraphConfig
+from .seq.config import SeqConfig, TrainConfig
 
 INTERACTION_FORMATS = ("auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews")
 METADATA_FORMATS = ("auto", "json", "jsonl", "csv", "tsv")
@@ -103,7 +105,7 @@ class EmbedConfig:
     batch_size: int = field(32, min=1)
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     precision: str = field("auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 where the chip has it")
-    pca_dim: int = field(64, min=1, help="size of the PCA-reduced item embeddings (the recommender's hidden size)")
+    pca_dim: Optional[int] = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
     similar_users: int = field(10, min=1, help="K most similar users kept per user")
     block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
     cache: bool = field(True, help="reuse encodings of texts seen before (keyed by model and text)")
@@ -122,6 +124,9 @@ class Config:
     embed: EmbedConfig = field(factory=EmbedConfig)
     graph: GraphConfig = field(factory=GraphConfig)
     gnn: GnnConfig = field(factory=GnnConfig)
+    seq: SeqConfig = field(factory=SeqConfig)
+    train: TrainConfig = field(factory=TrainConfig)
+    eval: EvalConfig = field(factory=EvalConfig)
     run: RunConfig = field(factory=RunConfig)
 
     def to_dict(self) -> dict:
@@ -248,10 +253,23 @@ def _dataclass_type(cls: type, name: str) -> type | None:
 
 
 def _validate(cfg: Config) -> None:
-    """Checks that involve more than one key."""
-    device = cfg.embed.device
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-        raise ConfigError(f"embed.device: {device!r} is not allowed; use auto, cpu, cuda, cuda:N or mps")
+    """Checks that involve more than one key, and defaults that follow other keys."""
+    for key, device in (("embed.device", cfg.embed.device), ("train.device", cfg.train.device)):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+            raise ConfigError(f"{key}: {device!r} is not allowed; use auto, cpu, cuda, cuda:N or mps")
+    if cfg.embed.pca_dim is None:
+        cfg.embed.pca_dim = cfg.seq.hidden_size
+    elif cfg.embed.pca_dim != cfg.seq.hidden_size and cfg.seq.variant != "plain":
+        raise ConfigError(f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({cfg.seq.hidden_size}): "
+                          "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset")
+    if cfg.seq.hidden_size % cfg.seq.num_heads:
+        raise ConfigError(f"seq.num_heads ({cfg.seq.num_heads}) must divide seq.hidden_size ({cfg.seq.hidden_size})")
+    if cfg.seq.distill.k is None:
+        cfg.seq.distill.k = cfg.embed.similar_users
+    elif cfg.seq.distill.k > cfg.embed.similar_users:
+        raise ConfigError(f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})")
+    if not cfg.train.seeds:
+        raise ConfigError("train.seeds: give at least one seed")
     if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":
         raise ConfigError("dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto")
     for i, part in enumerate(cfg.embed.item_template):

@@ -60,6 +60,14 @@ class Run:
             "versions": package_versions(),
         })
 
+    @staticmethod
+    def key(stage: str, section: Any, upstream: dict[str, str], inputs: dict[str, str] | None = None) -> str:
+        return sha256_json({"stage": stage, "config": section, "upstream": upstream, "inputs": inputs or {}})
+
+    def is_current(self, stage: str, key: str) -> bool:
+        """The stage folder holds a complete output with this key, and no --force asks to redo it."""
+        return stage not in self.force and is_up_to_date(self.stage_dir(stage), key)
+
     def run_stage(self, stage: str, section: Any, upstream: dict[str, str],
                   produce: Callable[[Path], dict | None], inputs: dict[str, str] | None = None) -> Path:
         """Run ``produce(tmp_dir)`` unless the stage is up to date; returns the stage folder.
@@ -70,7 +78,7 @@ class Run:
         inputs = inputs if inputs is not None else {}
         key = sha256_json({"stage": stage, "config": section, "upstream": upstream, "inputs": inputs})
         out = self.stage_dir(stage)
-        if stage not in self.force and is_up_to_date(out, key):
+        if self.is_current(stage, key):
             log.info("%s: up to date in %s", stage, out)
             return out
         self.write_run_manifest()

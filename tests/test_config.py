@@ -29,11 +29,11 @@ def test_extends_and_paths_relative_to_each_file(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "base.yaml").write_text("dataset:\n  name: base\n  interactions:\n    path: data/x.txt\n")
     (tmp_path / "sub" / "child.yaml").write_text("extends: ../base.yaml\ndataset:\n  metadata:\n    path: m.json\n")
-    cfg = load_config(tmp_path / "sub" / "child.yaml", ["embed.pca_dim=32"])
+    cfg = load_config(tmp_path / "sub" / "child.yaml", ["seq.hidden_size=32"])
     assert cfg.dataset.name == "base"
     assert Path(cfg.dataset.interactions.path) == (tmp_path / "data" / "x.txt").resolve()
     assert Path(cfg.dataset.metadata.path) == (tmp_path / "sub" / "m.json").resolve()
-    assert cfg.embed.pca_dim == 32
+    assert cfg.embed.pca_dim == 32  # follows seq.hidden_size
 
 
 @pytest.mark.parametrize("override, message", [
@@ -74,5 +74,15 @@ def test_unknown_key_in_file(tmp_path):
 
 def test_digest_changes_with_settings_but_not_with_run_section():
     a, b = load_config(), load_config(None, ["run.root=elsewhere"])
-    c = load_config(None, ["embed.pca_dim=32"])
+    c = load_config(None, ["seq.hidden_size=32"])
     assert a.digest() == b.digest() != c.digest()
+
+
+def test_cross_key_checks():
+    with pytest.raises(ConfigError, match=r"embed.pca_dim \(32\) must equal seq.hidden_size \(64\)"):
+        load_config(None, ["embed.pca_dim=32"])
+    assert load_config(None, ["embed.pca_dim=32", "seq.variant=plain"]).embed.pca_dim == 32
+    with pytest.raises(ConfigError, match=r"seq.num_heads \(3\) must divide seq.hidden_size \(64\)"):
+        load_config(None, ["seq.num_heads=3"])
+    with pytest.raises(ConfigError, match=r"seq.distill.k \(20\) exceeds embed.similar_users \(10\)"):
+        load_config(None, ["seq.distill.k=20"])

@@ -9,7 +9,7 @@ from cli.main import main
 from esrgraph.text import encoder as encoder_module
 from tests.conftest import tiny_overrides
 
-EMBED_ARGS = ["-o", "embed.max_tokens=64", "-o", "embed.pca_dim=4", "-o", "embed.similar_users=3"]
+EMBED_ARGS = ["-o", "embed.max_tokens=64", "-o", "seq.hidden_size=4", "-o", "embed.similar_users=3"]
 
 
 def embed(tiny, root, *extra):

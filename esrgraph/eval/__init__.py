@@ -1,0 +1,1 @@
+"""Leave-one-out evaluation: sampled and full-ranking protocols, metrics by group."""

@@ -1,0 +1,47 @@
+"""Evaluating a trained recommender on one split under the configured protocols."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..seq.batches import SequenceData
+from .config import EvalConfig
+from .metrics import grouped_metrics
+from .protocols import Scorer, rank_targets, sampled_negatives
+
+
+class Evaluator:
+    """Holds the fixed sampled negatives of a split, so repeated evaluations reuse them."""
+
+    def __init__(self, data: SequenceData, cfg: EvalConfig, batch_size: int, device: torch.device):
+        self.data = data
+        self.cfg = cfg
+        self.batch_size = batch_size
+        self.device = device
+        self._negatives: dict[str, np.ndarray] = {}
+
+    def negatives(self, split: str) -> np.ndarray:
+        if split not in self._negatives:
+            self._negatives[split] = sampled_negatives(self.data, split, self.cfg.sampled_negatives, self.cfg.negative_seed)
+        return self._negatives[split]
+
+    def ranks(self, model: Scorer, split: str, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        negatives = self.negatives(split) if protocol == "sampled" else None
+        return rank_targets(model, self.data, split, protocol, self.batch_size, self.device, negatives)
+
+    def evaluate(self, model: Scorer, split: str, protocols: list[str] | None = None) -> dict:
+        """{protocol: {group: {metric: value, "users": n}}} for ``split``."""
+        was_training = getattr(model, "training", False)
+        if hasattr(model, "eval"):
+            model.eval()
+        try:
+            out = {}
+            for protocol in protocols or self.cfg.protocols:
+                users, targets, ranks = self.ranks(model, split, protocol)
+                out[protocol] = grouped_metrics(ranks, users, targets, self.data.tail_users.numpy(),
+                                                self.data.tail_items.numpy(), self.cfg.ks)
+            return out
+        finally:
+            if was_training:
+                model.train()

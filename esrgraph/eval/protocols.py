@@ -1,0 +1,89 @@
+"""The two leave-one-out protocols: sampled negatives and full ranking.
+
+* ``sampled``: the target against ``n`` negatives drawn uniformly, without
+  replacement, from items the user never interacted with; each user's draw is
+  fixed by (seed, split, user), so every model meets the same negatives.
+* ``full``: the target against every item outside the user's history (all
+  items before the target, not only those inside ``max_length``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..errors import EsrError
+from ..seq.batches import SequenceData
+
+SPLIT_CODES = {"valid": 1, "test": 2}
+
+
+class Scorer(Protocol):
+    def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
+    def item_tables(self) -> list[torch.Tensor]: ...
+    def score_all(self, users: torch.Tensor, tables: list[torch.Tensor] | None = None) -> torch.Tensor: ...
+    def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
+
+
+def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.ndarray:
+    """[U, n] negatives per user, never items the user interacted with (any split)."""
+    out = np.zeros((data.num_users, n), dtype=np.int64)
+    for user, seq in enumerate(data.full):
+        rng = np.random.default_rng([seed, SPLIT_CODES[split], user])
+        seen = set(seq.tolist())
+        free = data.num_items - len(seen)
+        if free <= 0:
+            raise EsrError(f"user {user} interacted with every item; the sampled protocol has no negatives to draw")
+        if free <= 4 * n:  # small complement: sample from it directly
+            pool = np.setdiff1d(np.arange(1, data.num_items + 1), np.fromiter(seen, np.int64))
+            out[user] = rng.choice(pool, size=n, replace=free < n)
+            continue
+        picked: list[int] = []
+        chosen: set[int] = set()
+        while len(picked) < n:
+            for item in rng.integers(1, data.num_items + 1, size=2 * n).tolist():
+                if item not in seen and item not in chosen:
+                    chosen.add(item)
+                    picked.append(item)
+                    if len(picked) == n:
+                        break
+        out[user] = picked
+    return out
+
+
+@torch.no_grad()
+def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, batch_size: int,
+                 device: torch.device, negatives: np.ndarray | None = None,
+                 users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank of each user's ``split`` target; returns (users, targets, ranks)."""
+    users = np.arange(data.num_users) if users is None else users
+    tables = model.item_tables() if protocol == "full" else None
+    ranks, targets = [], []
+    for lo in range(0, len(users), batch_size):
+        chunk = users[lo: lo + batch_size]
+        batch = data.history_batch(chunk, split).to(device)
+        vectors = model.user_vectors(batch.items, batch.lengths)
+        if protocol == "full":
+            scores = model.score_all(vectors, tables)
+            rank = _full_rank(scores, batch.targets, data.history_sets(chunk, split), device)
+        else:
+            candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[chunk]).to(device)], dim=1)
+            scores = model.score_items(vectors, candidates)
+            rank = (scores[:, 1:] >= scores[:, :1]).sum(1)
+        ranks.append(rank.cpu().numpy())
+        targets.append(batch.targets.cpu().numpy())
+    return users, np.concatenate(targets), np.concatenate(ranks)
+
+
+def _full_rank(scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device) -> torch.Tensor:
+    rows = torch.arange(len(targets), device=device)
+    target_scores = scores[rows, targets].clone()
+    width = max(len(h) for h in histories)
+    seen = torch.zeros((len(histories), max(width, 1)), dtype=torch.long)
+    for row, history in enumerate(histories):
+        seen[row, : len(history)] = torch.from_numpy(history)
+    scores = scores.scatter(1, seen.to(device), -float("inf"))  # column 0 (padding) is -inf already
+    scores[rows, targets] = -float("inf")  # compare the target with the other items only
+    return (scores >= target_scores.unsqueeze(1)).sum(1)

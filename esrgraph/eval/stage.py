@@ -1,0 +1,57 @@
+"""The ``eval`` stage: test-split metrics of every trained seed, and their mean ± std."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..artifacts import atomic_write_bytes, read_json, write_json
+from ..data import stage as data_stage
+from ..runs import Run
+from ..seq import stage as seq_stage
+from ..seq.batches import SequenceData
+from ..seq.distributed import resolve_device
+from .evaluate import Evaluator
+from .metrics import aggregate, format_table
+
+STAGE = "eval"
+
+
+def evaluate(run: Run) -> tuple[Path, dict]:
+    """Evaluate the trained models (training them first if needed); returns (folder, metrics)."""
+    seq_dir = seq_stage.train_seq(run)
+    cfg = run.cfg
+
+    def produce(out: Path) -> dict:
+        ds = data_stage.prepare(run)
+        device = resolve_device(cfg.train.device)
+        data = SequenceData(ds, cfg.seq.max_length, cfg.seq.reference_padding)
+        evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device)
+        per_seed = {}
+        for seed in seq_stage.trained_seeds(seq_dir):
+            model = seq_stage.load_model(seq_dir, seed, device)
+            per_seed[str(seed)] = evaluator.evaluate(model, "test")
+        summary = aggregate(list(per_seed.values()))
+        metrics = {"dataset": ds.name, "model": describe_model(cfg), "split": "test",
+                   "protocols": {"sampled": f"target vs {cfg.eval.sampled_negatives} sampled negatives",
+                                 "full": "target vs every item outside the user's history"},
+                   "seeds": [int(s) for s in per_seed], "summary": summary, "per_seed": per_seed}
+        write_json(out / "metrics.json", metrics)
+        atomic_write_bytes(out / "metrics.md", (report(metrics, cfg.eval.ks) + "\n").encode())
+        return {"seeds": metrics["seeds"]}
+
+    upstream = {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
+    out = run.run_stage(STAGE, asdict(cfg.eval), upstream, produce)
+    return out, read_json(out / "metrics.json")
+
+
+def describe_model(cfg) -> str:
+    return f"{cfg.seq.backbone}/{cfg.seq.variant}"
+
+
+def report(metrics: dict, ks) -> str:
+    seeds = len(metrics["seeds"])
+    title = f"{metrics['dataset']} · {metrics['model']} · test split · {seeds} seed{'s' if seeds > 1 else ''}"
+    if seeds > 1:
+        title += " (mean ± std)"
+    return title + "\n\n" + format_table(metrics["summary"], ks, seeds)

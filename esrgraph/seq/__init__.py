@@ -1,0 +1,1 @@
+"""Sequential recommenders: backbones, the LLM-ESR dual-view model, self-distillation, training."""

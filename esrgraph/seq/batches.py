@@ -1,0 +1,110 @@
+"""Turning user sequences into padded batches that are only as long as they need to be.
+
+Sequences are right-padded with item 0 to the longest sequence of the batch
+(not to ``max_length``), after keeping each sequence's most recent
+``max_length`` items. With ``reference_padding`` every sequence is left-padded
+to ``max_length`` instead, as the reference implementation did.
+
+Splits (leave-one-out): a user's training sequence ``s`` is everything but the
+last two items. Training inputs are ``s[:-1]`` with targets ``s[1:]``;
+validation predicts the second-to-last item from ``s``; test predicts the last
+item from everything before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.dataset import Dataset
+
+
+@dataclass
+class Batch:
+    """A batch of users. ``items``: [B, T] inputs (0 = padding); ``lengths``: [B] real lengths."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor | None = None  # [B, T] next items (0 where no loss), or [B] for evaluation
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=True) if t is not None else None
+        return Batch(move(self.users), move(self.items), move(self.lengths), move(self.targets))
+
+    def rows(self, index: slice) -> "Batch":
+        pick = lambda t: t[index] if t is not None else None
+        return Batch(pick(self.users), pick(self.items), pick(self.lengths), pick(self.targets))
+
+
+class SequenceData:
+    """Per-user sequences of one dataset, split leave-one-out, ready for batching."""
+
+    def __init__(self, ds: Dataset, max_length: int, reference_padding: bool = False):
+        self.num_items = ds.num_items
+        self.max_length = max_length
+        self.reference_padding = reference_padding
+        self.full = [ds.sequence(u) for u in range(ds.num_users)]
+        self.tail_users = torch.from_numpy(ds.tail_users.copy())
+        self.tail_items = torch.from_numpy(ds.tail_items.copy())
+
+    @property
+    def num_users(self) -> int:
+        return len(self.full)
+
+    def train_sequence(self, user: int) -> np.ndarray:
+        return self.full[user][:-2]
+
+    def trainable_users(self) -> np.ndarray:
+        """Users with at least one training position (a training sequence of two or more items)."""
+        return np.array([u for u, seq in enumerate(self.full) if len(seq) >= 4], dtype=np.int64)
+
+    # ------------------------------------------------------------------ batches
+
+    def pad(self, sequences: list[np.ndarray], extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad to the batch's longest sequence (or to max_length with reference padding)."""
+        limit = self.max_length - extra
+        cut = [s[-limit:] for s in sequences]
+        lengths = np.array([len(s) for s in cut], dtype=np.int64)
+        width = self.max_length - extra if self.reference_padding else max(int(lengths.max()), 1)
+        out = np.zeros((len(cut), width), dtype=np.int64)
+        for row, seq in enumerate(cut):
+            if len(seq):
+                if self.reference_padding:
+                    out[row, width - len(seq):] = seq
+                else:
+                    out[row, : len(seq)] = seq
+        return torch.from_numpy(out), torch.from_numpy(lengths)
+
+    def training_batch(self, users: np.ndarray) -> Batch:
+        """Inputs ``s[:-1]`` and next-item targets ``s[1:]`` of each user's training sequence."""
+        seqs = [self.train_sequence(u) for u in users]
+        items, lengths = self.pad([s[:-1] for s in seqs])
+        targets, _ = self.pad([s[1:] for s in seqs])
+        return Batch(torch.from_numpy(np.asarray(users)), items, lengths, targets)
+
+    def history_batch(self, users: np.ndarray, split: str, extra: int = 0) -> Batch:
+        """Inputs and targets of ``split``: 'train' (whole training sequence, no target), 'valid' or 'test'.
+
+        ``extra`` positions are left free at the end (Bert4Rec appends a mask token).
+        """
+        cut = {"train": 2, "valid": 2, "test": 1}[split]
+        items, lengths = self.pad([self.full[u][:-cut] for u in users], extra)
+        targets = None
+        if split != "train":
+            targets = torch.tensor([int(self.full[u][-cut]) for u in users], dtype=torch.long)
+        return Batch(torch.from_numpy(np.asarray(users)), items, lengths, targets)
+
+    def history_sets(self, users: np.ndarray, split: str) -> list[np.ndarray]:
+        """Items each user had interacted with before the split's target."""
+        cut = {"valid": 2, "test": 1}[split]
+        return [self.full[u][:-cut] for u in users]
+
+
+def last_positions(items: torch.Tensor, lengths: torch.Tensor, reference_padding: bool) -> torch.Tensor:
+    """Index of each row's most recent item: [B]."""
+    if reference_padding:
+        return torch.full_like(lengths, items.shape[1] - 1)
+    return (lengths - 1).clamp_min(0)

@@ -1,0 +1,56 @@
+"""Settings of the sequential recommender (`seq:`) and its training (`train:`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..config_schema import field
+
+BACKBONES = ("sasrec", "gru4rec", "bert4rec")
+# plain: the backbone with id embeddings only; dual-view: LLM-ESR without
+# self-distillation; llmesr: the full model.
+VARIANTS = ("plain", "dual-view", "llmesr")
+
+
+@dataclass
+class DistillConfig:
+    """Retrieval-augmented self-distillation: similar users' encodings teach each user."""
+
+    alpha: float = field(0.1, min=0.0, help="weight of the distillation loss")
+    k: Optional[int] = field(None, min=1, help="similar users per teacher; default all of embed.similar_users")
+    loss: str = field("mse", choices=("mse", "contrastive"), help="mse to the teacher, or in-batch contrastive alignment")
+    temperature: float = field(0.1, gt=0.0, help="contrastive alignment temperature")
+
+
+@dataclass
+class SeqConfig:
+    backbone: str = field("sasrec", choices=BACKBONES)
+    variant: str = field("llmesr", choices=VARIANTS)
+    hidden_size: int = field(64, min=1)
+    num_layers: int = field(2, min=1)
+    num_heads: int = field(1, min=1)
+    max_length: int = field(200, min=2, help="sequences keep their most recent items up to this length")
+    dropout: float = field(0.5, min=0.0, lt=1.0)
+    causal: bool = field(True, help="SASRec causal mask; false reproduces the reference, which had none")
+    reference_padding: bool = field(
+        False, help="reproduce the reference: left-pad every sequence to max_length and attend to padding")
+    cross_attention: bool = field(False, help="cross-attention between the semantic and collaborative views")
+    mask_prob: float = field(0.2, gt=0.0, lt=1.0, help="bert4rec: share of items masked in training")
+    distill: DistillConfig = field(factory=DistillConfig)
+
+
+@dataclass
+class TrainConfig:
+    loss: str = field("bce", choices=("bce", "ce"), help="bce with sampled negatives (reference) or full softmax ce")
+    negatives: int = field(1, min=1, help="bce: sampled negatives per position")
+    lr: float = field(1e-3, gt=0.0)
+    weight_decay: float = field(0.0, min=0.0)
+    batch_size: int = field(128, min=1)
+    epochs: int = field(200, min=1)
+    patience: int = field(20, min=1, help="epochs without a better validation NDCG@10 before stopping")
+    seeds: list[int] = field(factory=lambda: [42], help="one model per seed; metrics report mean and std")
+    device: str = field("auto", help="auto, cpu, cuda or cuda:N")
+    eval_batch_size: int = field(512, min=1)
+    valid_protocol: str = field("full", choices=("full", "sampled"), help="protocol of the early-stopping metric")
+    max_batches: Optional[int] = field(None, min=1, help="stop each epoch after this many batches (quick checks)")

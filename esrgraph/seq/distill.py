@@ -1,0 +1,55 @@
+"""Retrieval-augmented self-distillation (LLM-ESR).
+
+Each user's teacher is the average encoding of the training sequences of its K
+most similar users (by LLM user-embedding cosine, from ``esr embed``). The
+teacher is computed under ``torch.no_grad`` in eval mode: it is a target, so it
+needs no autograd graph, and without dropout it is not noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batches import SequenceData
+from .config import DistillConfig
+
+
+class Distiller:
+    # Neighbour sequences are encoded in chunks of similar length, so one long
+    # history does not pad hundreds of short ones.
+    CHUNK = 256
+
+    def __init__(self, similar: np.ndarray, cfg: DistillConfig, data: SequenceData):
+        self.similar = similar[:, : cfg.k]
+        self.cfg = cfg
+        self.data = data
+        self.train_lengths = np.array([len(data.train_sequence(u)) for u in range(data.num_users)])
+
+    @torch.no_grad()
+    def teachers(self, model, users: np.ndarray, device: torch.device) -> torch.Tensor:
+        """[B, V * d] mean encoding of each user's similar users' training sequences."""
+        neighbours, inverse = np.unique(self.similar[users].reshape(-1), return_inverse=True)
+        order = np.argsort(self.train_lengths[neighbours], kind="stable")
+        was_training = model.training
+        model.eval()
+        try:
+            parts = []
+            for lo in range(0, len(order), self.CHUNK):
+                batch = self.data.history_batch(neighbours[order[lo: lo + self.CHUNK]], "train").to(device)
+                parts.append(model.user_vectors(batch.items, batch.lengths))
+        finally:
+            model.train(was_training)
+        vectors = torch.empty((len(neighbours), parts[0].shape[1]), device=device)
+        vectors[torch.from_numpy(order).to(device)] = torch.cat(parts)
+        picked = vectors[torch.from_numpy(inverse).to(device)]
+        return picked.view(len(users), self.similar.shape[1], -1).mean(1)
+
+    def loss(self, students: torch.Tensor, teachers: torch.Tensor, norm: float) -> torch.Tensor:
+        """Summed over users, divided by ``norm`` (the global batch size)."""
+        if self.cfg.loss == "mse":
+            return F.mse_loss(students, teachers, reduction="none").mean(-1).sum() / norm
+        logits = F.normalize(students, dim=-1) @ F.normalize(teachers, dim=-1).T / self.cfg.temperature
+        labels = torch.arange(len(students), device=students.device)
+        return F.cross_entropy(logits, labels, reduction="sum") / norm

@@ -1,0 +1,70 @@
+"""Multi-process training under ``torchrun`` (DistributedDataParallel).
+
+Every rank builds the same global batch (same seed, same sampled negatives and
+masks) and trains on its contiguous share of the rows; losses are normalised
+by global counts and scaled by the world size, so that DDP's gradient average
+equals the single-process gradient. Rank 0 validates, checkpoints and writes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> "DistContext":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def broadcast(self, value: float) -> float:
+        """Rank 0's value on every rank."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.broadcast(tensor, 0)
+        return float(tensor.item())
+
+    def share(self, rows: int) -> slice:
+        """This rank's contiguous share of a global batch of ``rows``."""
+        per = -(-rows // self.world)
+        return slice(self.rank * per, min((self.rank + 1) * per, rows))
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        if not self.active:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device(name)

@@ -1,0 +1,130 @@
+"""Metrics and protocols against brute force, history exclusion, and a perfect scorer."""
+
+import numpy as np
+import pytest
+import torch
+
+from esrgraph.eval.config import EvalConfig
+from esrgraph.eval.evaluate import Evaluator
+from esrgraph.eval.metrics import aggregate, metrics_from_ranks
+from esrgraph.eval.protocols import rank_targets, sampled_negatives
+from esrgraph.seq.batches import SequenceData
+from tests.conftest import make_dataset
+
+
+class TableScorer:
+    """Scores from a fixed [U, N + 1] table; the 'user vector' is the user's row index.
+
+    The protocols visit users 0..U-1 in order, so rows are numbered as they come.
+    """
+
+    def __init__(self, table: np.ndarray, data: SequenceData, split: str):
+        self.table = torch.as_tensor(table, dtype=torch.float32)
+        self.next_user = 0
+
+    def user_vectors(self, items, lengths):
+        rows = torch.arange(self.next_user, self.next_user + len(items))
+        self.next_user = (self.next_user + len(items)) % len(self.table)
+        return rows.float().unsqueeze(1)
+
+    def item_tables(self):
+        return None
+
+    def score_all(self, users, tables=None):
+        scores = self.table[users[:, 0].long()].clone()
+        scores[:, 0] = -float("inf")
+        return scores
+
+    def score_items(self, users, items):
+        return torch.gather(self.table[users[:, 0].long()], 1, items)
+
+
+def random_world(seed=0, users=40, items=30):
+    rng = np.random.default_rng(seed)
+    seqs = [list(rng.choice(np.arange(1, items + 1), size=rng.integers(3, 9), replace=False)) for _ in range(users)]
+    data = SequenceData(make_dataset(seqs, items), max_length=50)
+    table = rng.normal(size=(users, items + 1))
+    return data, table
+
+
+def brute_full_rank(data, table, user, split):
+    cut = {"valid": 2, "test": 1}[split]
+    seq = data.full[user]
+    target, history = int(seq[-cut]), set(seq[:-cut].tolist())
+    others = [i for i in range(1, data.num_items + 1) if i != target and i not in history]
+    return sum(table[user, i] >= table[user, target] for i in others)
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_full_ranking_matches_brute_force(split):
+    data, table = random_world()
+    users, targets, ranks = rank_targets(TableScorer(table, data, split), data, split, "full", 7, torch.device("cpu"))
+    assert ranks.tolist() == [brute_full_rank(data, table, u, split) for u in users]
+
+
+def test_sampled_ranking_matches_brute_force():
+    data, table = random_world(1)
+    negatives = sampled_negatives(data, "test", 10, seed=5)
+    _, targets, ranks = rank_targets(TableScorer(table, data, "test"), data, "test", "sampled", 8, torch.device("cpu"), negatives)
+    for u in range(data.num_users):
+        assert ranks[u] == sum(table[u, n] >= table[u, targets[u]] for n in negatives[u])
+
+
+def test_sampled_negatives_are_fixed_unseen_and_distinct():
+    data, _ = random_world(2)
+    a = sampled_negatives(data, "test", 15, seed=3)
+    assert np.array_equal(a, sampled_negatives(data, "test", 15, seed=3))
+    assert not np.array_equal(a, sampled_negatives(data, "test", 15, seed=4))
+    assert not np.array_equal(a, sampled_negatives(data, "valid", 15, seed=3))
+    for u, row in enumerate(a):
+        assert len(set(row)) == 15 and not set(row) & set(data.full[u].tolist())
+
+
+def test_history_items_are_excluded_in_full_ranking():
+    data, _ = random_world(3)
+    table = np.zeros((data.num_users, data.num_items + 1))
+    for u, seq in enumerate(data.full):
+        table[u, seq[:-1]] = 100.0  # the history scores highest of all
+        table[u, seq[-1]] = 1.0  # the target beats every other unseen item
+    _, _, ranks = rank_targets(TableScorer(table, data, "test"), data, "test", "full", 16, torch.device("cpu"))
+    assert (ranks == 0).all()
+
+
+def test_perfect_scorer_gets_one_and_constant_scorer_gets_nothing():
+    data, _ = random_world(4)
+    perfect = np.zeros((data.num_users, data.num_items + 1))
+    for u, seq in enumerate(data.full):
+        perfect[u, seq[-1]] = 1.0
+    evaluator = Evaluator(data, EvalConfig(sampled_negatives=10), 16, torch.device("cpu"))
+    result = evaluator.evaluate(TableScorer(perfect, data, "test"), "test")
+    for protocol in ("sampled", "full"):
+        overall = result[protocol]["overall"]
+        assert overall["HR@5"] == overall["NDCG@5"] == overall["NDCG@20"] == overall["MRR"] == 1.0
+    flat = evaluator.evaluate(TableScorer(np.zeros_like(perfect), data, "test"), "test")
+    assert flat["full"]["overall"]["HR@20"] == 0.0  # ties count against the target
+
+
+def test_metric_formulas():
+    ranks = np.array([0, 1, 4, 9, 10, 50])
+    m = metrics_from_ranks(ranks, [5, 10])
+    assert m["HR@5"] == pytest.approx(3 / 6) and m["HR@10"] == pytest.approx(4 / 6)
+    ndcg10 = (1 + 1 / np.log2(3) + 1 / np.log2(6) + 1 / np.log2(11)) / 6
+    assert m["NDCG@10"] == pytest.approx(ndcg10)
+    assert m["MRR"] == pytest.approx(np.mean(1 / (ranks + 1)))
+
+
+def test_groups_partition_users_and_items():
+    data, table = random_world(5)
+    result = Evaluator(data, EvalConfig(sampled_negatives=5), 16, torch.device("cpu")).evaluate(
+        TableScorer(table, data, "test"), "test", ["full"])["full"]
+    assert result["tail_users"]["users"] + result["head_users"]["users"] == data.num_users
+    assert result["tail_items"]["users"] + result["head_items"]["users"] == data.num_users
+    mixed = (result["tail_users"]["HR@10"] * result["tail_users"]["users"]
+             + result["head_users"]["HR@10"] * result["head_users"]["users"]) / data.num_users
+    assert mixed == pytest.approx(result["overall"]["HR@10"])
+
+
+def test_aggregate_mean_and_sample_std():
+    runs = [{"full": {"overall": {"users": 3, "HR@10": v}}} for v in (0.1, 0.2, 0.3)]
+    out = aggregate(runs)["full"]["overall"]["HR@10"]
+    assert out["mean"] == pytest.approx(0.2) and out["std"] == pytest.approx(0.1)

@@ -1,0 +1,113 @@
+"""Backbones and the LLM-ESR model: padding invariance, causality, the reference options, distillation."""
+
+import numpy as np
+import pytest
+import torch
+
+from esrgraph.seq.batches import SequenceData
+from esrgraph.seq.config import SeqConfig
+from esrgraph.seq.distill import Distiller
+from esrgraph.seq.model import SeqRecommender
+from tests.conftest import make_dataset
+
+N = 20
+
+
+def model(backbone="sasrec", variant="llmesr", **kw):
+    torch.manual_seed(0)
+    cfg = SeqConfig(backbone=backbone, variant=variant, hidden_size=8, num_heads=2, max_length=kw.pop("max_length", 30),
+                    dropout=0.0, **kw)
+    llm = torch.randn(N + 1, 12)
+    llm[0] = 0
+    return SeqRecommender(cfg, N, llm, torch.randn(N + 1, 8)).eval()
+
+
+def padded(rows, width=None):
+    width = width or max(map(len, rows))
+    items = torch.zeros(len(rows), width, dtype=torch.long)
+    for r, seq in enumerate(rows):
+        items[r, : len(seq)] = torch.tensor(seq)
+    return items, torch.tensor([len(s) for s in rows])
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+@pytest.mark.parametrize("variant", ["plain", "llmesr"])
+def test_padding_and_batch_company_do_not_change_a_user(backbone, variant):
+    m = model(backbone, variant)
+    user = [3, 7, 1, 9]
+    alone = m.user_vectors(*padded([user]))
+    with_long = m.user_vectors(*padded([user, list(range(1, 19))]))[0:1]
+    extra_padding = m.user_vectors(*padded([user], width=25))
+    assert torch.allclose(alone, with_long, atol=1e-5) and torch.allclose(alone, extra_padding, atol=1e-5)
+    assert alone.shape == (1, 16 if variant == "llmesr" else 8)
+
+
+def test_results_do_not_depend_on_max_length():
+    short, long = model(max_length=10), model(max_length=60)
+    long.load_state_dict({k: v for k, v in short.state_dict().items() if "positions" not in k}, strict=False)
+    with torch.no_grad():
+        long.encoder.positions.weight[:11] = short.encoder.positions.weight
+    seqs = [[3, 7, 1, 9], [2, 4]]
+    assert torch.allclose(short.user_vectors(*padded(seqs)), long.user_vectors(*padded(seqs)), atol=1e-5)
+
+
+def test_reference_padding_attends_to_padding():
+    ref = model(reference_padding=True)
+    a = ref.user_vectors(*_left([[3, 7, 1, 9]], 30))
+    b = ref.user_vectors(*_left([[3, 7, 1, 9]], 20))
+    assert not torch.allclose(a, b, atol=1e-4)  # the reference's results move with the padding width
+
+
+def _left(rows, width):
+    items = torch.zeros(len(rows), width, dtype=torch.long)
+    for r, seq in enumerate(rows):
+        items[r, width - len(seq):] = torch.tensor(seq)
+    return items, torch.tensor([len(s) for s in rows])
+
+
+def test_causal_mask_hides_the_future():
+    m = model(causal=True)
+    seq = padded([[3, 7, 1, 9, 4]])
+    changed = padded([[3, 7, 1, 2, 8]])
+    out_a = m.sequence_outputs(*seq)[0]
+    out_b = m.sequence_outputs(*changed)[0]
+    assert torch.allclose(out_a[:, :3], out_b[:, :3], atol=1e-5)  # positions before the change see no change
+    nc = model(causal=False)
+    assert not torch.allclose(nc.sequence_outputs(*seq)[0][:, :3], nc.sequence_outputs(*changed)[0][:, :3], atol=1e-4)
+
+
+def test_scores_are_sums_of_view_dot_products():
+    m = model()
+    users = m.user_vectors(*padded([[3, 7, 1]]))
+    tables = m.item_tables()
+    want = users[:, :8] @ tables[0].T + users[:, 8:] @ tables[1].T
+    got = m.score_all(users)
+    assert torch.allclose(got[:, 1:], want[:, 1:], atol=1e-5) and torch.isinf(got[0, 0])
+    cand = torch.tensor([[5, 2, 11]])
+    assert torch.allclose(m.score_items(users, cand), want[:, [5, 2, 11]], atol=1e-5)
+
+
+def test_collaborative_view_starts_from_pca_and_llm_stays_frozen():
+    torch.manual_seed(0)
+    pca, llm = torch.randn(N + 1, 8), torch.randn(N + 1, 12)
+    m = SeqRecommender(SeqConfig(hidden_size=8, num_heads=1), N, llm, pca)
+    assert torch.allclose(m.views.ids.weight[1: N + 1], pca[1:]) and not m.views.ids.weight[0].any()
+    assert "views.llm" in dict(m.named_buffers()) and all("llm" not in n for n, _ in m.named_parameters())
+    plain = SeqRecommender(SeqConfig(hidden_size=8, num_heads=1, variant="plain"), N, llm, pca)
+    assert plain.views.names == ["collaborative"] and not torch.allclose(plain.views.ids.weight[1: N + 1], pca[1:])
+
+
+def test_teacher_is_the_mean_of_neighbour_encodings_without_grad():
+    seqs = [[1, 2, 3, 4, 5], [2, 3, 4, 5], [5, 6, 7], [7, 8, 9, 10, 11, 12], [1, 3, 5, 7]]
+    data = SequenceData(make_dataset(seqs, N), max_length=30)
+    similar = np.array([[1, 2], [0, 3], [4, 0], [2, 1], [3, 2]])
+    m = model()
+    m.train()
+    distiller = Distiller(similar, SeqConfig().distill.__class__(k=2), data)
+    teachers = distiller.teachers(m, np.array([0, 3]), torch.device("cpu"))
+    assert not teachers.requires_grad and m.training
+    m.eval()
+    for row, user in enumerate([0, 3]):
+        neighbours = [seqs[v][:-2] for v in similar[user]]
+        want = m.user_vectors(*padded(neighbours)).mean(0)
+        assert torch.allclose(teachers[row], want, atol=1e-5)
