@@ -12,13 +12,12 @@ from .app import esr, run_options
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of an interrupted run.")
 def train_seq(run, resume: bool) -> None:
     """Train the sequential recommender (one model per seed), then evaluate it on the test split."""
-    import torch.distributed as dist
-
     from esrgraph.eval.stage import evaluate, report
+    from esrgraph.seq.distributed import finish
     from esrgraph.seq.stage import train_seq as train
 
     out = train(run, resume=resume)
-    if dist.is_initialized() and dist.get_rank() != 0:
+    if not finish():
         return  # under torchrun, rank 0 evaluates and reports
     click.echo(f"models -> {out}")
     folder, metrics = evaluate(run)

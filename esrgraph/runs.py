@@ -19,12 +19,15 @@ from .config import Config, dump_yaml
 from .data.files import display_name, resolve_path
 
 log = logging.getLogger(__name__)
+# Stages that differ between the variants of an ablation; the rest are shared.
+MODEL_STAGES = ("seq", "eval")
 
 
 @dataclass
 class Run:
     cfg: Config
     force: frozenset[str] = frozenset()  # stages to recompute even when up to date
+    variant: str | None = None  # names the model stages apart when several models share one run directory
     _input_hashes: dict[str, str] | None = field(default=None, repr=False)
 
     @property
@@ -37,6 +40,8 @@ class Run:
         return Path(self.cfg.run.root) / ".cache"
 
     def stage_dir(self, stage: str) -> Path:
+        if self.variant and stage in MODEL_STAGES:
+            return self.dir / f"{stage}-{self.variant}"
         return self.dir / stage
 
     def input_hashes(self) -> dict[str, str]:

@@ -13,19 +13,13 @@ from tests.conftest import make_dataset
 
 
 class TableScorer:
-    """Scores from a fixed [U, N + 1] table; the 'user vector' is the user's row index.
-
-    The protocols visit users 0..U-1 in order, so rows are numbered as they come.
-    """
+    """Scores from a fixed [U, N + 1] table; the 'user vector' is the user's row index."""
 
     def __init__(self, table: np.ndarray, data: SequenceData, split: str):
         self.table = torch.as_tensor(table, dtype=torch.float32)
-        self.next_user = 0
 
-    def user_vectors(self, items, lengths):
-        rows = torch.arange(self.next_user, self.next_user + len(items))
-        self.next_user = (self.next_user + len(items)) % len(self.table)
-        return rows.float().unsqueeze(1)
+    def user_vectors(self, items, lengths, users=None):
+        return users.float().unsqueeze(1)
 
     def item_tables(self):
         return None

@@ -69,18 +69,18 @@ def test_causal_mask_hides_the_future():
     m = model(causal=True)
     seq = padded([[3, 7, 1, 9, 4]])
     changed = padded([[3, 7, 1, 2, 8]])
-    out_a = m.sequence_outputs(*seq)[0]
-    out_b = m.sequence_outputs(*changed)[0]
+    out_a = m.sequence_outputs(*seq)
+    out_b = m.sequence_outputs(*changed)
     assert torch.allclose(out_a[:, :3], out_b[:, :3], atol=1e-5)  # positions before the change see no change
     nc = model(causal=False)
-    assert not torch.allclose(nc.sequence_outputs(*seq)[0][:, :3], nc.sequence_outputs(*changed)[0][:, :3], atol=1e-4)
+    assert not torch.allclose(nc.sequence_outputs(*seq)[:, :3], nc.sequence_outputs(*changed)[:, :3], atol=1e-4)
 
 
 def test_scores_are_sums_of_view_dot_products():
     m = model()
     users = m.user_vectors(*padded([[3, 7, 1]]))
-    tables = m.item_tables()
-    want = users[:, :8] @ tables[0].T + users[:, 8:] @ tables[1].T
+    semantic, collaborative = m.views.tables()
+    want = users[:, :8] @ semantic.T + users[:, 8:] @ collaborative.T
     got = m.score_all(users)
     assert torch.allclose(got[:, 1:], want[:, 1:], atol=1e-5) and torch.isinf(got[0, 0])
     cand = torch.tensor([[5, 2, 11]])
@@ -92,7 +92,8 @@ def test_collaborative_view_starts_from_pca_and_llm_stays_frozen():
     pca, llm = torch.randn(N + 1, 8), torch.randn(N + 1, 12)
     m = SeqRecommender(SeqConfig(hidden_size=8, num_heads=1), N, llm, pca)
     assert torch.allclose(m.views.ids.weight[1: N + 1], pca[1:]) and not m.views.ids.weight[0].any()
-    assert "views.llm" in dict(m.named_buffers()) and all("llm" not in n for n, _ in m.named_parameters())
+    assert "views.semantic.table" in dict(m.named_buffers())
+    assert all("table" not in n for n, _ in m.named_parameters())
     plain = SeqRecommender(SeqConfig(hidden_size=8, num_heads=1, variant="plain"), N, llm, pca)
     assert plain.views.names == ["collaborative"] and not torch.allclose(plain.views.ids.weight[1: N + 1], pca[1:])
 

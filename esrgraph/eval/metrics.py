@@ -8,7 +8,6 @@ rank < K, MRR = 1 / (rank + 1).
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -20,10 +19,11 @@ def metric_names(ks: Sequence[int]) -> list[str]:
     return [f"HR@{k}" for k in ks] + [f"NDCG@{k}" for k in ks] + ["MRR"]
 
 
-def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float | None]:
+    """The metrics of a set of ranks; None for an empty group (e.g. no head users)."""
     ranks = np.asarray(ranks, dtype=np.float64)
     if len(ranks) == 0:
-        return {name: float("nan") for name in metric_names(ks)}
+        return {name: None for name in metric_names(ks)}
     out = {}
     for k in ks:
         out[f"HR@{k}"] = float((ranks < k).mean())
@@ -57,7 +57,11 @@ def aggregate(runs: list[dict[str, dict[str, dict[str, float]]]]) -> dict:
             for name in metrics:
                 if name == "users":
                     continue
-                values = np.array([r[protocol][group][name] for r in runs], dtype=np.float64)
+                values = [r[protocol][group][name] for r in runs]
+                if any(v is None for v in values):
+                    out[protocol][group][name] = {"mean": None, "std": None}
+                    continue
+                values = np.array(values, dtype=np.float64)
                 std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
                 out[protocol][group][name] = {"mean": float(values.mean()), "std": std}
     return out
@@ -76,7 +80,7 @@ def format_table(summary: dict, ks: Sequence[int], seeds: int) -> str:
 
 
 def _cell(value: dict, seeds: int) -> str:
-    if math.isnan(value["mean"]):
+    if value["mean"] is None:
         return "–"
     if seeds > 1:
         return f"{value['mean']:.4f} ± {value['std']:.4f}"

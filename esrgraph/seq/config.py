@@ -23,6 +23,22 @@ class DistillConfig:
     temperature: float = field(0.1, gt=0.0, help="contrastive alignment temperature")
 
 
+FUSIONS = ("none", "init", "gate", "view")
+
+
+@dataclass
+class HeadsConfig:
+    """Separate prediction heads for head and tail users, mixed with the shared score."""
+
+    enabled: bool = field(False, help="score each user with the shared head and the head of its group")
+    tail_max_length: Optional[int] = field(
+        None, min=1, help="tail if the training sequence has at most this many items; default: the dataset's tail users")
+    theta_tail: float = field(0.5, min=0.0, max=1.0, help="weight of the group head for tail users")
+    theta_head: float = field(0.5, min=0.0, max=1.0, help="weight of the group head for head users")
+    learn_theta: bool = field(False, help="learn both weights, starting from the values above")
+    distill_head_users: bool = field(False, help="false: head users skip self-distillation")
+
+
 @dataclass
 class SeqConfig:
     backbone: str = field("sasrec", choices=BACKBONES)
@@ -38,6 +54,9 @@ class SeqConfig:
     cross_attention: bool = field(False, help="cross-attention between the semantic and collaborative views")
     mask_prob: float = field(0.2, gt=0.0, lt=1.0, help="bert4rec: share of items masked in training")
     distill: DistillConfig = field(factory=DistillConfig)
+    fusion: str = field("none", choices=FUSIONS, help="how pretrained graph item embeddings enter the model")
+    graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
+    heads: HeadsConfig = field(factory=HeadsConfig)
 
 
 @dataclass

@@ -46,10 +46,15 @@ class Distiller:
         picked = vectors[torch.from_numpy(inverse).to(device)]
         return picked.view(len(users), self.similar.shape[1], -1).mean(1)
 
-    def loss(self, students: torch.Tensor, teachers: torch.Tensor, norm: float) -> torch.Tensor:
-        """Summed over users, divided by ``norm`` (the global batch size)."""
+    def loss(self, students: torch.Tensor, teachers: torch.Tensor, norm: float,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed over users (``weights`` [B] in {0, 1} leave some out), divided by ``norm`` (the global batch size)."""
         if self.cfg.loss == "mse":
-            return F.mse_loss(students, teachers, reduction="none").mean(-1).sum() / norm
-        logits = F.normalize(students, dim=-1) @ F.normalize(teachers, dim=-1).T / self.cfg.temperature
-        labels = torch.arange(len(students), device=students.device)
-        return F.cross_entropy(logits, labels, reduction="sum") / norm
+            per_user = F.mse_loss(students, teachers, reduction="none").mean(-1)
+        else:
+            logits = F.normalize(students, dim=-1) @ F.normalize(teachers, dim=-1).T / self.cfg.temperature
+            labels = torch.arange(len(students), device=students.device)
+            per_user = F.cross_entropy(logits, labels, reduction="none")
+        if weights is not None:
+            per_user = per_user * weights
+        return per_user.sum() / norm

@@ -15,6 +15,24 @@ import torch
 import torch.distributed as dist
 
 
+_finished = False
+
+
+def finish() -> bool:
+    """End multi-process training; returns True on rank 0 (or without torchrun).
+
+    Afterwards this process works alone (e.g. rank 0 evaluates), even though
+    torchrun's environment is still set.
+    """
+    global _finished
+    rank = 0
+    if dist.is_initialized():
+        rank = dist.get_rank()
+        dist.destroy_process_group()
+    _finished = True
+    return rank == 0
+
+
 @dataclass
 class DistContext:
     rank: int = 0
@@ -24,7 +42,7 @@ class DistContext:
     @classmethod
     def from_env(cls, device: torch.device) -> "DistContext":
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
+        if world <= 1 or _finished:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

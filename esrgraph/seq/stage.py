@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,14 @@ import torch
 
 from ..artifacts import read_json, write_json
 from ..config import Config
+from ..config_schema import build
 from ..data import stage as data_stage
 from ..data.dataset import Dataset
 from ..errors import EsrError
 from ..eval.evaluate import Evaluator
 from ..runs import Run
 from ..text import stage as text_stage
+from ..text.reduce import pca
 from .batches import SequenceData
 from .config import SeqConfig
 from .distill import Distiller
@@ -44,8 +46,13 @@ def stage_section(cfg: Config) -> dict:
     return section
 
 
-def train_seq(run: Run, resume: bool = False) -> Path:
-    """Train (or find up to date) the configured recommender for every seed; returns the stage folder."""
+def train_seq(run: Run, resume: bool | str = False) -> Path:
+    """Train (or find up to date) the configured recommender for every seed; returns the stage folder.
+
+    ``resume``: True continues interrupted training (checkpoints of other
+    settings are an error); "auto" continues when the checkpoints match and
+    starts over otherwise.
+    """
     cfg = run.cfg
     device = resolve_device(cfg.train.device)
     dist = DistContext.from_env(device)
@@ -53,14 +60,14 @@ def train_seq(run: Run, resume: bool = False) -> Path:
         device = resolve_device(cfg.train.device, dist.local_rank)
     if not dist.is_main:
         dist.barrier()  # rank 0 prepares the upstream stages first
-    ds, upstream, embed_dir = _upstream(run)
+    inputs, upstream = _upstream(run)
     if dist.is_main:
         dist.barrier()
     key = run.key(STAGE, stage_section(cfg), upstream)
     will_train = dist.broadcast(float(not run.is_current(STAGE, key))) > 0
 
     def produce(out: Path | None) -> dict:
-        return _train_all(run, ds, embed_dir, device, dist, key, resume, out)
+        return _train_all(run, inputs, device, dist, key, resume, out)
 
     if dist.is_main:
         out = run.run_stage(STAGE, stage_section(cfg), upstream, produce)
@@ -74,44 +81,79 @@ def train_seq(run: Run, resume: bool = False) -> Path:
 
 
 def checkpoint_root(run: Run) -> Path:
-    return run.dir / f"{STAGE}.checkpoints"
+    folder = run.stage_dir(STAGE)
+    return folder.with_name(folder.name + ".checkpoints")
 
 
-def _upstream(run: Run) -> tuple[Dataset, dict[str, str], Path | None]:
-    ds = data_stage.prepare(run)
+@dataclass
+class Inputs:
+    """What the recommender reads from the stages before it."""
+
+    ds: Dataset
+    embed_dir: Path | None = None
+    graph_dir: Path | None = None
+
+
+def _upstream(run: Run) -> tuple[Inputs, dict[str, str]]:
+    inputs = Inputs(data_stage.prepare(run))
     upstream = {data_stage.STAGE: run.stage_key(data_stage.STAGE)}
-    embed_dir = None
     if run.cfg.seq.variant != "plain":
-        embed_dir = text_stage.embed(run)
+        inputs.embed_dir = text_stage.embed(run)
         upstream[text_stage.STAGE] = run.stage_key(text_stage.STAGE)
-    return ds, upstream, embed_dir
+    if run.cfg.seq.fusion != "none":
+        from ..gnn import stage as gnn_stage
+
+        inputs.graph_dir = gnn_stage.pretrain(run, resume=True)
+        upstream[gnn_stage.STAGE] = run.stage_key(gnn_stage.STAGE)
+    return inputs, upstream
 
 
-def _train_all(run: Run, ds: Dataset, embed_dir: Path | None, device: torch.device, dist: DistContext,
-               key: str, resume: bool, out: Path | None) -> dict:
-    cfg = run.cfg
+def model_inputs(cfg: Config, inputs: Inputs) -> dict[str, torch.Tensor | None]:
+    """Tensors the model is built from: LLM table, collaborative init, graph table, user groups."""
+    llm = init = graph = None
+    if inputs.embed_dir is not None:
+        llm = torch.from_numpy(np.load(inputs.embed_dir / "item_llm.npy"))
+        init = torch.from_numpy(np.load(inputs.embed_dir / "item_pca.npy"))
+    if inputs.graph_dir is not None:
+        graph = torch.from_numpy(np.load(inputs.graph_dir / "item_graph.npy"))
+        if cfg.seq.fusion == "init" and init is not None:
+            # The seed project's fusion: PCA and graph embeddings concatenated, reduced to d.
+            both = torch.cat([init, graph], dim=1).numpy()
+            init = torch.cat([torch.zeros(1, cfg.seq.hidden_size), torch.from_numpy(pca(both[1:], cfg.seq.hidden_size))])
+    return {"llm": llm, "init": init, "graph": graph, "tail_users": head_tail_groups(cfg, inputs.ds)}
+
+
+def head_tail_groups(cfg: Config, ds: Dataset) -> torch.Tensor:
+    """[U] True for the tail users of the head/tail heads: the dataset's tail users, or a fixed threshold."""
+    threshold = cfg.seq.heads.tail_max_length
+    if threshold is None:
+        return torch.from_numpy(ds.tail_users.copy())
+    return torch.from_numpy((ds.lengths() - 2) <= threshold)
+
+
+def _train_all(run: Run, inputs: Inputs, device: torch.device, dist: DistContext,
+               key: str, resume: bool | str, out: Path | None) -> dict:
+    cfg, ds = run.cfg, inputs.ds
     data = SequenceData(ds, cfg.seq.max_length, cfg.seq.reference_padding)
-    llm = pca = similar = None
-    if embed_dir is not None:
-        llm = torch.from_numpy(np.load(embed_dir / "item_llm.npy"))
-        pca = torch.from_numpy(np.load(embed_dir / "item_pca.npy"))
-        similar = np.load(embed_dir / "similar_users.npy")
-    distiller = Distiller(similar, cfg.seq.distill, data) if _distills(cfg.seq) and similar is not None else None
+    tensors = model_inputs(cfg, inputs)
+    distiller = None
+    if _distills(cfg.seq) and inputs.embed_dir is not None:
+        distiller = Distiller(np.load(inputs.embed_dir / "similar_users.npy"), cfg.seq.distill, data)
     evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device)
     summary = {}
     for seed in cfg.train.seeds:
         folder = checkpoint_root(run) / f"seed-{seed}"
-        _check_checkpoints(folder, key, resume, dist)
+        resume_seed = _check_checkpoints(folder, key, resume, dist)
         torch.manual_seed(seed)
-        model = SeqRecommender(cfg.seq, ds.num_items, llm, pca).to(device)
+        model = SeqRecommender(cfg.seq, ds.num_items, **tensors).to(device)
         trainer = Trainer(model, data, cfg.seq, cfg.train, evaluator, distiller, device, dist, folder)
-        state = trainer.fit(seed, resume)
+        state = trainer.fit(seed, resume_seed)
         summary[str(seed)] = {"best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_score, "epochs": state.epoch}
         if out is not None:
             shutil.copyfile(folder / "best.pt", out / f"model-seed{seed}.pt")
             write_json(out / f"history-seed{seed}.json", state.history)
     if out is not None:
-        write_json(out / "model.json", model_spec(cfg.seq, ds.num_items, None if llm is None else llm.shape[1]))
+        write_json(out / "model.json", model_spec(cfg.seq, ds.num_items, tensors))
     return {"seeds": summary, "device": str(device), "world_size": dist.world}
 
 
@@ -119,30 +161,36 @@ def _distills(seq: SeqConfig) -> bool:
     return seq.variant == "llmesr" and seq.distill.alpha > 0
 
 
-def _check_checkpoints(folder: Path, key: str, resume: bool, dist: DistContext) -> None:
-    if not dist.is_main:
-        return
-    marker = folder / "key.txt"
-    if resume and marker.is_file() and marker.read_text() != key:
-        raise EsrError(f"{folder}: these checkpoints were made with other settings; run without --resume to start over")
-    if not resume and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key)
+def _check_checkpoints(folder: Path, key: str, resume: bool | str, dist: DistContext) -> bool:
+    """Prepare the checkpoint folder (rank 0); returns, on every rank, whether training continues from it."""
+    continues = False
+    if dist.is_main:
+        marker = folder / "key.txt"
+        matches = marker.is_file() and marker.read_text() == key
+        if resume is True and marker.is_file() and not matches:
+            raise EsrError(f"{folder}: these checkpoints were made with other settings; run without --resume to start over")
+        continues = bool(resume) and matches
+        if continues:
+            log.info("seq: continuing from the checkpoints in %s", folder)
+        elif folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key)
+    return dist.broadcast(float(continues)) > 0
 
 
-def model_spec(seq: SeqConfig, num_items: int, llm_dim: int | None) -> dict:
-    return {"seq": asdict(seq), "num_items": num_items, "llm_dim": llm_dim}
+def model_spec(seq: SeqConfig, num_items: int, tensors: dict[str, torch.Tensor | None]) -> dict:
+    """The shapes the model was built with; its tables are restored from the state_dict."""
+    shapes = {name: list(t.shape) if t is not None else None for name, t in tensors.items() if name != "init"}
+    return {"seq": asdict(seq), "num_items": num_items, "shapes": shapes}
 
 
 def load_model(stage_dir: Path, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:
     """Rebuild the recommender of ``seed`` from ``model.json`` and its state_dict."""
-    from ..config_schema import build
-
     spec = read_json(stage_dir / "model.json")
     seq = build(SeqConfig, spec["seq"], "seq.")
-    llm = torch.zeros(spec["num_items"] + 1, spec["llm_dim"]) if spec["llm_dim"] else None
-    model = SeqRecommender(seq, spec["num_items"], llm, None)
+    empty = {name: torch.zeros(shape) if shape else None for name, shape in spec["shapes"].items()}
+    model = SeqRecommender(seq, spec["num_items"], **empty)
     state = torch.load(stage_dir / f"model-seed{seed}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval()

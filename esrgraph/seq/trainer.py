@@ -110,11 +110,19 @@ class Trainer:
         loss, students = self.network(local, local_negatives, max(positions, 1.0), self.cfg.loss, history)
         if self.distiller is not None:
             teachers = self.distiller.teachers(self.model, users[share], self.device)
-            loss = loss + self.seq.distill.alpha * self.distiller.loss(students, teachers, float(len(users)))
+            weights = self._distill_weights(local.users)
+            loss = loss + self.seq.distill.alpha * self.distiller.loss(students, teachers, float(len(users)), weights)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
         self.optimizer.step()
         return float(loss.detach()) * self.dist.world
+
+    def _distill_weights(self, users: torch.Tensor) -> torch.Tensor | None:
+        """Head users skip self-distillation when the head/tail heads say so."""
+        heads = self.model.heads
+        if heads is None or self.seq.heads.distill_head_users:
+            return None
+        return heads.tail_users[users].float()
 
     def _training_batch(self, users: np.ndarray, generator: torch.Generator) -> Batch:
         if not self.model.bidirectional:

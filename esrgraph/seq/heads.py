@@ -1,0 +1,54 @@
+"""Separate prediction heads for head and tail users.
+
+Each group g has a head: a linear projection W_g of the user vector, scored
+against the same item embeddings as the shared score, so memory does not grow
+with the catalogue beyond the item table. A user's final score is
+
+    (1 - θ_g) · shared(u, i) + θ_g · head_g(u, i)
+        = ((1 - θ_g) · u + θ_g · W_g u) · e_i,
+
+which is how it is computed: one mixed user vector, then dot products. Heads
+start as the identity, so training moves them apart from the shared score.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import HeadsConfig
+
+HEAD, TAIL = 0, 1
+
+
+class GroupHeads(nn.Module):
+    """Inputs: hidden states [B, ..., D] and users [B]; output: mixed states of the same shape."""
+
+    def __init__(self, dim: int, cfg: HeadsConfig, tail_users: torch.Tensor):
+        super().__init__()
+        self.register_buffer("tail_users", tail_users.bool().clone())
+        self.proj = nn.ModuleList(nn.Linear(dim, dim) for _ in (HEAD, TAIL))
+        for layer in self.proj:
+            nn.init.eye_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        theta = torch.tensor([cfg.theta_head, cfg.theta_tail], dtype=torch.float32)
+        if cfg.learn_theta:
+            self.theta_logit = nn.Parameter(torch.logit(theta.clamp(1e-4, 1 - 1e-4)))
+        else:
+            self.register_buffer("theta_fixed", theta)
+
+    @property
+    def theta(self) -> torch.Tensor:
+        """[2]: the weight of the group head for head (0) and tail (1) users."""
+        return torch.sigmoid(self.theta_logit) if hasattr(self, "theta_logit") else self.theta_fixed
+
+    def groups(self, users: torch.Tensor) -> torch.Tensor:
+        return self.tail_users[users].long()
+
+    def forward(self, hidden: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        group = self.groups(users).view(-1, *([1] * (hidden.dim() - 1)))
+        # Both heads see every row (then one is picked), so both always take part
+        # in the graph: a batch with one group only must not leave a head unused.
+        projected = torch.where(group == TAIL, self.proj[TAIL](hidden), self.proj[HEAD](hidden))
+        theta = self.theta[group]
+        return (1 - theta) * hidden + theta * projected

@@ -1,0 +1,120 @@
+"""Item representations, one per view, and the ways graph embeddings fuse into them.
+
+Views (each [..., d] per item id):
+
+* ``semantic``: frozen LLM item embeddings through an adapter (d_llm → d_llm/2 → d);
+* ``collaborative``: trainable item-id embeddings (initialised with the PCA of the
+  LLM embeddings in LLM-ESR, randomly in the plain baseline);
+* ``graph`` (fusion ``view``): pretrained graph item embeddings through a linear map.
+
+Graph fusion (``seq.fusion``):
+
+* ``init``: the collaborative view starts from PCA and graph embeddings
+  concatenated and reduced to d (the seed project's way);
+* ``gate``: a per-item, per-dimension gate adds a projected graph embedding to
+  the collaborative view; it starts nearly closed and can stay closed when the
+  graph is noise;
+* ``view``: a third view through the shared encoder, with its own score term.
+
+Item ids run 1..N; 0 is padding; N + 1 is the mask token (Bert4Rec).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# The gate starts at sigmoid(-3) ~ 0.05: the graph must earn its way in.
+GATE_BIAS = -3.0
+
+
+class ItemViews(nn.Module):
+    def __init__(self, num_items: int, d: int, llm: torch.Tensor | None, init: torch.Tensor | None,
+                 graph: torch.Tensor | None, fusion: str, mask_token: bool, graph_finetune: bool = False):
+        super().__init__()
+        self.num_items = num_items
+        self.fusion = fusion if graph is not None else "none"
+        self.ids = nn.Embedding(num_items + 2, d, padding_idx=0)
+        nn.init.normal_(self.ids.weight, std=0.02)
+        with torch.no_grad():
+            if init is not None:
+                self.ids.weight[: num_items + 1] = init
+            self.ids.weight[0].zero_()
+        self.semantic = None
+        if llm is not None:
+            self.semantic = FrozenTableView(llm, d, hidden=llm.shape[1] // 2, mask_token=mask_token)
+        self.graph = None
+        if self.fusion in ("gate", "view"):
+            self.graph = FrozenTableView(graph, d, hidden=None, mask_token=mask_token and self.fusion == "view",
+                                         trainable=graph_finetune)
+        if self.fusion == "gate":
+            self.gate = nn.Linear(2 * d, d)
+            nn.init.constant_(self.gate.bias, GATE_BIAS)
+
+    @property
+    def names(self) -> list[str]:
+        names = ["collaborative"]
+        if self.semantic is not None:
+            names.insert(0, "semantic")
+        if self.fusion == "view":
+            names.append("graph")
+        return names
+
+    def lookup(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """One [..., d] tensor per view, in the order of :attr:`names`."""
+        views = [self._collaborative(ids)]
+        if self.semantic is not None:
+            views.insert(0, self.semantic(ids))
+        if self.fusion == "view":
+            views.append(self.graph(ids))
+        return views
+
+    def tables(self) -> list[torch.Tensor]:
+        """[N + 1, d] per view (row 0 padding), for scoring every item."""
+        return self.lookup(torch.arange(self.num_items + 1, device=self.ids.weight.device))
+
+    def gate_values(self) -> torch.Tensor | None:
+        """Mean gate opening per item [N + 1] (fusion ``gate``), to see what the model made of the graph."""
+        if self.fusion != "gate":
+            return None
+        ids = torch.arange(self.num_items + 1, device=self.ids.weight.device)
+        own, graph = self.ids(ids), self.graph(ids)
+        return torch.sigmoid(self.gate(torch.cat([own, graph], -1))).mean(-1)
+
+    def _collaborative(self, ids: torch.Tensor) -> torch.Tensor:
+        own = self.ids(ids)
+        if self.fusion != "gate":
+            return own
+        graph = self.graph(ids) * (ids <= self.num_items).unsqueeze(-1)  # the mask token has no graph
+        return own + torch.sigmoid(self.gate(torch.cat([own, graph], -1))) * graph
+
+
+class FrozenTableView(nn.Module):
+    """A fixed per-item table (LLM or graph embeddings) mapped to d dimensions.
+
+    ``hidden``: width of a middle layer (two linear layers, as the LLM-ESR
+    adapter), or None for one linear map. The table is a buffer unless
+    ``trainable``. Output [..., d] for item ids of any shape.
+    """
+
+    def __init__(self, table: torch.Tensor, d: int, hidden: int | None, mask_token: bool, trainable: bool = False):
+        super().__init__()
+        self.num_items = table.shape[0] - 1
+        if trainable:
+            self.table = nn.Parameter(table.float().clone())
+        else:
+            self.register_buffer("table", table.float())
+        width = table.shape[1]
+        layers = [nn.Linear(width, hidden), nn.Linear(hidden, d)] if hidden else [nn.Linear(width, d)]
+        self.adapter = nn.Sequential(*layers)
+        # Only models that mask items own a mask vector (unused parameters would stall DDP).
+        self.mask = nn.Parameter(torch.zeros(d)) if mask_token else None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # Map each distinct item once per call: batches repeat items a lot.
+        unique, inverse = torch.unique(ids.clamp(max=self.num_items), return_inverse=True)
+        rows = self.adapter(self.table[unique])[inverse]
+        if self.mask is None:
+            return rows
+        is_mask = (ids > self.num_items).unsqueeze(-1)
+        return torch.where(is_mask, self.mask.expand_as(rows), rows)

@@ -1,0 +1,100 @@
+"""The project's extensions: graph fusion modes and head/tail user heads."""
+
+import numpy as np
+import pytest
+import torch
+
+from esrgraph.seq.config import HeadsConfig, SeqConfig
+from esrgraph.seq.model import SeqRecommender
+from esrgraph.seq.views import GATE_BIAS
+
+N, U = 20, 6
+TAIL = torch.tensor([True, True, False, True, False, False])
+
+
+def build(fusion="none", heads=False, theta=(0.5, 0.5), learn=False, variant="llmesr", seed=0):
+    torch.manual_seed(seed)
+    cfg = SeqConfig(hidden_size=8, num_heads=1, dropout=0.0, fusion=fusion, variant=variant,
+                    heads=HeadsConfig(enabled=heads, theta_head=theta[0], theta_tail=theta[1], learn_theta=learn))
+    llm, pca, graph = torch.randn(N + 1, 12), torch.randn(N + 1, 8), torch.randn(N + 1, 6)
+    for t in (llm, pca, graph):
+        t[0] = 0
+    return SeqRecommender(cfg, N, llm, pca, graph if fusion != "none" else None, TAIL).eval()
+
+
+def histories():
+    items = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0], [6, 7, 8, 9], [2, 4, 6, 0], [3, 3, 0, 0], [9, 8, 7, 6]])
+    return items, (items > 0).sum(1), torch.arange(U)
+
+
+def test_changing_one_groups_theta_changes_only_that_groups_scores():
+    base = build(heads=True, theta=(0.3, 0.3))
+    with torch.no_grad():  # make the two heads differ from the shared score
+        for layer in base.heads.proj:
+            layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    items, lengths, users = histories()
+    before = base.score_all(base.user_vectors(items, lengths, users))
+    base.heads.theta_fixed[1] = 0.9  # the tail group's weight only
+    after = base.score_all(base.user_vectors(items, lengths, users))
+    changed = ~torch.isclose(before[:, 1:], after[:, 1:], atol=1e-6).all(1)
+    assert torch.equal(changed, TAIL)
+
+
+def test_mixing_equals_weighted_shared_and_head_scores():
+    m = build(heads=True, theta=(0.2, 0.7))
+    with torch.no_grad():
+        for layer in m.heads.proj:
+            layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    items, lengths, users = histories()
+    shared = m.user_vectors(items, lengths)
+    tables = m.item_tables()
+    mixed = m.score_all(m.user_vectors(items, lengths, users), tables)
+    for u in range(U):
+        g = int(TAIL[u])
+        head = m.heads.proj[g](shared[u]) @ tables.T
+        theta = (0.2, 0.7)[g]
+        want = (1 - theta) * (shared[u] @ tables.T) + theta * head
+        assert torch.allclose(mixed[u, 1:], want[1:], atol=1e-4)
+
+
+def test_both_heads_are_trained():
+    from esrgraph.seq.batches import Batch
+
+    m = build(heads=True, learn=True)
+    with torch.no_grad():  # at the identity start θ has no effect; move the heads off it
+        for layer in m.heads.proj:
+            layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    m.train()
+    items, lengths, users = histories()
+    targets = torch.roll(items, -1, 1) * (items > 0)
+    loss, _ = m(Batch(users, items, lengths, targets), torch.randint(1, N + 1, (*items.shape, 1)), 1.0, "bce")
+    loss.backward()
+    for layer in m.heads.proj:
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    assert m.heads.theta_logit.grad.abs().sum() > 0
+
+
+def test_gate_starts_nearly_closed_and_view_adds_a_view():
+    gate = build("gate")
+    values = gate.views.gate_values()[1:]
+    assert torch.allclose(values, torch.sigmoid(torch.tensor(GATE_BIAS)), atol=0.2)
+    view = build("view")
+    assert view.views.names == ["semantic", "collaborative", "graph"] and view.user_dim == 24
+    assert build("none").views.names == ["semantic", "collaborative"]
+
+
+def test_gate_closed_means_no_graph():
+    m = build("gate")
+    with torch.no_grad():
+        m.views.gate.bias.fill_(-1e4)
+    ids = torch.arange(1, N + 1)
+    assert torch.allclose(m.views._collaborative(ids), m.views.ids(ids), atol=1e-6)
+
+
+def test_frozen_graph_is_a_buffer_and_finetuned_a_parameter():
+    frozen = build("view")
+    assert "views.graph.table" in dict(frozen.named_buffers())
+    torch.manual_seed(0)
+    cfg = SeqConfig(hidden_size=8, num_heads=1, fusion="view", graph_finetune=True)
+    tuned = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), torch.randn(N + 1, 6), TAIL)
+    assert "views.graph.table" in dict(tuned.named_parameters())
