@@ -13,6 +13,7 @@ import click
 from esrgraph.errors import EsrError
 
 from . import data  # noqa: F401  (registers prepare, embed, show-config)
+from . import gnn  # noqa: F401  (registers pretrain-gnn)
 from . import graph  # noqa: F401  (registers build-graph)
 from . import seq  # noqa: F401  (registers train-seq, evaluate)
 from .app import esr

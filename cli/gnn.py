@@ -1,0 +1,28 @@
+"""Command for the gnn stage: pretrain-gnn."""
+
+from __future__ import annotations
+
+import click
+
+from .app import esr, run_options
+
+
+@esr.command("pretrain-gnn")
+@run_options("gnn")
+@click.option("--resume", is_flag=True, help="Continue an interrupted pretraining from its last checkpoint.")
+def pretrain_gnn(run, resume: bool) -> None:
+    """Contrastive pretraining of the relation-aware GAT on the item graph; print the quality probe."""
+    from esrgraph.artifacts import read_manifest
+    from esrgraph.gnn.probe import describe
+    from esrgraph.gnn.stage import load_probe, pretrain
+
+    out = pretrain(run, resume=resume)
+    manifest = read_manifest(out) or {}
+    click.echo(f"graph item embeddings of {run.cfg.dataset.name} -> {out}")
+    if "epochs" in manifest:
+        stop = "loss plateau" if manifest["stopped_early"] else "epoch limit"
+        resumed = f", resumed after epoch {manifest['resumed_from']}" if manifest.get("resumed_from") else ""
+        click.echo(f"{manifest['backend']} on {manifest['device']}: {manifest['epochs']} epochs ({stop}{resumed}), "
+                   f"{manifest['seconds_per_epoch']:.3f} s/epoch, best loss {manifest['best_loss']:.4f} "
+                   f"at epoch {manifest['best_epoch']}")
+    click.echo(describe(load_probe(out)))

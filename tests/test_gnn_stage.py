@@ -1,0 +1,110 @@
+"""The gnn stage on the tiny dataset: artifacts, checkpoints and exact resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from esrgraph.gnn.stage import CHECKPOINTS, load_item_graph, pretrain
+from esrgraph.runs import Run
+
+FAST = ["gnn.hidden=16", "gnn.heads=2", "gnn.projection=16", "gnn.patience=100"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny graphs run fastest on one thread (and do not stall beside other jobs on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(epoch_to_stop: int):
+    def hook(epoch, loss):
+        if epoch == epoch_to_stop:
+            raise Interrupt
+
+    return hook
+
+
+def read(stage_dir, name):
+    return json.loads((stage_dir / name).read_text())
+
+
+@pytest.mark.parametrize("backend", ["auto", "native"])
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config, backend):
+    settings = FAST + ["gnn.item_input=id", "gnn.epochs=6", f"gnn.backend={backend}",
+                       "gnn.feat_drop=0.2", "gnn.attn_drop=0.2", "gnn.link_weight=0.5"]
+    full = pretrain(Run(tiny_config(*settings, "run.name=full")))
+
+    run = Run(tiny_config(*settings, "run.name=cut"))
+    with pytest.raises(Interrupt):
+        pretrain(run, on_epoch_end=stop_after(3))
+    assert not run.stage_dir("gnn").exists()  # nothing half-written
+    index = json.loads((run.dir / CHECKPOINTS / "checkpoint.json").read_text())
+    assert index["epoch"] == 3 and len(list((run.dir / CHECKPOINTS).glob("epoch-*.pt"))) == 1
+    torch.manual_seed(12345)  # whatever happened in between, the restored RNG state decides
+    resumed = pretrain(run, resume=True)
+
+    assert np.array_equal(load_item_graph(full), load_item_graph(resumed))
+    assert [h["loss"] for h in read(full, "history.json")["history"]] == \
+        [h["loss"] for h in read(resumed, "history.json")["history"]]
+    assert read(resumed, "manifest.json")["resumed_from"] == 3
+    assert not (run.dir / CHECKPOINTS).exists()  # a finished stage drops its checkpoints
+
+
+def test_checkpoints_load_with_weights_only(tiny_config):
+    run = Run(tiny_config(*FAST, "gnn.item_input=id", "gnn.epochs=4"))
+    with pytest.raises(Interrupt):
+        pretrain(run, on_epoch_end=stop_after(2))
+    (path,) = (run.dir / CHECKPOINTS).glob("epoch-*.pt")
+    state = torch.load(path, weights_only=True)
+    assert {"model", "optimizer", "best_model", "rng"} <= set(state)
+    assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
+
+
+def test_resume_with_other_settings_or_a_damaged_checkpoint_starts_over(tiny_config, caplog):
+    settings = FAST + ["gnn.item_input=id", "gnn.epochs=4"]
+    run = Run(tiny_config(*settings))
+    with pytest.raises(Interrupt):
+        pretrain(run, on_epoch_end=stop_after(2))
+    other_seed = Run(tiny_config(*settings, "run.seed=7"))  # same run folder: run.* is not in its name
+    assert other_seed.dir == run.dir
+    out = pretrain(other_seed, resume=True)
+    assert read(out, "manifest.json")["resumed_from"] == 0 and "other gnn settings" in caplog.text
+    assert not (run.dir / CHECKPOINTS).exists()  # the stale checkpoint goes once the stage is done
+    fresh = pretrain(Run(tiny_config(*settings, "run.seed=7", "run.name=fresh")))
+    assert np.array_equal(load_item_graph(out), load_item_graph(fresh))
+
+    damaged = Run(tiny_config(*settings, "run.name=damaged"))
+    with pytest.raises(Interrupt):
+        pretrain(damaged, on_epoch_end=stop_after(2))
+    (path,) = (damaged.dir / CHECKPOINTS).glob("epoch-*.pt")
+    path.write_bytes(b"not a checkpoint")
+    assert read(pretrain(damaged, resume=True), "manifest.json")["resumed_from"] == 0
+    assert "checkpoint file missing or changed" in caplog.text
+
+
+def test_llm_items_and_attribute_text_inputs(tiny_config):
+    run = Run(tiny_config(*FAST, "gnn.epochs=3", "gnn.attribute_input=text", "gnn.combine=attention",
+                          "embed.max_tokens=64"))
+    out = pretrain(run)
+    emb = load_item_graph(out)
+    assert emb.shape == (9, 16) and emb.dtype == np.float32 and not emb[0].any() and np.isfinite(emb).all()
+    assert np.linalg.norm(emb[1:], axis=1).min() > 0
+    manifest = read(out, "manifest.json")
+    assert {"stage:embed", "stage:graph"} <= set(manifest["inputs"])
+    assert manifest["config"]["attribute_text_model"]["model"] == "bundled"
+    assert set(manifest["artifacts"]) == {"item_graph.npy", "probe.json", "history.json"}
+    probe = read(out, "probe.json")
+    assert list(probe["rows"]) == ["input features (LLM item embeddings)", "untrained encoder", "trained encoder"]
+    assert len(read(out, "history.json")["history"]) == 3
+    # up to date: a second call trains nothing
+    mtime = (out / "item_graph.npy").stat().st_mtime_ns
+    assert pretrain(run) == out and (out / "item_graph.npy").stat().st_mtime_ns == mtime
