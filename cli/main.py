@@ -15,6 +15,7 @@ from esrgraph.errors import EsrError
 from . import data  # noqa: F401  (registers prepare, embed, show-config)
 from . import gnn  # noqa: F401  (registers pretrain-gnn)
 from . import graph  # noqa: F401  (registers build-graph)
+from . import pipeline  # noqa: F401  (registers pipeline, ablate)
 from . import seq  # noqa: F401  (registers train-seq, evaluate)
 from .app import esr
 

@@ -112,3 +112,16 @@ def test_teacher_is_the_mean_of_neighbour_encodings_without_grad():
         neighbours = [seqs[v][:-2] for v in similar[user]]
         want = m.user_vectors(*padded(neighbours)).mean(0)
         assert torch.allclose(teachers[row], want, atol=1e-5)
+
+
+def test_epoch_teachers_equal_live_teachers_for_the_same_weights():
+    seqs = [[1, 2, 3, 4, 5], [2, 3, 4, 5], [5, 6, 7], [7, 8, 9, 10, 11, 12], [1, 3, 5, 7]]
+    data = SequenceData(make_dataset(seqs, N), max_length=30)
+    similar = np.array([[1, 2], [0, 3], [4, 0], [2, 1], [3, 2]])
+    m = model()
+    DistillConfig = SeqConfig().distill.__class__
+    live = Distiller(similar, DistillConfig(k=2, teacher="batch"), data)
+    cached = Distiller(similar, DistillConfig(k=2, teacher="epoch"), data)
+    cached.start_epoch(m, torch.device("cpu"))
+    users = np.array([4, 0, 2])
+    assert torch.allclose(live.teachers(m, users, torch.device("cpu")), cached.teachers(m, users, torch.device("cpu")), atol=1e-5)

@@ -4,6 +4,11 @@ Each user's teacher is the average encoding of the training sequences of its K
 most similar users (by LLM user-embedding cosine, from ``esr embed``). The
 teacher is computed under ``torch.no_grad`` in eval mode: it is a target, so it
 needs no autograd graph, and without dropout it is not noise.
+
+With ``teacher: batch`` the neighbours are encoded for every batch (B × K
+sequences); with ``teacher: epoch`` every user is encoded once at the start of
+each epoch (U sequences) and teachers are averaged from that table, about K
+times less encoding, with teachers up to one epoch old.
 """
 
 from __future__ import annotations
@@ -26,25 +31,39 @@ class Distiller:
         self.cfg = cfg
         self.data = data
         self.train_lengths = np.array([len(data.train_sequence(u)) for u in range(data.num_users)])
+        self.table: torch.Tensor | None = None  # [U, V * d] encodings of every user (teacher: epoch)
+
+    def start_epoch(self, model, device: torch.device) -> None:
+        if self.cfg.teacher == "epoch":
+            self.table = self.encode(model, np.arange(self.data.num_users), device)
 
     @torch.no_grad()
     def teachers(self, model, users: np.ndarray, device: torch.device) -> torch.Tensor:
         """[B, V * d] mean encoding of each user's similar users' training sequences."""
         neighbours, inverse = np.unique(self.similar[users].reshape(-1), return_inverse=True)
-        order = np.argsort(self.train_lengths[neighbours], kind="stable")
+        if self.table is not None:
+            vectors = self.table[torch.from_numpy(neighbours).to(device)]
+        else:
+            vectors = self.encode(model, neighbours, device)
+        picked = vectors[torch.from_numpy(inverse).to(device)]
+        return picked.view(len(users), self.similar.shape[1], -1).mean(1)
+
+    @torch.no_grad()
+    def encode(self, model, users: np.ndarray, device: torch.device) -> torch.Tensor:
+        """[len(users), V * d] shared user vectors of these users' training sequences, in eval mode."""
+        order = np.argsort(self.train_lengths[users], kind="stable")
         was_training = model.training
         model.eval()
         try:
             parts = []
             for lo in range(0, len(order), self.CHUNK):
-                batch = self.data.history_batch(neighbours[order[lo: lo + self.CHUNK]], "train").to(device)
+                batch = self.data.history_batch(users[order[lo: lo + self.CHUNK]], "train").to(device)
                 parts.append(model.user_vectors(batch.items, batch.lengths))
         finally:
             model.train(was_training)
-        vectors = torch.empty((len(neighbours), parts[0].shape[1]), device=device)
+        vectors = torch.empty((len(users), parts[0].shape[1]), device=device)
         vectors[torch.from_numpy(order).to(device)] = torch.cat(parts)
-        picked = vectors[torch.from_numpy(inverse).to(device)]
-        return picked.view(len(users), self.similar.shape[1], -1).mean(1)
+        return vectors
 
     def loss(self, students: torch.Tensor, teachers: torch.Tensor, norm: float,
              weights: torch.Tensor | None = None) -> torch.Tensor:

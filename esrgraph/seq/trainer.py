@@ -80,6 +80,8 @@ class Trainer:
         return state
 
     def _epoch(self, rng: np.random.Generator, generator: torch.Generator, epoch: int) -> float:
+        if self.distiller is not None:
+            self.distiller.start_epoch(self.model, self.device)
         self.network.train()
         order = rng.permutation(self.users)
         size = self.cfg.batch_size

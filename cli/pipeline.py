@@ -1,0 +1,39 @@
+"""Commands that run several stages: pipeline, ablate."""
+
+from __future__ import annotations
+
+import click
+
+from .app import esr, run_options
+
+
+@esr.command()
+@run_options(None)
+def pipeline(run) -> None:
+    """Run embed, build-graph, pretrain-gnn, train-seq and evaluate in one run directory.
+
+    Stages whose outputs are up to date are skipped; an interrupted stage continues.
+    """
+    from esrgraph.eval.stage import report
+    from esrgraph.pipeline import run_pipeline
+
+    folder, metrics = run_pipeline(run)
+    click.echo(f"run directory: {run.dir}")
+    click.echo(report(metrics, run.cfg.eval.ks))
+    click.echo(f"metrics -> {folder / 'metrics.json'}")
+
+
+@esr.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1), help="Seeds per variant.")
+@click.option("--first-seed", default=1, show_default=True, type=int)
+@click.option("--only", multiple=True, help="Run only these variants (repeatable).")
+def ablate(config, overrides, seeds: int, first_seed: int, only) -> None:
+    """Train and evaluate every variant for several seeds; write a table and a plot of tail gains."""
+    from esrgraph.ablation import markdown, run_ablation
+    from esrgraph.config import load_config
+
+    folder, results = run_ablation(config, list(overrides), list(range(first_seed, first_seed + seeds)), list(only))
+    click.echo(markdown(results, load_config(config, list(overrides)).eval.ks))
+    click.echo(f"ablation -> {folder}")

@@ -1,0 +1,172 @@
+"""``esr ablate``: variants × seeds on one dataset, one table, one plot.
+
+Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads and
+LLM-ESR + graph + heads. The last takes the fusion with the best *validation*
+NDCG@10 among the graph variants: nothing is chosen on test data. All variants
+share one run directory, so the dataset, embedding, graph and pretraining
+stages run once; each variant has its own ``seq-<variant>`` and
+``eval-<variant>`` stages.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import atomic_write_bytes, read_manifest, write_json
+from .config import Config, load_config
+from .eval import stage as eval_stage
+from .runs import Run
+from .seq import stage as seq_stage
+
+log = logging.getLogger(__name__)
+
+BASELINE = "llmesr"
+FUSIONS = ("init", "gate", "view")
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: list[str]
+    description: str
+
+
+FIXED_VARIANTS = [
+    Variant("sasrec", ["seq.variant=plain"], "SASRec, id embeddings only"),
+    Variant("llmesr", ["seq.variant=llmesr"], "LLM-ESR"),
+    *[Variant(f"llmesr+graph-{f}", ["seq.variant=llmesr", f"seq.fusion={f}"], f"LLM-ESR + graph ({f})") for f in FUSIONS],
+    Variant("llmesr+heads", ["seq.variant=llmesr", "seq.heads.enabled=true"], "LLM-ESR + head/tail heads"),
+]
+
+
+@dataclass
+class Outcome:
+    variant: Variant
+    metrics: dict
+    valid: list[float] = field(default_factory=list)  # best validation NDCG@10 per seed
+
+
+def run_ablation(config: str | None, overrides: list[str], seeds: list[int], only: list[str] | None = None) -> tuple[Path, dict]:
+    """Train and evaluate every variant; returns the ablation folder and the results."""
+    base = load_config(config, list(overrides) + [f"train.seeds={seeds}"])
+    shared = base.run.name or f"{base.dataset.name}-ablation-{base.digest()[:10]}"
+    outcomes: dict[str, Outcome] = {}
+    for variant in FIXED_VARIANTS:
+        if only and variant.name not in only:
+            continue
+        outcomes[variant.name] = _run_variant(config, overrides, seeds, shared, variant)
+    graph_runs = [o for name, o in outcomes.items() if name.startswith("llmesr+graph-")]
+    if graph_runs and (not only or "llmesr+graph+heads" in only):
+        best = max(graph_runs, key=lambda o: np.mean(o.valid))
+        fusion = best.variant.name.rsplit("-", 1)[1]
+        combined = Variant("llmesr+graph+heads", ["seq.variant=llmesr", f"seq.fusion={fusion}", "seq.heads.enabled=true"],
+                           f"LLM-ESR + graph ({fusion}, best on validation) + heads")
+        outcomes[combined.name] = _run_variant(config, overrides, seeds, shared, combined)
+    folder = Path(base.run.root) / shared / "ablation"
+    results = _write(folder, base, outcomes, seeds)
+    return folder, results
+
+
+def _run_variant(config, overrides, seeds, shared: str, variant: Variant) -> Outcome:
+    log.info("ablation: %s", variant.description)
+    cfg = load_config(config, list(overrides) + variant.overrides + [f"train.seeds={seeds}", f"run.name={shared}"])
+    run = Run(cfg, variant=variant.name)
+    _, metrics = eval_stage.evaluate(run)
+    manifest = read_manifest(run.stage_dir(seq_stage.STAGE)) or {}
+    valid = [s["best_valid_NDCG@10"] for s in manifest.get("seeds", {}).values()]
+    return Outcome(variant, metrics, valid)
+
+
+def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list[int]) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {
+        "dataset": base.dataset.name,
+        "seeds": seeds,
+        "selection": "the graph+heads variant uses the fusion with the best mean validation NDCG@10",
+        "variants": {name: {"description": o.variant.description, "overrides": o.variant.overrides,
+                            "valid_NDCG@10": o.valid, "summary": o.metrics["summary"]} for name, o in outcomes.items()},
+    }
+    if BASELINE in outcomes:
+        results["gains_over_llmesr"] = gains(outcomes)
+    write_json(folder / "ablation.json", results)
+    atomic_write_bytes(folder / "ablation.md", (markdown(results, base.eval.ks) + "\n").encode())
+    if "gains_over_llmesr" in results:
+        plot_gains(results, folder / "ablation.png")
+    return results
+
+
+GAIN_GROUPS = ("overall", "tail_users", "tail_items")
+GAIN_METRIC = "NDCG@10"
+
+
+def gains(outcomes: dict[str, Outcome]) -> dict:
+    """Relative NDCG@10 change over LLM-ESR, per protocol and group, for every other variant."""
+    base = outcomes[BASELINE].metrics["summary"]
+    out = {}
+    for name, o in outcomes.items():
+        if name == BASELINE:
+            continue
+        summary = o.metrics["summary"]
+        out[name] = {p: {g: _relative(summary[p][g][GAIN_METRIC]["mean"], base[p][g][GAIN_METRIC]["mean"])
+                         for g in GAIN_GROUPS} for p in summary}
+    return out
+
+
+def _relative(value: float | None, base: float | None) -> float | None:
+    return (value - base) / base if value is not None and base else None
+
+
+def markdown(results: dict, ks) -> str:
+    seeds = len(results["seeds"])
+    lines = [f"# Ablation on {results['dataset']} ({seeds} seeds, mean ± std, test split)", ""]
+    names = [f"NDCG@{k}" for k in ks] + [f"HR@{k}" for k in ks]
+    for protocol in ("sampled", "full"):
+        lines += [f"## {protocol} protocol", "", "| variant | group | " + " | ".join(names) + " | valid NDCG@10 |",
+                  "|" + "---|" * (len(names) + 3)]
+        for name, v in results["variants"].items():
+            if protocol not in v["summary"]:
+                continue
+            valid = f"{np.mean(v['valid_NDCG@10']):.4f}" if v["valid_NDCG@10"] else "–"
+            for group in ("overall", "tail_users", "head_users", "tail_items", "head_items"):
+                m = v["summary"][protocol][group]
+                cells = ["–" if m[n]["mean"] is None else f"{m[n]['mean']:.4f} ± {m[n]['std']:.4f}" for n in names]
+                lines.append(f"| {name} | {group} | " + " | ".join(cells) + f" | {valid if group == 'overall' else ''} |")
+        lines.append("")
+    if "gains_over_llmesr" in results:
+        lines += ["## NDCG@10 change over LLM-ESR", "", "| variant | protocol | overall | tail users | tail items |",
+                  "|---|---|---|---|---|"]
+        for name, per in results["gains_over_llmesr"].items():
+            for protocol, g in per.items():
+                lines.append(f"| {name} | {protocol} | " + " | ".join("–" if g[k] is None else f"{g[k]:+.1%}" for k in GAIN_GROUPS) + " |")
+    return "\n".join(lines)
+
+
+def plot_gains(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per = results["gains_over_llmesr"]
+    names = list(per)
+    protocols = [p for p in ("sampled", "full") if p in per[names[0]]]
+    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4), squeeze=False)
+    x = np.arange(len(names))
+    for ax, protocol in zip(axes[0], protocols):
+        for i, (group, label) in enumerate((("tail_users", "tail users"), ("tail_items", "tail items"))):
+            ax.bar(x + (i - 0.5) * 0.38, [100 * (per[n][protocol][group] or 0.0) for n in names], 0.38, label=label)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"{GAIN_METRIC} change over LLM-ESR (%)")
+        ax.set_title(f"{results['dataset']}, {protocol} protocol")
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
