@@ -27,9 +27,9 @@ def encode_calls(monkeypatch):
     calls = []
     original = encoder_module.TextEncoder._encode_batch
 
-    def counting(self, texts, batch_size):
+    def counting(self, texts):
         calls.append(len(texts))
-        return original(self, texts, batch_size)
+        return original(self, texts)
 
     monkeypatch.setattr(encoder_module.TextEncoder, "_encode_batch", counting)
     return calls
