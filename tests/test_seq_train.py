@@ -135,3 +135,16 @@ def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path):
                 other = results[2][protocol][group][name]["mean"] if name != "users" else None
                 if name != "users" and value["mean"] is not None:
                     assert abs(value["mean"] - other) <= 1e-3, (protocol, group, name)
+
+
+def test_length_buckets_keep_every_user_once_and_cut_padding(tmp_path):
+    trainer, _ = setup("sasrec", tmp_path, epochs=1)
+    trainer.cfg.length_buckets = 4
+    order = trainer._order(np.random.default_rng(0))
+    assert sorted(order.tolist()) == sorted(trainer.users.tolist())
+    lengths = trainer.train_lengths
+    batches = [order[lo: lo + 16] for lo in range(0, len(order), 16)]
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    plain = np.random.default_rng(0).permutation(trainer.users)
+    padded_plain = sum(len(b) * lengths[b].max() for b in (plain[lo: lo + 16] for lo in range(0, len(plain), 16)))
+    assert padded < padded_plain

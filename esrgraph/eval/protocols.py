@@ -60,9 +60,11 @@ def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, b
     """Rank of each user's ``split`` target; returns (users, targets, ranks)."""
     users = np.arange(data.num_users) if users is None else users
     tables = model.item_tables() if protocol == "full" else None
+    # Batches of users with similar history lengths pad little; results return in input order.
+    order = np.argsort([len(data.full[u]) for u in users], kind="stable")
     ranks, targets = [], []
     for lo in range(0, len(users), batch_size):
-        chunk = users[lo: lo + batch_size]
+        chunk = users[order[lo: lo + batch_size]]
         batch = data.history_batch(chunk, split).to(device)
         vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
         if protocol == "full":
@@ -74,7 +76,8 @@ def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, b
             rank = (scores[:, 1:] >= scores[:, :1]).sum(1)
         ranks.append(rank.cpu().numpy())
         targets.append(batch.targets.cpu().numpy())
-    return users, np.concatenate(targets), np.concatenate(ranks)
+    back = np.argsort(order, kind="stable")
+    return users, np.concatenate(targets)[back], np.concatenate(ranks)[back]
 
 
 def _full_rank(scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device) -> torch.Tensor:

@@ -77,3 +77,7 @@ class TrainConfig:
     eval_batch_size: int = field(512, min=1)
     valid_protocol: str = field("full", choices=("full", "sampled"), help="protocol of the early-stopping metric")
     max_batches: Optional[int] = field(None, min=1, help="stop each epoch after this many batches (quick checks)")
+    # 32 made an amazon-beauty LLM-ESR epoch 2.9x faster (12.6 s vs 37.1 s, one thread).
+    length_buckets: int = field(
+        32, min=1, help="sort users by length within windows of this many batches, then shuffle the batches: "
+        "less padding, faster epochs; 1 keeps plain random batches (the reference)")

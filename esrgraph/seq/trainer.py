@@ -60,6 +60,7 @@ class Trainer:
         self.network = dist.wrap(model, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.users = data.trainable_users()
+        self.train_lengths = np.array([len(data.train_sequence(u)) for u in range(data.num_users)])
         if len(self.users) == 0:
             raise EsrError("no user has a training sequence of 2 or more items; nothing to train on")
 
@@ -83,7 +84,7 @@ class Trainer:
         if self.distiller is not None:
             self.distiller.start_epoch(self.model, self.device)
         self.network.train()
-        order = rng.permutation(self.users)
+        order = self._order(rng)
         size = self.cfg.batch_size
         starts = list(range(0, len(order), size))
         if self.dist.active and len(order) - starts[-1] < self.dist.world:
@@ -98,6 +99,19 @@ class Trainer:
             seen += 1
             bar.set_postfix(loss=f"{total / seen:.4f}")
         return total / max(seen, 1)
+
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
+        """This epoch's user order: random, or random batches of similar lengths (``length_buckets``)."""
+        order = rng.permutation(self.users)
+        buckets, size = self.cfg.length_buckets, self.cfg.batch_size
+        if buckets <= 1:
+            return order
+        window = buckets * size
+        for lo in range(0, len(order), window):
+            part = order[lo: lo + window]
+            order[lo: lo + window] = part[np.argsort(self.train_lengths[part], kind="stable")]
+        batches = [order[lo: lo + size] for lo in range(0, len(order), size)]
+        return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
     def _step(self, users: np.ndarray, generator: torch.Generator) -> float:
         batch = self._training_batch(users, generator)

@@ -1,0 +1,138 @@
+"""Training speed of the sequential recommenders: sequences/s, seconds per epoch, peak memory.
+
+Reference settings (hidden 64, 2 layers, 1 head, max length 200, batch 128,
+K = 10, BCE with one negative) unless overridden. Each (dataset, model) is
+measured in its own process so peak memory (RSS, or CUDA peak) is its own.
+The text embeddings come from the run directory (``esr embed`` with the same
+config and ``--root``; computed first if missing).
+
+    python benchmarks/train_seq_speed.py configs/amazon-scientific.yaml configs/amazon-beauty.yaml \
+        [--models sasrec,gru4rec,bert4rec] [--variants plain,llmesr] [--epochs 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def measure(config: str, backbone: str, variant: str, epochs: int, root: str, overrides: list[str]) -> dict:
+    """Runs inside the child process."""
+    import numpy as np
+    import torch
+
+    from esrgraph.config import load_config
+    from esrgraph.eval.evaluate import Evaluator
+    from esrgraph.runs import Run
+    from esrgraph.seq import stage as seq_stage
+    from esrgraph.seq.batches import SequenceData
+    from esrgraph.seq.distill import Distiller
+    from esrgraph.seq.distributed import DistContext, resolve_device
+    from esrgraph.seq.model import SeqRecommender
+    from esrgraph.seq.trainer import Trainer
+
+    cfg = load_config(config, [f"run.root={root}", f"seq.backbone={backbone}", f"seq.variant={variant}"] + overrides)
+    run = Run(cfg)
+    inputs, _ = seq_stage._upstream(run)
+    device = resolve_device(cfg.train.device)
+    data = SequenceData(inputs.ds, cfg.seq.max_length, cfg.seq.reference_padding)
+    tensors = seq_stage.model_inputs(cfg, inputs)
+    distiller = None
+    if variant == "llmesr":
+        distiller = Distiller(np.load(inputs.embed_dir / "similar_users.npy"), cfg.seq.distill, data)
+    torch.manual_seed(0)
+    model = SeqRecommender(cfg.seq, inputs.ds.num_items, **tensors).to(device)
+    evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device)
+    trainer = Trainer(model, data, cfg.seq, cfg.train, evaluator, distiller, device, DistContext(), run.dir / "bench.ckpt")
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for epoch in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        trainer._epoch(rng, generator, epoch + 1)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    trainer._validate()
+    _sync(device)
+    valid_s = time.perf_counter() - start
+    sequences = len(trainer.users)
+    per_epoch = float(np.median(times))
+    return {
+        "dataset": cfg.dataset.name, "model": f"{backbone}/{variant}", "device": str(device),
+        "threads": torch.get_num_threads(), "users_trained": sequences,
+        "seconds_per_epoch": round(per_epoch, 2), "sequences_per_s": round(sequences / per_epoch, 1),
+        "validation_s": round(valid_s, 2),
+        "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
+    }
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_child(args: list[str]) -> tuple[dict, float]:
+    """Run one measurement in a child; returns its result and its peak RSS in MiB."""
+    proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, cwd=ROOT)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"measurement failed: {' '.join(args)}")
+    return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss / 1024
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | model | device | s/epoch | sequences/s | validation s | peak RSS MiB | CUDA peak MiB |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['device']} | {r['seconds_per_epoch']} | {r['sequences_per_s']} "
+                     f"| {r['validation_s']} | {r['peak_rss_mib']:.0f} | {r['cuda_peak_mib'] or '–'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="*", default=["configs/amazon-scientific.yaml"])
+    parser.add_argument("--models", default="sasrec,gru4rec,bert4rec")
+    parser.add_argument("--variants", default="plain,llmesr")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--root", default="runs", help="run root holding (or receiving) the embeddings")
+    parser.add_argument("-o", "--override", action="append", default=[])
+    parser.add_argument("--json")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child:
+        config, backbone, variant = args.configs
+        print(json.dumps(measure(config, backbone, variant, args.epochs, args.root, args.override)))
+        return
+    rows = []
+    for config in args.configs:
+        for variant in args.variants.split(","):
+            for backbone in args.models.split(","):
+                child = [config, backbone, variant, "--epochs", str(args.epochs), "--root", args.root]
+                child += sum((["-o", o] for o in args.override), [])
+                result, rss = run_child(child)
+                result["peak_rss_mib"] = rss
+                rows.append(result)
+                print(json.dumps(result), flush=True)
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
