@@ -81,6 +81,9 @@ class SelfAttentionEncoder(nn.Module):
         self.causal = causal
         self.reference_padding = reference_padding
         self.positions = nn.Embedding(max_length + 1, d)
+        # Same scale as the item embeddings: a default N(0, 1) position table would
+        # drown the items' signal (std 0.02) and leave the model little but position.
+        nn.init.normal_(self.positions.weight, std=0.02)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(AttentionBlock(d, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
