@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("esr: interrupted; finished stages and checkpoints are kept, run the command again to resume", err=True)
+        click.echo("esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
+                   "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself", err=True)
         return 130
     return 0
 

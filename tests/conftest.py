@@ -80,6 +80,17 @@ def write_tiny(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
+def one_thread():
+    """Small graphs and models run about as fast on one thread, without stalling beside other jobs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny(tmp_path: Path) -> dict[str, Path]:
     return write_tiny(tmp_path / "data")
 

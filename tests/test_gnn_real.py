@@ -21,13 +21,7 @@ from esrgraph.gnn.dgl_backend import tensors_from_dgl  # noqa: E402
 from esrgraph.graph.stage import load_graph  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A 4k-item graph runs about as fast on one thread, without stalls beside other jobs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

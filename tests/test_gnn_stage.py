@@ -12,13 +12,7 @@ from esrgraph.runs import Run
 FAST = ["gnn.hidden=16", "gnn.heads=2", "gnn.projection=16", "gnn.patience=100"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs run fastest on one thread (and do not stall beside other jobs on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Interrupt(Exception):

@@ -40,6 +40,12 @@ def display_name(path: str | os.PathLike) -> str:
         return text
 
 
+def format_by_suffix(path: Path, formats: dict[str, str]) -> str | None:
+    """The format whose suffix the file name ends with (ignoring ``.gz``), if any."""
+    name = path.name.lower().removesuffix(".gz")
+    return next((fmt for suffix, fmt in formats.items() if name.endswith(suffix)), None)
+
+
 def is_gzip(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == _GZIP_MAGIC

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..config import InteractionsConfig
 from ..errors import InputError
-from .files import display_name, iter_json_lines, iter_lines, load_json_document, resolve_path
+from .files import display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
 
 Sequences = dict[str, list[str]]
 
@@ -44,15 +44,11 @@ def read_interactions(cfg: InteractionsConfig) -> tuple[Sequences, str]:
 
 
 def detect_format(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith(".tsv"):
-        return "tsv"
-    if name.endswith(".jsonl"):
-        return "amazon-reviews"
-    if name.endswith(".json"):
+    by_name = format_by_suffix(path, {".csv": "csv", ".tsv": "tsv", ".jsonl": "amazon-reviews", ".json": "json"})
+    if by_name == "json":
         return _json_kind(path)
+    if by_name:
+        return by_name
     for count, (_, line) in enumerate(iter_lines(path)):
         if len(line.split()) > 2:
             return "sequences"

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from ..config import MetadataConfig
 from ..errors import InputError
-from .files import display_name, iter_json_lines, iter_lines, load_json_document, resolve_path
+from .files import display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
 
 ItemMeta = dict[str, Any]
 TEXT_FIELDS = ("title", "brand", "price", "description")
@@ -64,13 +64,9 @@ def gc_paused() -> Iterator[None]:
 
 
 def detect_format(path: Path, key: str | None) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith(".tsv"):
-        return "tsv"
-    if name.endswith(".jsonl"):
-        return "jsonl"
+    by_name = format_by_suffix(path, {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"})
+    if by_name:
+        return by_name
     _, first = next(iter_lines(path))
     try:
         obj = json.loads(first)
