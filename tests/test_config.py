@@ -9,7 +9,7 @@ from esrgraph.errors import ConfigError
 def test_defaults_point_at_bundled_data():
     cfg = load_config()
     assert cfg.dataset.interactions.path.startswith("bundled:")
-    assert cfg.embed.batch_size == 32 and cfg.dataset.min_user_interactions == 3
+    assert cfg.embed.batch_size == 16 and cfg.dataset.min_user_interactions == 3
 
 
 def test_overrides_are_typed():
