@@ -98,3 +98,27 @@ def test_frozen_graph_is_a_buffer_and_finetuned_a_parameter():
     cfg = SeqConfig(hidden_size=8, num_heads=1, fusion="view", graph_finetune=True)
     tuned = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), torch.randn(N + 1, 6), TAIL)
     assert "views.graph.table" in dict(tuned.named_parameters())
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+@pytest.mark.parametrize("fusion, heads, cross, loss", [
+    ("none", False, True, "bce"), ("init", True, False, "ce"), ("gate", True, True, "bce"), ("view", False, False, "ce"),
+])
+def test_every_combination_trains_and_scores(backbone, fusion, heads, cross, loss):
+    from esrgraph.seq.batches import Batch
+
+    torch.manual_seed(0)
+    cfg = SeqConfig(backbone=backbone, hidden_size=8, num_heads=2, dropout=0.1, fusion=fusion, cross_attention=cross,
+                    heads=HeadsConfig(enabled=heads))
+    graph = torch.randn(N + 1, 6) if fusion in ("gate", "view") else None
+    m = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), graph, TAIL).train()
+    items, lengths, users = histories()
+    targets = torch.roll(items, -1, 1) * (items > 0)
+    value, students = m(Batch(users, items, lengths, targets), torch.randint(1, N + 1, (*items.shape, 2)), 10.0, loss,
+                        Batch(users, items, lengths))
+    value.backward()
+    assert torch.isfinite(value) and students.shape == (U, m.user_dim)
+    assert all(p.grad is not None for n, p in m.named_parameters() if "views.ids" in n or "encoder" in n)
+    m.eval()
+    scores = m.score_all(m.user_vectors(items, lengths, users))
+    assert scores.shape == (U, N + 1) and torch.isfinite(scores[:, 1:]).all()
