@@ -46,7 +46,13 @@ def evaluate(run: Run) -> tuple[Path, dict]:
 
 
 def describe_model(cfg) -> str:
-    return f"{cfg.seq.backbone}/{cfg.seq.variant}"
+    """e.g. ``sasrec/llmesr+graph-gate+heads``."""
+    name = f"{cfg.seq.backbone}/{cfg.seq.variant}"
+    if cfg.seq.fusion != "none":
+        name += f"+graph-{cfg.seq.fusion}"
+    if cfg.seq.heads.enabled:
+        name += "+heads"
+    return name
 
 
 def report(metrics: dict, ks) -> str:
