@@ -7,10 +7,7 @@ import click
 from .app import esr, run_options
 
 
-@esr.command()
-@run_options("dataset")
-def prepare(run) -> None:
-    """Read, join and split the dataset; print its statistics."""
+def show_dataset(run) -> None:
     from esrgraph.data.dataset import describe
     from esrgraph.data.stage import prepare as prepare_dataset
 
@@ -20,18 +17,20 @@ def prepare(run) -> None:
 
 
 @esr.command()
+@run_options("dataset")
+def prepare(run) -> None:
+    """Read, join and split the dataset; print its statistics."""
+    show_dataset(run)
+
+
+@esr.command()
 @run_options("embed")
 def embed(run) -> None:
     """Encode item and user texts; PCA item embeddings; similar users."""
-    from esrgraph.data.dataset import describe
-    from esrgraph.data.stage import prepare as prepare_dataset
     from esrgraph.text.stage import embed as run_embed
 
-    ds = prepare_dataset(run)
-    click.echo(f"dataset {ds.name}")
-    click.echo(describe(ds.stats))
-    out = run_embed(run)
-    click.echo(f"embeddings -> {out}")
+    show_dataset(run)
+    click.echo(f"embeddings -> {run_embed(run)}")
 
 
 @esr.command("show-config")
