@@ -122,3 +122,20 @@ def test_every_combination_trains_and_scores(backbone, fusion, heads, cross, los
     m.eval()
     scores = m.score_all(m.user_vectors(items, lengths, users))
     assert scores.shape == (U, N + 1) and torch.isfinite(scores[:, 1:]).all()
+
+
+def test_fused_init_balances_text_and_graph_and_keeps_the_pca_scale():
+    from esrgraph.seq.stage import fused_init
+
+    rng = np.random.default_rng(0)
+    pca_rows = torch.from_numpy(rng.normal(scale=0.1, size=(N + 1, 8)).astype(np.float32))
+    graph = torch.from_numpy(rng.normal(scale=10.0, size=(N + 1, 6)).astype(np.float32))
+    pca_rows[0] = graph[0] = 0
+    fused = fused_init(pca_rows, graph, 8)
+    assert fused.shape == (N + 1, 8) and not fused[0].any()
+    assert fused[1:].std().item() == pytest.approx(pca_rows[1:].std().item(), rel=1e-4)
+    # both sources shape the result: it correlates with each of them
+    corr = lambda a, b: abs(np.corrcoef(a, b)[0, 1])
+    top = fused[1:, 0].numpy()
+    assert max(corr(top, pca_rows[1:, j].numpy()) for j in range(8)) > 0.1
+    assert max(corr(top, graph[1:, j].numpy()) for j in range(6)) > 0.1

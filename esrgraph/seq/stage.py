@@ -117,10 +117,23 @@ def model_inputs(cfg: Config, inputs: Inputs) -> dict[str, torch.Tensor | None]:
     if inputs.graph_dir is not None:
         graph = torch.from_numpy(np.load(inputs.graph_dir / "item_graph.npy"))
         if cfg.seq.fusion == "init" and init is not None:
-            # The seed project's fusion: PCA and graph embeddings concatenated, reduced to d.
-            both = torch.cat([init, graph], dim=1).numpy()
-            init = torch.cat([torch.zeros(1, cfg.seq.hidden_size), torch.from_numpy(pca(both[1:], cfg.seq.hidden_size))])
+            init = fused_init(init, graph, cfg.seq.hidden_size)
     return {"llm": llm, "init": init, "graph": graph, "tail_users": head_tail_groups(cfg, inputs.ds)}
+
+
+def fused_init(pca_rows: torch.Tensor, graph: torch.Tensor, d: int) -> torch.Tensor:
+    """The seed project's fusion: PCA and graph embeddings concatenated and reduced to d dimensions.
+
+    Each block is scaled to unit standard deviation first, so the graph (whose
+    rows come out of a LayerNorm, far larger than the PCA rows) cannot drown the
+    text; the result is scaled back to the PCA rows' standard deviation, so the
+    collaborative view starts at the scale plain LLM-ESR starts at. Row 0 stays zero.
+    """
+    text, structure = pca_rows[1:].numpy(), graph[1:].numpy()
+    both = np.concatenate([text / text.std(), structure / structure.std()], axis=1)
+    fused = pca(both, d)
+    fused *= text.std() / fused.std()
+    return torch.cat([torch.zeros(1, d), torch.from_numpy(fused)])
 
 
 def head_tail_groups(cfg: Config, ds: Dataset) -> torch.Tensor:
