@@ -139,3 +139,22 @@ def test_fused_init_balances_text_and_graph_and_keeps_the_pca_scale():
     top = fused[1:, 0].numpy()
     assert max(corr(top, pca_rows[1:, j].numpy()) for j in range(8)) > 0.1
     assert max(corr(top, graph[1:, j].numpy()) for j in range(6)) > 0.1
+
+
+@pytest.mark.parametrize("fusion", ["gate", "view"])
+def test_graph_table_enters_at_the_collaborative_scale(tmp_path, fusion):
+    from esrgraph.config import load_config
+    from esrgraph.seq.stage import Inputs, model_inputs
+    from tests.conftest import make_dataset
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "embed").mkdir()
+    (tmp_path / "gnn").mkdir()
+    pca_rows = rng.normal(scale=0.1, size=(N + 1, 64)).astype(np.float32)
+    np.save(tmp_path / "embed" / "item_llm.npy", rng.normal(size=(N + 1, 12)).astype(np.float32))
+    np.save(tmp_path / "embed" / "item_pca.npy", pca_rows)
+    np.save(tmp_path / "gnn" / "item_graph.npy", rng.normal(scale=8.0, size=(N + 1, 64)).astype(np.float32))
+    cfg = load_config(None, [f"seq.fusion={fusion}"])
+    ds = make_dataset([[1, 2, 3], [4, 5, 6, 7]], N)
+    tensors = model_inputs(cfg, Inputs(ds, tmp_path / "embed", tmp_path / "gnn"))
+    assert tensors["graph"][1:].std().item() == pytest.approx(pca_rows[1:].std(), rel=1e-4)

@@ -33,6 +33,7 @@ from .distill import Distiller
 from .distributed import DistContext, resolve_device
 from .model import SeqRecommender
 from .trainer import Trainer
+from .views import ID_INIT_STD
 
 log = logging.getLogger(__name__)
 STAGE = "seq"
@@ -118,7 +119,16 @@ def model_inputs(cfg: Config, inputs: Inputs) -> dict[str, torch.Tensor | None]:
         graph = torch.from_numpy(np.load(inputs.graph_dir / "item_graph.npy"))
         if cfg.seq.fusion == "init" and init is not None:
             init = fused_init(init, graph, cfg.seq.hidden_size)
+        # Graph rows leave a LayerNorm, far larger than the item embeddings they join: bring
+        # them to the collaborative view's starting scale, so a nearly closed gate (or a new
+        # view) starts nearly silent and the model must learn to let the graph in.
+        graph = graph * (_start_std(init) / graph[1:].std())
     return {"llm": llm, "init": init, "graph": graph, "tail_users": head_tail_groups(cfg, inputs.ds)}
+
+
+def _start_std(init: torch.Tensor | None) -> float:
+    """The standard deviation the collaborative view starts at (PCA rows, or the random init)."""
+    return float(init[1:].std()) if init is not None else ID_INIT_STD
 
 
 def fused_init(pca_rows: torch.Tensor, graph: torch.Tensor, d: int) -> torch.Tensor:

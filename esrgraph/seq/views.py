@@ -26,6 +26,7 @@ from torch import nn
 
 # The gate starts at sigmoid(-3) ~ 0.05: the graph must earn its way in.
 GATE_BIAS = -3.0
+ID_INIT_STD = 0.02
 
 
 class ItemViews(nn.Module):
@@ -35,7 +36,7 @@ class ItemViews(nn.Module):
         self.num_items = num_items
         self.fusion = fusion if graph is not None else "none"
         self.ids = nn.Embedding(num_items + 2, d, padding_idx=0)
-        nn.init.normal_(self.ids.weight, std=0.02)
+        nn.init.normal_(self.ids.weight, std=ID_INIT_STD)
         with torch.no_grad():
             if init is not None:
                 self.ids.weight[: num_items + 1] = init
