@@ -49,3 +49,34 @@ def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     assert "| llmesr+graph-gate | tail_users |" in (folder / "ablation.md").read_text()
     # shared stages ran once; each variant trained in its own stage folder
     assert (root / "r" / "gnn").is_dir() and (root / "r" / "seq-sasrec").is_dir() and (root / "r" / "seq-llmesr").is_dir()
+
+
+def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeypatch):
+    from esrgraph.seq import trainer
+
+    root = tmp_path / "runs"
+    argv = ["ablate", "--seeds", "2", "--only", "sasrec"] + args(tiny, root)
+    fit, step = trainer.Trainer.fit, trainer.Trainer._step
+    steps = {1: 0, 2: 0}
+    current = {}
+
+    def fit_stopping_at_seed_2(self, seed, resume):
+        current["seed"] = seed
+        if seed == 2 and not resume and not current.get("stopped"):
+            current["stopped"] = True
+            raise KeyboardInterrupt  # interrupted once, after seed 1 finished
+        return fit(self, seed, resume)
+
+    def counting_step(self, *a, **k):
+        steps[current["seed"]] += 1
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(trainer.Trainer, "fit", fit_stopping_at_seed_2)
+    monkeypatch.setattr(trainer.Trainer, "_step", counting_step)
+    assert main(argv) == 1  # the command reports the interruption and stops
+    trained_seed_1 = steps[1]
+    assert trained_seed_1 > 0 and steps[2] == 0
+    assert main(argv) == 0
+    assert steps[1] == trained_seed_1  # the finished seed came from its checkpoint, not retrained
+    assert steps[2] == trained_seed_1  # the interrupted seed trained in full
+    assert json.loads((root / "r" / "ablation" / "ablation.json").read_text())["variants"]["sasrec"]["summary"]
