@@ -158,3 +158,27 @@ def test_graph_table_enters_at_the_collaborative_scale(tmp_path, fusion):
     ds = make_dataset([[1, 2, 3], [4, 5, 6, 7]], N)
     tensors = model_inputs(cfg, Inputs(ds, tmp_path / "embed", tmp_path / "gnn"))
     assert tensors["graph"][1:].std().item() == pytest.approx(torch.from_numpy(pca_rows[1:]).std().item(), rel=1e-4)
+
+
+def test_shared_score_keeps_its_own_loss_and_each_head_learns_from_its_group():
+    from esrgraph.seq.batches import Batch
+
+    m = build(heads=True)
+    plain = build(heads=False)
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("heads.")})
+    items, lengths, users = histories()
+    targets = torch.roll(items, -1, 1) * (items > 0)
+    negatives = torch.randint(1, N + 1, (*items.shape, 1), generator=torch.Generator().manual_seed(0))
+    batch = Batch(users, items, lengths, targets)
+    shared, _ = plain(batch, negatives, 1.0, "bce")
+    both, _ = m(batch, negatives, 1.0, "bce")
+    # identity heads score exactly like the shared score: shared loss + head loss = 2 × shared loss
+    assert torch.allclose(both, 2 * shared, rtol=1e-5)
+    head_only = ~TAIL[users]
+    sub = Batch(users[head_only], items[head_only], lengths[head_only], targets[head_only])
+    with torch.no_grad():
+        m.heads.proj[1].weight.add_(torch.randn_like(m.heads.proj[1].weight))
+    loss, _ = m(sub, negatives[head_only], 1.0, "bce")
+    loss.backward()
+    assert m.heads.proj[1].weight.grad.abs().sum() == 0  # tail head: no tail user in the batch
+    assert m.heads.proj[0].weight.grad.abs().sum() > 0

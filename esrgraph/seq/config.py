@@ -39,7 +39,7 @@ class HeadsConfig:
         None, min=1, help="tail if the training sequence has at most this many items; default: the dataset's tail users")
     theta_tail: float = field(0.5, min=0.0, max=1.0, help="weight of the group head for tail users")
     theta_head: float = field(0.5, min=0.0, max=1.0, help="weight of the group head for head users")
-    learn_theta: bool = field(False, help="learn both weights, starting from the values above")
+    learn_theta: bool = field(False, help="learn both weights (a third loss on the mixed score), starting from the values above")
     distill_head_users: bool = field(False, help="false: head users skip self-distillation")
 
 

@@ -8,7 +8,13 @@ with the catalogue beyond the item table. A user's final score is
         = ((1 - θ_g) · u + θ_g · W_g u) · e_i,
 
 which is how it is computed: one mixed user vector, then dot products. Heads
-start as the identity, so training moves them apart from the shared score.
+start as the identity.
+
+Training does not optimise the mixed score. The shared score keeps its own
+loss, and each group head gets a second loss on its own group's users only;
+the weights mix them at inference. Optimising the mixed vector alone made
+the shared score and the heads co-adapt: on amazon-scientific it lowered
+test NDCG@10 for both groups by about 12% (3 seeds).
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class GroupHeads(nn.Module):
             self.register_buffer("theta_fixed", theta)
 
     @property
+    def learns_theta(self) -> bool:
+        return hasattr(self, "theta_logit")
+
+    @property
     def theta(self) -> torch.Tensor:
         """[2]: the weight of the group head for head (0) and tail (1) users."""
         return torch.sigmoid(self.theta_logit) if hasattr(self, "theta_logit") else self.theta_fixed
@@ -45,10 +55,17 @@ class GroupHeads(nn.Module):
     def groups(self, users: torch.Tensor) -> torch.Tensor:
         return self.tail_users[users].long()
 
-    def forward(self, hidden: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        group = self.groups(users).view(-1, *([1] * (hidden.dim() - 1)))
+    def _group(self, hidden: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        return self.groups(users).view(-1, *([1] * (hidden.dim() - 1)))
+
+    def project(self, hidden: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """Each user's group-head vector W_g h (same shape as ``hidden``)."""
+        group = self._group(hidden, users)
         # Both heads see every row (then one is picked), so both always take part
         # in the graph: a batch with one group only must not leave a head unused.
-        projected = torch.where(group == TAIL, self.proj[TAIL](hidden), self.proj[HEAD](hidden))
-        theta = self.theta[group]
-        return (1 - theta) * hidden + theta * projected
+        return torch.where(group == TAIL, self.proj[TAIL](hidden), self.proj[HEAD](hidden))
+
+    def forward(self, hidden: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """The mixed vector (1 - θ_g) h + θ_g W_g h that inference scores with."""
+        theta = self.theta[self._group(hidden, users)]
+        return (1 - theta) * hidden + theta * self.project(hidden, users)

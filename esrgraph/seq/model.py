@@ -157,16 +157,39 @@ class SeqRecommender(nn.Module):
         students = self._last(outputs, batch.items, batch.lengths)
         if self.bidirectional and history is not None:
             students = self.user_vectors(history.items, history.lengths)
-        if self.heads is not None:
-            outputs = self.heads(outputs, batch.users)
         where = batch.targets > 0
-        hidden = outputs[where]  # [P, V * d]
-        if loss == "ce":
-            logits = hidden @ self.item_tables().T
-            logits[:, 0] = -float("inf")
-            value = F.cross_entropy(logits, batch.targets[where], reduction="sum")
-        else:
-            pos = (hidden * self.item_vectors(batch.targets[where])).sum(-1)
-            neg = (hidden.unsqueeze(1) * self.item_vectors(negatives[where])).sum(-1)
-            value = (F.softplus(-pos) + F.softplus(neg).mean(-1)).sum()
+        targets = batch.targets[where]
+        candidates = self._candidates(targets, negatives, where, loss)
+        value = self._position_loss(outputs[where], targets, candidates, loss)
+        if self.heads is not None:
+            value = value + self._heads_loss(outputs, batch.users, where, targets, candidates, loss)
         return value / norm, students
+
+    def _candidates(self, targets: torch.Tensor, negatives: torch.Tensor | None, where: torch.Tensor,
+                    loss: str) -> tuple[torch.Tensor, ...]:
+        """What positions are scored against: every item (``ce``), or the target's and the negatives' vectors."""
+        if loss == "ce":
+            return (self.item_tables(),)
+        return self.item_vectors(targets), self.item_vectors(negatives[where])
+
+    def _heads_loss(self, outputs: torch.Tensor, users: torch.Tensor, where: torch.Tensor, targets: torch.Tensor,
+                    candidates: tuple[torch.Tensor, ...], loss: str) -> torch.Tensor:
+        """Each group head's loss on its own users (and the mixed score's, when θ is learned)."""
+        heads = self.heads
+        value = self._position_loss(heads.project(outputs, users)[where], targets, candidates, loss)
+        if heads.learns_theta:
+            value = value + self._position_loss(heads(outputs, users)[where], targets, candidates, loss)
+        return value
+
+    @staticmethod
+    def _position_loss(hidden: torch.Tensor, targets: torch.Tensor, candidates: tuple[torch.Tensor, ...],
+                       loss: str) -> torch.Tensor:
+        """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
+        if loss == "ce":
+            logits = hidden @ candidates[0].T
+            logits[:, 0] = -float("inf")
+            return F.cross_entropy(logits, targets, reduction="sum")
+        pos_items, neg_items = candidates
+        pos = (hidden * pos_items).sum(-1)
+        neg = (hidden.unsqueeze(1) * neg_items).sum(-1)
+        return (F.softplus(-pos) + F.softplus(neg).mean(-1)).sum()
