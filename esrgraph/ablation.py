@@ -1,6 +1,7 @@
 """``esr ablate``: variants × seeds on one dataset, one table, one plot.
 
-Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads and
+Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads
+(head users skip self-distillation, and a control where they do not) and
 LLM-ESR + graph + heads. The last takes the fusion with the best *validation*
 NDCG@10 among the graph variants: nothing is chosen on test data. All variants
 share one run directory, so the dataset, embedding, graph and pretraining
@@ -19,6 +20,7 @@ import numpy as np
 
 from .artifacts import atomic_write_bytes, read_manifest, write_json
 from .config import Config, load_config
+from .errors import EsrError
 from .eval import stage as eval_stage
 from .runs import Run
 from .seq import stage as seq_stage
@@ -26,6 +28,7 @@ from .seq import stage as seq_stage
 log = logging.getLogger(__name__)
 
 BASELINE = "llmesr"
+COMBINED = "llmesr+graph+heads"
 FUSIONS = ("init", "gate", "view")
 
 
@@ -41,6 +44,9 @@ FIXED_VARIANTS = [
     Variant("llmesr", ["seq.variant=llmesr"], "LLM-ESR"),
     *[Variant(f"llmesr+graph-{f}", ["seq.variant=llmesr", f"seq.fusion={f}"], f"LLM-ESR + graph ({f})") for f in FUSIONS],
     Variant("llmesr+heads", ["seq.variant=llmesr", "seq.heads.enabled=true"], "LLM-ESR + head/tail heads"),
+    # tests the hypothesis behind the default that head users skip self-distillation
+    Variant("llmesr+heads-distill-all", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.distill_head_users=true"],
+            "LLM-ESR + head/tail heads, head users distilled too"),
 ]
 
 
@@ -53,6 +59,10 @@ class Outcome:
 
 def run_ablation(config: str | None, overrides: list[str], seeds: list[int], only: list[str] | None = None) -> tuple[Path, dict]:
     """Train and evaluate every variant; returns the ablation folder and the results."""
+    known = [v.name for v in FIXED_VARIANTS] + [COMBINED]
+    unknown = [name for name in only or [] if name not in known]
+    if unknown:
+        raise EsrError(f"--only: unknown variant {', '.join(unknown)}; choose from {', '.join(known)}")
     base = load_config(config, list(overrides) + [f"train.seeds={seeds}"])
     shared = base.run.name or f"{base.dataset.name}-ablation-{base.digest()[:10]}"
     outcomes: dict[str, Outcome] = {}
@@ -61,10 +71,10 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
             continue
         outcomes[variant.name] = _run_variant(config, overrides, seeds, shared, variant)
     graph_runs = [o for name, o in outcomes.items() if name.startswith("llmesr+graph-")]
-    if graph_runs and (not only or "llmesr+graph+heads" in only):
+    if graph_runs and (not only or COMBINED in only):
         best = max(graph_runs, key=lambda o: np.mean(o.valid))
         fusion = best.variant.name.rsplit("-", 1)[1]
-        combined = Variant("llmesr+graph+heads", ["seq.variant=llmesr", f"seq.fusion={fusion}", "seq.heads.enabled=true"],
+        combined = Variant(COMBINED, ["seq.variant=llmesr", f"seq.fusion={fusion}", "seq.heads.enabled=true"],
                            f"LLM-ESR + graph ({fusion}, best on validation) + heads")
         outcomes[combined.name] = _run_variant(config, overrides, seeds, shared, combined)
     folder = Path(base.run.root) / shared / "ablation"

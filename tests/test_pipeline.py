@@ -80,3 +80,10 @@ def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeyp
     assert steps[1] == trained_seed_1  # the finished seed came from its checkpoint, not retrained
     assert steps[2] == trained_seed_1  # the interrupted seed trained in full
     assert json.loads((root / "r" / "ablation" / "ablation.json").read_text())["variants"]["sasrec"]["summary"]
+
+
+def test_ablation_rejects_an_unknown_variant(tiny, tmp_path, capsys):
+    assert main(["ablate", "--only", "llmesr+graph-gates"] + args(tiny, tmp_path / "runs")) == 2
+    err = capsys.readouterr().err
+    assert "unknown variant llmesr+graph-gates" in err and "llmesr+graph-gate," in err
+    assert not (tmp_path / "runs").exists()
