@@ -86,8 +86,7 @@ def _run_variant(config, overrides, seeds, shared: str, variant: Variant) -> Out
     log.info("ablation: %s", variant.description)
     cfg = load_config(config, list(overrides) + variant.overrides + [f"train.seeds={seeds}", f"run.name={shared}"])
     run = Run(cfg, variant=variant.name)
-    seq_stage.train_seq(run, resume="auto")  # an interrupted variant continues from its checkpoints
-    _, metrics = eval_stage.evaluate(run)
+    _, metrics = eval_stage.evaluate(run, resume="auto")  # an interrupted variant continues from its checkpoints
     manifest = read_manifest(run.stage_dir(seq_stage.STAGE)) or {}
     valid = [s["best_valid_NDCG@10"] for s in manifest.get("seeds", {}).values()]
     return Outcome(variant, metrics, valid)

@@ -15,7 +15,6 @@ from .eval import stage as eval_stage
 from .gnn import stage as gnn_stage
 from .graph import stage as graph_stage
 from .runs import Run
-from .seq import stage as seq_stage
 from .text import stage as text_stage
 
 log = logging.getLogger(__name__)
@@ -27,5 +26,4 @@ def run_pipeline(run: Run) -> tuple[Path, dict]:
     text_stage.embed(run)
     graph_stage.build_graph(run)
     gnn_stage.pretrain(run, resume=True)
-    seq_stage.train_seq(run, resume="auto")
-    return eval_stage.evaluate(run)
+    return eval_stage.evaluate(run, resume="auto")

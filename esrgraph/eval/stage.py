@@ -17,9 +17,10 @@ from .metrics import aggregate, format_table
 STAGE = "eval"
 
 
-def evaluate(run: Run) -> tuple[Path, dict]:
-    """Evaluate the trained models (training them first if needed); returns (folder, metrics)."""
-    seq_dir = seq_stage.train_seq(run)
+def evaluate(run: Run, resume: bool | str = False) -> tuple[Path, dict]:
+    """Evaluate the trained models (training them first if needed, ``resume`` as in
+    :func:`~esrgraph.seq.stage.train_seq`); returns (folder, metrics)."""
+    seq_dir = seq_stage.train_seq(run, resume=resume)
     cfg = run.cfg
 
     def produce(out: Path) -> dict:
