@@ -175,10 +175,11 @@ class SeqRecommender(nn.Module):
     def _heads_loss(self, outputs: torch.Tensor, users: torch.Tensor, where: torch.Tensor, targets: torch.Tensor,
                     candidates: tuple[torch.Tensor, ...], loss: str) -> torch.Tensor:
         """Each group head's loss on its own users (and the mixed score's, when θ is learned)."""
-        heads = self.heads
-        value = self._position_loss(heads.project(outputs, users)[where], targets, candidates, loss)
-        if heads.learns_theta:
-            value = value + self._position_loss(heads(outputs, users)[where], targets, candidates, loss)
+        projected = self.heads.project(outputs, users)
+        value = self._position_loss(projected[where], targets, candidates, loss)
+        if self.heads.learns_theta:
+            mixed = self.heads(outputs, users, projected)
+            value = value + self._position_loss(mixed[where], targets, candidates, loss)
         return value
 
     @staticmethod
