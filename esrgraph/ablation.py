@@ -58,35 +58,58 @@ class Outcome:
 
 
 def run_ablation(config: str | None, overrides: list[str], seeds: list[int], only: list[str] | None = None) -> tuple[Path, dict]:
-    """Train and evaluate every variant; returns the ablation folder and the results."""
+    """Train and evaluate the selected variants (all by default); returns the ablation folder and the results.
+
+    The table holds every variant with up-to-date results in the run directory,
+    so variants run in separate calls (``--only``) add up to one table.
+    """
     known = [v.name for v in FIXED_VARIANTS] + [COMBINED]
     unknown = [name for name in only or [] if name not in known]
     if unknown:
         raise EsrError(f"--only: unknown variant {', '.join(unknown)}; choose from {', '.join(known)}")
+    selected = set(only or known)
     base = load_config(config, list(overrides) + [f"train.seeds={seeds}"])
     shared = base.run.name or f"{base.dataset.name}-ablation-{base.digest()[:10]}"
+    # earlier calls' results first, so a combined variant that cannot be chosen fails before any training
+    earlier = {v.name: _outcome(config, overrides, seeds, shared, v, train=False) for v in FIXED_VARIANTS if v.name not in selected}
+    if COMBINED in selected and not any(_is_graph(n) for n in selected) and not any(_is_graph(n) for n, o in earlier.items() if o):
+        raise EsrError(f"{COMBINED} takes the graph fusion with the best validation NDCG@10: "
+                       "run at least one llmesr+graph-* variant first or in the same call")
     outcomes: dict[str, Outcome] = {}
     for variant in FIXED_VARIANTS:
-        if only and variant.name not in only:
-            continue
-        outcomes[variant.name] = _run_variant(config, overrides, seeds, shared, variant)
-    graph_runs = [o for name, o in outcomes.items() if name.startswith("llmesr+graph-")]
-    if graph_runs and (not only or COMBINED in only):
+        outcome = earlier[variant.name] if variant.name in earlier else _outcome(config, overrides, seeds, shared, variant, train=True)
+        if outcome:
+            outcomes[variant.name] = outcome
+    graph_runs = [o for name, o in outcomes.items() if _is_graph(name)]
+    if graph_runs:
         best = max(graph_runs, key=lambda o: np.mean(o.valid))
         fusion = best.variant.name.rsplit("-", 1)[1]
         combined = Variant(COMBINED, ["seq.variant=llmesr", f"seq.fusion={fusion}", "seq.heads.enabled=true"],
                            f"LLM-ESR + graph ({fusion}, best on validation) + heads")
-        outcomes[combined.name] = _run_variant(config, overrides, seeds, shared, combined)
+        outcome = _outcome(config, overrides, seeds, shared, combined, train=COMBINED in selected)
+        if outcome:
+            outcomes[COMBINED] = outcome
     folder = Path(base.run.root) / shared / "ablation"
     results = _write(folder, base, outcomes, seeds)
     return folder, results
 
 
-def _run_variant(config, overrides, seeds, shared: str, variant: Variant) -> Outcome:
-    log.info("ablation: %s", variant.description)
+def _is_graph(name: str) -> bool:
+    return name.startswith("llmesr+graph-")
+
+
+def _outcome(config, overrides, seeds, shared: str, variant: Variant, train: bool) -> Outcome | None:
+    """Train and evaluate the variant (``train``), or take its up-to-date results from an earlier call, if any."""
     cfg = load_config(config, list(overrides) + variant.overrides + [f"train.seeds={seeds}", f"run.name={shared}"])
     run = Run(cfg, variant=variant.name)
-    _, metrics = eval_stage.evaluate(run, resume="auto")  # an interrupted variant continues from its checkpoints
+    if train:
+        log.info("ablation: %s", variant.description)
+        _, metrics = eval_stage.evaluate(run, resume="auto")  # an interrupted variant continues from its checkpoints
+    else:
+        metrics = eval_stage.finished(run)
+        if metrics is None:
+            return None
+        log.info("ablation: %s, results of an earlier call", variant.description)
     manifest = read_manifest(run.stage_dir(seq_stage.STAGE)) or {}
     valid = [s["best_valid_NDCG@10"] for s in manifest.get("seeds", {}).values()]
     return Outcome(variant, metrics, valid)
@@ -101,7 +124,7 @@ def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list
         "variants": {name: {"description": o.variant.description, "overrides": o.variant.overrides,
                             "valid_NDCG@10": o.valid, "summary": o.metrics["summary"]} for name, o in outcomes.items()},
     }
-    if BASELINE in outcomes:
+    if BASELINE in outcomes and len(outcomes) > 1:
         results["gains_over_llmesr"] = gains(outcomes)
     write_json(folder / "ablation.json", results)
     atomic_write_bytes(folder / "ablation.md", (markdown(results, base.eval.ks) + "\n").encode())

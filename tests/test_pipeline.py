@@ -87,3 +87,40 @@ def test_ablation_rejects_an_unknown_variant(tiny, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown variant llmesr+graph-gates" in err and "llmesr+graph-gate," in err
     assert not (tmp_path / "runs").exists()
+
+
+def only(*variants):
+    return sum((["--only", v] for v in variants), [])
+
+
+def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
+    from esrgraph.seq import trainer
+
+    root = tmp_path / "runs"
+    table = root / "r" / "ablation" / "ablation.json"
+    assert main(["ablate", "--seeds", "1"] + only("llmesr+graph-gate") + args(tiny, root)) == 0
+    fit = trainer.Trainer.fit
+    trained = []
+
+    def recording_fit(self, seed, resume):
+        trained.append(self.model.heads is not None)
+        return fit(self, seed, resume)
+
+    monkeypatch.setattr(trainer.Trainer, "fit", recording_fit)
+    # the baseline alone, then the combined variant with its fusion taken from the earlier call's gate run
+    assert main(["ablate", "--seeds", "1"] + only("llmesr", "llmesr+graph+heads") + args(tiny, root)) == 0
+    assert trained == [False, True]  # the gate variant was not trained again
+    results = json.loads(table.read_text())
+    assert list(results["variants"]) == ["llmesr", "llmesr+graph-gate", "llmesr+graph+heads"]
+    assert "seq.fusion=gate" in results["variants"]["llmesr+graph+heads"]["overrides"]
+    assert set(results["gains_over_llmesr"]) == {"llmesr+graph-gate", "llmesr+graph+heads"}
+    # results of another training config are stale: they stay out of the table
+    assert main(["ablate", "--seeds", "1"] + only("llmesr") + args(tiny, root, "train.epochs=1")) == 0
+    results = json.loads(table.read_text())
+    assert list(results["variants"]) == ["llmesr"] and "gains_over_llmesr" not in results
+
+
+def test_combined_variant_needs_a_graph_variant(tiny, tmp_path, capsys):
+    assert main(["ablate", "--seeds", "1"] + only("llmesr+graph+heads") + args(tiny, tmp_path / "runs")) == 2
+    assert "run at least one llmesr+graph-* variant" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before anything was trained or written

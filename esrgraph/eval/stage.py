@@ -46,6 +46,14 @@ def evaluate(run: Run, resume: bool | str = False) -> tuple[Path, dict]:
     return out, read_json(out / "metrics.json")
 
 
+def finished(run: Run) -> dict | None:
+    """The metrics of an up-to-date evaluation of this config, or None; trains and evaluates nothing."""
+    if not seq_stage.is_trained(run):
+        return None
+    key = run.key(STAGE, asdict(run.cfg.eval), {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)})
+    return read_json(run.stage_dir(STAGE) / "metrics.json") if run.is_current(STAGE, key) else None
+
+
 def describe_model(cfg) -> str:
     """e.g. ``sasrec/llmesr+graph-gate+heads``."""
     name = f"{cfg.seq.backbone}/{cfg.seq.variant}"

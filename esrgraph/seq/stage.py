@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import read_json, write_json
+from ..artifacts import read_json, read_manifest, write_json
 from ..config import Config
 from ..config_schema import build
 from ..data import stage as data_stage
@@ -79,6 +79,15 @@ def train_seq(run: Run, resume: bool | str = False) -> Path:
         out = run.stage_dir(STAGE)
     dist.barrier()
     return out
+
+
+def is_trained(run: Run) -> bool:
+    """The stage folder holds models of exactly this config. Where it holds models at all,
+    the upstream stages are brought up to date first, as training would."""
+    if read_manifest(run.stage_dir(STAGE)) is None:
+        return False
+    _, upstream = _upstream(run)
+    return run.is_current(STAGE, run.key(STAGE, stage_section(run.cfg), upstream))
 
 
 def checkpoint_root(run: Run) -> Path:
