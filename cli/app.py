@@ -11,23 +11,29 @@ import click
 from esrgraph import __version__
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    """Third-party libraries log warnings unless -v; the toolkit's own progress
+    lines (INFO) show unless --quiet."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("esrgraph").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    own = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    logging.getLogger("esrgraph").setLevel(own)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="esr")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def esr(verbose: int) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log; tables and results still print.")
+def esr(verbose: int, quiet: bool) -> None:
     """Graph-aware, LLM-enhanced sequential recommendation for long-tail users and items.
 
     Every command takes an optional CONFIG (a YAML file; the bundled
     amazon-scientific data when omitted) and any number of -o KEY=VALUE
     overrides, e.g. -o embed.batch_size=64.
     """
-    _setup_logging(verbose)
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose contradict each other; choose one")
+    _setup_logging(verbose, quiet)
 
 
 def run_options(stage: str | None):

@@ -124,3 +124,16 @@ def test_combined_variant_needs_a_graph_variant(tiny, tmp_path, capsys):
     assert main(["ablate", "--seeds", "1"] + only("llmesr+graph+heads") + args(tiny, tmp_path / "runs")) == 2
     assert "run at least one llmesr+graph-* variant" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before anything was trained or written
+
+
+def test_quiet_keeps_progress_lines_out_of_the_log(tiny, tmp_path, caplog, capsys):
+    overrides = sum((["-o", o] for o in tiny_overrides(tiny, tmp_path / "runs")), [])
+    with caplog.at_level("DEBUG"):
+        assert main(["prepare"] + overrides + ["--force"]) == 0
+    assert any(r.name.startswith("esrgraph") and r.levelname == "INFO" for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        assert main(["-q", "prepare"] + overrides + ["--force"]) == 0
+    assert not [r for r in caplog.records if r.name.startswith("esrgraph") and r.levelno < 30]
+    assert "users" in capsys.readouterr().out  # the statistics still print
+    assert main(["-q", "-v", "prepare"] + overrides) == 2
