@@ -1,9 +1,10 @@
 """``esr ablate``: variants × seeds on one dataset, one table, one plot.
 
 Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads
-(head users skip self-distillation, and a control where they do not) and
-LLM-ESR + graph + heads. The last takes the fusion with the best *validation*
-NDCG@10 among the graph variants: nothing is chosen on test data. All variants
+(head users skip self-distillation; controls where they do not, and where
+the group weights θ are learned) and LLM-ESR + graph + heads. The last takes
+the fusion with the best *validation* NDCG@10 among the graph variants:
+nothing is chosen on test data. All variants
 share one run directory, so the dataset, embedding, graph and pretraining
 stages run once; each variant has its own ``seq-<variant>`` and
 ``eval-<variant>`` stages.
@@ -47,6 +48,9 @@ FIXED_VARIANTS = [
     # tests the hypothesis behind the default that head users skip self-distillation
     Variant("llmesr+heads-distill-all", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.distill_head_users=true"],
             "LLM-ESR + head/tail heads, head users distilled too"),
+    # the group weights learned from the mixed score instead of fixed at 0.5
+    Variant("llmesr+heads-learned-theta", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.learn_theta=true"],
+            "LLM-ESR + head/tail heads, θ learned"),
 ]
 
 
