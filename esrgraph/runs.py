@@ -81,7 +81,7 @@ class Run:
         manifest entries (e.g. statistics).
         """
         inputs = inputs if inputs is not None else {}
-        key = sha256_json({"stage": stage, "config": section, "upstream": upstream, "inputs": inputs})
+        key = self.key(stage, section, upstream, inputs)
         out = self.stage_dir(stage)
         if self.is_current(stage, key):
             log.info("%s: up to date in %s", stage, out)

@@ -41,16 +41,20 @@ def evaluate(run: Run, resume: bool | str = False) -> tuple[Path, dict]:
         atomic_write_bytes(out / "metrics.md", (report(metrics, cfg.eval.ks) + "\n").encode())
         return {"seeds": metrics["seeds"]}
 
-    upstream = {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
-    out = run.run_stage(STAGE, asdict(cfg.eval), upstream, produce)
+    out = run.run_stage(STAGE, *_section_and_upstream(run), produce)
     return out, read_json(out / "metrics.json")
+
+
+def _section_and_upstream(run: Run) -> tuple[dict, dict[str, str]]:
+    """What the stage key is made of, shared by :func:`evaluate` and :func:`finished`."""
+    return asdict(run.cfg.eval), {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
 
 
 def finished(run: Run) -> dict | None:
     """The metrics of an up-to-date evaluation of this config, or None; trains and evaluates nothing."""
     if not seq_stage.is_trained(run):
         return None
-    key = run.key(STAGE, asdict(run.cfg.eval), {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)})
+    key = run.key(STAGE, *_section_and_upstream(run))
     return read_json(run.stage_dir(STAGE) / "metrics.json") if run.is_current(STAGE, key) else None
 
 

@@ -64,7 +64,7 @@ def train_seq(run: Run, resume: bool | str = False) -> Path:
     inputs, upstream = _upstream(run)
     if dist.is_main:
         dist.barrier()
-    key = run.key(STAGE, stage_section(cfg), upstream)
+    key = run.key(STAGE, stage_section(cfg), upstream)  # the key run_stage computes, needed before it
     will_train = dist.broadcast(float(not run.is_current(STAGE, key))) > 0
 
     def produce(out: Path | None) -> dict:
