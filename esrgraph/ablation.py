@@ -4,10 +4,9 @@ Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads
 (head users skip self-distillation; controls where they do not, and where
 the group weights θ are learned) and LLM-ESR + graph + heads. The last takes
 the fusion with the best *validation* NDCG@10 among the graph variants:
-nothing is chosen on test data. All variants
-share one run directory, so the dataset, embedding, graph and pretraining
-stages run once; each variant has its own ``seq-<variant>`` and
-``eval-<variant>`` stages.
+nothing is chosen on test data. All variants share one run directory, so the
+dataset, embedding, graph and pretraining stages run once; each variant has
+its own ``seq-<variant>`` and ``eval-<variant>`` stages.
 """
 
 from __future__ import annotations
@@ -76,12 +75,12 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
     shared = base.run.name or f"{base.dataset.name}-ablation-{base.digest()[:10]}"
     # earlier calls' results first, so a combined variant that cannot be chosen fails before any training
     earlier = {v.name: _outcome(config, overrides, seeds, shared, v, train=False) for v in FIXED_VARIANTS if v.name not in selected}
-    if COMBINED in selected and not any(_is_graph(n) for n in selected) and not any(_is_graph(n) for n, o in earlier.items() if o):
+    if COMBINED in selected and not any(_is_graph(n) and (n in selected or earlier.get(n)) for n in known):
         raise EsrError(f"{COMBINED} takes the graph fusion with the best validation NDCG@10: "
                        "run at least one llmesr+graph-* variant first or in the same call")
     outcomes: dict[str, Outcome] = {}
     for variant in FIXED_VARIANTS:
-        outcome = earlier[variant.name] if variant.name in earlier else _outcome(config, overrides, seeds, shared, variant, train=True)
+        outcome = _outcome(config, overrides, seeds, shared, variant, train=True) if variant.name in selected else earlier[variant.name]
         if outcome:
             outcomes[variant.name] = outcome
     graph_runs = [o for name, o in outcomes.items() if _is_graph(name)]

@@ -17,6 +17,10 @@ def args(tiny, root, *extra):
     return out
 
 
+def only_flags(*variants):
+    return [flag for v in variants for flag in ("--only", v)]
+
+
 def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monkeypatch):
     root = tmp_path / "runs"
     assert main(["pipeline"] + args(tiny, root, "seq.fusion=gate", "seq.heads.enabled=true")) == 0
@@ -36,7 +40,7 @@ def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monke
 def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     root = tmp_path / "runs"
     only = ["sasrec", "llmesr", "llmesr+graph-gate", "llmesr+graph-view", "llmesr+graph+heads"]
-    assert main(["ablate", "--seeds", "2"] + sum((["--only", v] for v in only), []) + args(tiny, root)) == 0
+    assert main(["ablate", "--seeds", "2"] + only_flags(*only) + args(tiny, root)) == 0
     folder = root / "r" / "ablation"
     results = json.loads((folder / "ablation.json").read_text())
     assert list(results["variants"]) == only
@@ -89,16 +93,12 @@ def test_ablation_rejects_an_unknown_variant(tiny, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def only(*variants):
-    return sum((["--only", v] for v in variants), [])
-
-
 def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
     from esrgraph.seq import trainer
 
     root = tmp_path / "runs"
     table = root / "r" / "ablation" / "ablation.json"
-    assert main(["ablate", "--seeds", "1"] + only("llmesr+graph-gate") + args(tiny, root)) == 0
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph-gate") + args(tiny, root)) == 0
     fit = trainer.Trainer.fit
     trained = []
 
@@ -108,26 +108,26 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer.Trainer, "fit", recording_fit)
     # the baseline alone, then the combined variant with its fusion taken from the earlier call's gate run
-    assert main(["ablate", "--seeds", "1"] + only("llmesr", "llmesr+graph+heads") + args(tiny, root)) == 0
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr", "llmesr+graph+heads") + args(tiny, root)) == 0
     assert trained == [False, True]  # the gate variant was not trained again
     results = json.loads(table.read_text())
     assert list(results["variants"]) == ["llmesr", "llmesr+graph-gate", "llmesr+graph+heads"]
     assert "seq.fusion=gate" in results["variants"]["llmesr+graph+heads"]["overrides"]
     assert set(results["gains_over_llmesr"]) == {"llmesr+graph-gate", "llmesr+graph+heads"}
     # results of another training config are stale: they stay out of the table
-    assert main(["ablate", "--seeds", "1"] + only("llmesr") + args(tiny, root, "train.epochs=1")) == 0
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr") + args(tiny, root, "train.epochs=1")) == 0
     results = json.loads(table.read_text())
     assert list(results["variants"]) == ["llmesr"] and "gains_over_llmesr" not in results
 
 
 def test_combined_variant_needs_a_graph_variant(tiny, tmp_path, capsys):
-    assert main(["ablate", "--seeds", "1"] + only("llmesr+graph+heads") + args(tiny, tmp_path / "runs")) == 2
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph+heads") + args(tiny, tmp_path / "runs")) == 2
     assert "run at least one llmesr+graph-* variant" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before anything was trained or written
 
 
 def test_quiet_keeps_progress_lines_out_of_the_log(tiny, tmp_path, caplog, capsys):
-    overrides = sum((["-o", o] for o in tiny_overrides(tiny, tmp_path / "runs")), [])
+    overrides = args(tiny, tmp_path / "runs")
     with caplog.at_level("DEBUG"):
         assert main(["prepare"] + overrides + ["--force"]) == 0
     assert any(r.name.startswith("esrgraph") and r.levelname == "INFO" for r in caplog.records)
