@@ -1,8 +1,9 @@
 """``esr ablate``: variants × seeds on one dataset, one table, one plot.
 
 Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads
-(head users skip self-distillation; controls where they do not, and where
-the group weights θ are learned) and LLM-ESR + graph + heads. The last takes
+(head users skip self-distillation; controls where they do not, where
+the group weights θ are learned, and where the heads are a readout that
+leaves the shared model to train as LLM-ESR) and LLM-ESR + graph + heads. The last takes
 the fusion with the best *validation* NDCG@10 among the graph variants:
 nothing is chosen on test data. All variants share one run directory, so the
 dataset, embedding, graph and pretraining stages run once; each variant has
@@ -50,6 +51,10 @@ FIXED_VARIANTS = [
     # the group weights learned from the mixed score instead of fixed at 0.5
     Variant("llmesr+heads-learned-theta", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.learn_theta=true"],
             "LLM-ESR + head/tail heads, θ learned"),
+    # the heads as a readout: the shared model trains exactly as LLM-ESR (every user distilled)
+    Variant("llmesr+heads-readout", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.shared_gradient=false",
+                                     "seq.heads.distill_head_users=true"],
+            "LLM-ESR + head/tail heads trained as a readout over LLM-ESR"),
 ]
 
 

@@ -134,7 +134,7 @@ class Config:
 
     def digest(self, *sections: str) -> str:
         """Stable hash of the named sections (all but ``run`` when none are named)."""
-        data = self.to_dict()
+        data = schema.key_dict(self)
         keys = sections or tuple(k for k in data if k != "run")
         blob = json.dumps({k: data[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -4,6 +4,9 @@ Every dataclass field may carry constraints in its ``metadata``:
 ``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds),
 ``gt`` / ``lt`` (exclusive bounds). Errors name the full dotted key and say
 what is allowed, so a typo in a YAML file or an override is found at once.
+``keyed_if_set`` marks a setting added after runs were made with the code
+before it: at its default it is left out of stage keys (:func:`key_dict`),
+so those runs stay up to date.
 """
 
 from __future__ import annotations
@@ -116,6 +119,19 @@ def _check_bounds(value: Any, key: str, meta: typing.Mapping) -> None:
 def to_dict(obj: Any) -> Any:
     """Plain-data copy of a config dataclass (for manifests, hashing and YAML)."""
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def key_dict(obj: Any) -> Any:
+    """Plain data for stage keys and run hashes: :func:`to_dict` less the
+    ``keyed_if_set`` fields that hold their default."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: key_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("keyed_if_set") and getattr(obj, f.name) == f.default)}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(key_dict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: key_dict(v) for k, v in obj.items()}
+    return obj
 
 
 def _describe(value: Any) -> str:

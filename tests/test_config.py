@@ -86,3 +86,16 @@ def test_cross_key_checks():
         load_config(None, ["seq.num_heads=3"])
     with pytest.raises(ConfigError, match=r"seq.distill.k \(20\) exceeds embed.similar_users \(10\)"):
         load_config(None, ["seq.distill.k=20"])
+
+
+def test_a_setting_added_later_leaves_keys_alone_at_its_default():
+    """Runs made before seq.heads.shared_gradient existed stay up to date."""
+    from esrgraph.config_schema import key_dict
+
+    cfg = load_config()
+    plain = cfg.to_dict()
+    assert plain["seq"]["heads"].pop("shared_gradient") is True
+    assert key_dict(cfg) == plain
+    readout = load_config(None, ["seq.heads.shared_gradient=false"])
+    assert key_dict(readout)["seq"]["heads"]["shared_gradient"] is False
+    assert readout.digest() != cfg.digest()

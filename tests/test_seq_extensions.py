@@ -12,10 +12,11 @@ N, U = 20, 6
 TAIL = torch.tensor([True, True, False, True, False, False])
 
 
-def build(fusion="none", heads=False, theta=(0.5, 0.5), learn=False, variant="llmesr", seed=0):
+def build(fusion="none", heads=False, theta=(0.5, 0.5), learn=False, variant="llmesr", seed=0, shared_gradient=True):
     torch.manual_seed(seed)
     cfg = SeqConfig(hidden_size=8, num_heads=1, dropout=0.0, fusion=fusion, variant=variant,
-                    heads=HeadsConfig(enabled=heads, theta_head=theta[0], theta_tail=theta[1], learn_theta=learn))
+                    heads=HeadsConfig(enabled=heads, theta_head=theta[0], theta_tail=theta[1], learn_theta=learn,
+                                      shared_gradient=shared_gradient))
     llm, pca, graph = torch.randn(N + 1, 12), torch.randn(N + 1, 8), torch.randn(N + 1, 6)
     for t in (llm, pca, graph):
         t[0] = 0
@@ -182,3 +183,26 @@ def test_shared_score_keeps_its_own_loss_and_each_head_learns_from_its_group():
     loss.backward()
     assert m.heads.proj[1].weight.grad.abs().sum() == 0  # tail head: no tail user in the batch
     assert m.heads.proj[0].weight.grad.abs().sum() > 0
+
+
+def test_readout_heads_leave_the_shared_models_gradients_alone():
+    from esrgraph.seq.batches import Batch
+
+    m = build(heads=True, shared_gradient=False)
+    plain = build(heads=False)
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("heads.")})
+    with torch.no_grad():
+        for layer in m.heads.proj:
+            layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    items, lengths, users = histories()
+    targets = torch.roll(items, -1, 1) * (items > 0)
+    negatives = torch.randint(1, N + 1, (*items.shape, 1), generator=torch.Generator().manual_seed(0))
+    for model in (m, plain):
+        loss, _ = model(Batch(users, items, lengths, targets), negatives, 1.0, "bce")
+        loss.backward()
+    shared = dict(plain.named_parameters())
+    for name, param in m.named_parameters():
+        if name.startswith("heads."):
+            assert param.grad.abs().sum() > 0, name
+        elif shared[name].grad is not None:
+            assert torch.allclose(param.grad, shared[name].grad, atol=1e-6), name

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
+from ..config_schema import key_dict
 from ..runs import Run
 from .dataset import Dataset, build_dataset, load_dataset, save_dataset
 
@@ -20,5 +19,5 @@ def prepare(run: Run) -> Dataset:
         built.append(ds)
         return {"stats": ds.stats}
 
-    out = run.run_stage(STAGE, asdict(run.cfg.dataset), {}, produce, inputs=run.input_hashes())
+    out = run.run_stage(STAGE, key_dict(run.cfg.dataset), {}, produce, inputs=run.input_hashes())
     return built[0] if built else load_dataset(out)

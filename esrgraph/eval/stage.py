@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from ..artifacts import atomic_write_bytes, read_json, write_json
+from ..config_schema import key_dict
 from ..data import stage as data_stage
 from ..runs import Run
 from ..seq import stage as seq_stage
@@ -47,7 +47,7 @@ def evaluate(run: Run, resume: bool | str = False) -> tuple[Path, dict]:
 
 def _section_and_upstream(run: Run) -> tuple[dict, dict[str, str]]:
     """What the stage key is made of, shared by :func:`evaluate` and :func:`finished`."""
-    return asdict(run.cfg.eval), {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
+    return key_dict(run.cfg.eval), {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
 
 
 def finished(run: Run) -> dict | None:

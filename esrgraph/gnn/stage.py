@@ -17,7 +17,6 @@ the last one, and a finished stage removes them.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..artifacts import read_json, save_array, sha256_json, write_json
+from ..config_schema import key_dict
 from ..data import stage as data_stage
 from ..errors import InputError
 from ..graph import stage as graph_stage
@@ -82,7 +82,7 @@ def pretrain(run: Run, resume: bool = False, on_epoch_end: Callable[[int, float]
 
 def stage_section(run: Run) -> dict:
     """What the stage's output depends on besides its inputs: the gnn section, the seed, the text model."""
-    section = {**asdict(run.cfg.gnn), "seed": run.cfg.run.seed}
+    section = {**key_dict(run.cfg.gnn), "seed": run.cfg.run.seed}
     if run.cfg.gnn.attribute_input == "text":
         embed = run.cfg.embed
         section["attribute_text_model"] = {"model": embed.model, "max_tokens": embed.max_tokens, "precision": embed.precision}

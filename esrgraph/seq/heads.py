@@ -16,6 +16,10 @@ the weights mix them at inference. Optimising the mixed vector alone made
 the shared score and the heads co-adapt: on amazon-scientific (3 seeds) it
 lowered test NDCG@10 for both user groups, by 11-12% (sampled protocol) and
 22-27% (full ranking).
+
+With ``shared_gradient: false`` the group losses reach the heads alone: the
+shared encoder and item table learn from the shared loss only, as in plain
+LLM-ESR, and each head is a readout fitted over them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class GroupHeads(nn.Module):
         for layer in self.proj:
             nn.init.eye_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.shared_gradient = cfg.shared_gradient
         theta = torch.tensor([cfg.theta_head, cfg.theta_tail], dtype=torch.float32)
         if cfg.learn_theta:
             self.theta_logit = nn.Parameter(torch.logit(theta.clamp(1e-4, 1 - 1e-4)))

@@ -175,6 +175,8 @@ class SeqRecommender(nn.Module):
     def _heads_loss(self, outputs: torch.Tensor, users: torch.Tensor, where: torch.Tensor, targets: torch.Tensor,
                     candidates: tuple[torch.Tensor, ...], loss: str) -> torch.Tensor:
         """Each group head's loss on its own users (and the mixed score's, when θ is learned)."""
+        if not self.heads.shared_gradient:  # a readout: the shared model learns from its own loss only
+            outputs, candidates = outputs.detach(), tuple(c.detach() for c in candidates)
         projected = self.heads.project(outputs, users)
         value = self._position_loss(projected[where], targets, candidates, loss)
         if self.heads.learns_theta:
