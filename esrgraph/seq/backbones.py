@@ -1,10 +1,10 @@
 """Sequence encoders shared by every recommender.
 
-* :class:`SelfAttentionEncoder` — SASRec (W.-C. Kang, J. McAuley, "Self-Attentive
-  Sequential Recommendation", ICDM 2018) when causal, Bert4Rec (F. Sun et al.,
-  "BERT4Rec", CIKM 2019) when bidirectional.
-* :class:`GRUEncoder` — GRU4Rec (B. Hidasi et al., "Session-based
-  Recommendations with Recurrent Neural Networks", ICLR 2016).
+* :class:`SelfAttentionEncoder` — SASRec ("Self-Attentive Sequential
+  Recommendation", ICDM 2018) when causal, Bert4Rec (CIKM 2019) when
+  bidirectional.
+* :class:`GRUEncoder` — GRU4Rec ("Session-based Recommendations with
+  Recurrent Neural Networks", ICLR 2016).
 
 Both map item embeddings ``x`` [B, T, d] and ``lengths`` [B] to outputs
 [B, T, d]. Padding never changes the outputs at real positions: it is masked

@@ -1,7 +1,7 @@
 """The LLM-ESR dual-view sequential recommender, its plain baseline and this project's extensions.
 
-Implements Q. Liu et al., "Large Language Models Enhanced Sequential
-Recommendation for Long-tail User and Item", NeurIPS 2024: a semantic view
+Implements "Large Language Models Enhanced Sequential Recommendation for
+Long-tail User and Item" (NeurIPS 2024): a semantic view
 (frozen LLM item embeddings through an adapter) and a collaborative view
 (item-id embeddings initialised with their PCA), one shared sequence encoder
 for both (optional cross-attention between them); the user vector is every
