@@ -1,12 +1,16 @@
 """Entry point of ``esr``: registers the commands and turns user errors into exit status 2.
 
 User-facing problems (:class:`esrgraph.errors.EsrError`) are printed on one
-line, without a traceback.
+line, without a traceback. A termination signal (``kill``, a job scheduler's
+time limit) unwinds like Ctrl-C, so a stage's temporary folder is removed and
+the checkpoints written so far are kept.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
@@ -20,7 +24,25 @@ from . import seq  # noqa: F401  (registers train-seq, evaluate)
 from .app import esr
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so cleanup code runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return _run(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         esr.main(args=argv, prog_name="esr", standalone_mode=False)
     except EsrError as exc:
@@ -32,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         click.echo("esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
                    "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself", err=True)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     return 0
 
 

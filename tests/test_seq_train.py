@@ -148,3 +148,25 @@ def test_length_buckets_keep_every_user_once_and_cut_padding(tmp_path):
     plain = np.random.default_rng(0).permutation(trainer.users)
     padded_plain = sum(len(b) * lengths[b].max() for b in (plain[lo: lo + 16] for lo in range(0, len(plain), 16)))
     assert padded < padded_plain
+
+
+def test_a_terminated_run_leaves_no_temporary_folder_and_keeps_its_checkpoints(tiny, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "runs"
+    args = ["train-seq"] + run_cli(tiny, root, "seq.variant=plain", "train.epochs=100000", "train.patience=100000")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, stderr=subprocess.PIPE, text=True)
+    run_dir, deadline = root / "r", time.monotonic() + 120
+    while not list(run_dir.glob("seq.checkpoints/**/*.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(run_dir.glob(".seq.*.tmp")), "the stage's temporary folder exists while it trains"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "interrupted" in err
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "seq").exists()
+    assert list(run_dir.glob("seq.checkpoints/**/*.pt"))
