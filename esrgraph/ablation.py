@@ -3,7 +3,8 @@
 Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads
 (head users skip self-distillation; controls where they do not, where
 the group weights θ are learned, and where the heads are a readout that
-leaves the shared model to train as LLM-ESR) and LLM-ESR + graph + heads. The last takes
+leaves the shared model to train as LLM-ESR, with θ fixed or chosen per
+group on validation) and LLM-ESR + graph + heads. The last takes
 the fusion with the best *validation* NDCG@10 among the graph variants:
 nothing is chosen on test data. All variants share one run directory, so the
 dataset, embedding, graph and pretraining stages run once; each variant has
@@ -55,6 +56,11 @@ FIXED_VARIANTS = [
     Variant("llmesr+heads-readout", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.shared_gradient=false",
                                      "seq.heads.distill_head_users=true"],
             "LLM-ESR + head/tail heads trained as a readout over LLM-ESR"),
+    # the same, each group's θ chosen on validation (0 switches a group's head off)
+    Variant("llmesr+heads-readout-tuned", ["seq.variant=llmesr", "seq.heads.enabled=true",
+                                           "seq.heads.shared_gradient=false", "seq.heads.distill_head_users=true",
+                                           "seq.heads.tune_theta=true"],
+            "LLM-ESR + head/tail heads as a readout, θ per group chosen on validation"),
 ]
 
 

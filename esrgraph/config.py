@@ -268,6 +268,8 @@ def _validate(cfg: Config) -> None:
         cfg.seq.distill.k = cfg.embed.similar_users
     elif cfg.seq.distill.k > cfg.embed.similar_users:
         raise ConfigError(f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})")
+    if cfg.seq.heads.tune_theta and cfg.seq.heads.learn_theta:
+        raise ConfigError("seq.heads.tune_theta and seq.heads.learn_theta: choose one way to set θ")
     if not cfg.train.seeds:
         raise ConfigError("train.seeds: give at least one seed")
     if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":

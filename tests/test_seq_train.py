@@ -170,3 +170,15 @@ def test_a_terminated_run_leaves_no_temporary_folder_and_keeps_its_checkpoints(t
     assert proc.returncode == 143 and "interrupted" in err
     assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "seq").exists()
     assert list(run_dir.glob("seq.checkpoints/**/*.pt"))
+
+
+def test_tuned_theta_is_recorded_and_saved_with_the_model(tiny, tmp_path):
+    root = tmp_path / "runs"
+    args = run_cli(tiny, root, "seq.variant=plain", "seq.heads.enabled=true", "seq.heads.tune_theta=true",
+                   "dataset.groups.tail_user_share=0.5")
+    assert main(["train-seq"] + args) == 0
+    manifest = json.loads((root / "r" / "seq" / "manifest.json").read_text())
+    chosen = manifest["seeds"]["42"]["heads"]["theta"]
+    state = torch.load(root / "r" / "seq" / "model-seed42.pt", weights_only=True)
+    assert state["heads.theta_fixed"].tolist() == pytest.approx([chosen["head"], chosen["tail"]])
+    assert set(manifest["seeds"]["42"]["heads"]["valid_NDCG@10_by_theta"]) == {"grid", "head", "tail"}

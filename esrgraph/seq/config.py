@@ -41,6 +41,9 @@ class HeadsConfig:
     theta_head: float = field(0.5, min=0.0, max=1.0, help="weight of the group head for head users")
     learn_theta: bool = field(False, help="learn both weights (a third loss on the mixed score), starting from the values above")
     distill_head_users: bool = field(False, help="false: head users skip self-distillation")
+    tune_theta: bool = field(
+        False, keyed_if_set=True,
+        help="after training, set each group's θ to the one of 0, 0.1, …, 1 with the best validation NDCG@10 on its users")
     shared_gradient: bool = field(
         True, keyed_if_set=True, help="false: the group heads' losses train the heads alone, a readout over the shared model's vectors")
 

@@ -32,7 +32,8 @@ from .config import SeqConfig
 from .distill import Distiller
 from .distributed import DistContext, resolve_device
 from .model import SeqRecommender
-from .trainer import Trainer
+from .theta import tune_theta
+from .trainer import Trainer, save_state
 from .views import ID_INIT_STD
 
 log = logging.getLogger(__name__)
@@ -181,12 +182,22 @@ def _train_all(run: Run, inputs: Inputs, device: torch.device, dist: DistContext
         trainer = Trainer(model, data, cfg.seq, cfg.train, evaluator, distiller, device, dist, folder)
         state = trainer.fit(seed, resume_seed)
         summary[str(seed)] = {"best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_score, "epochs": state.epoch}
+        if cfg.seq.heads.enabled and cfg.seq.heads.tune_theta and dist.is_main:
+            summary[str(seed)]["heads"] = _tune_best_model(model, folder / "best.pt", evaluator, cfg.train.valid_protocol)
         if out is not None:
             shutil.copyfile(folder / "best.pt", out / f"model-seed{seed}.pt")
             write_json(out / f"history-seed{seed}.json", state.history)
     if out is not None:
         write_json(out / "model.json", model_spec(cfg.seq, ds.num_items, tensors))
     return {"seeds": summary, "device": str(device), "world_size": dist.world}
+
+
+def _tune_best_model(model: SeqRecommender, path: Path, evaluator: Evaluator, protocol: str) -> dict:
+    """Choose θ for the best model on validation and save it with the model."""
+    model.load_state_dict(torch.load(path, map_location=next(model.parameters()).device, weights_only=True))
+    choice = tune_theta(model, evaluator, protocol)
+    save_state(path, model.state_dict())
+    return choice
 
 
 def _distills(seq: SeqConfig) -> bool:

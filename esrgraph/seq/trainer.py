@@ -185,14 +185,14 @@ class Trainer:
             log.info("epoch %d: loss %.4f, valid %s %.4f (%s), best %.4f at epoch %d, %.1f s", state.epoch, loss,
                      VALID_METRIC, score, self.cfg.valid_protocol, state.best_score, state.best_epoch, seconds)
         if improved and self.dist.is_main:
-            self._write_state_dict(self.checkpoints / "best.pt", self.model.state_dict())
+            save_state(self.checkpoints / "best.pt", self.model.state_dict())
 
     # --------------------------------------------------------- checkpoints
 
     def _save(self, state: TrainState, rng: np.random.Generator, generator: torch.Generator) -> None:
         if not self.dist.is_main:
             return
-        self._write_state_dict(self.checkpoints / "last.pt", {
+        save_state(self.checkpoints / "last.pt", {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -215,8 +215,9 @@ class Trainer:
         random.setstate((3, tuple(meta["python_rng"]), None))
         return TrainState(**meta["train_state"])
 
-    @staticmethod
-    def _write_state_dict(path: Path, data: dict) -> None:
-        buffer = io.BytesIO()
-        torch.save(data, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+
+def save_state(path: Path, data: dict) -> None:
+    """torch.save, written atomically (an interruption leaves the previous file whole)."""
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
