@@ -2,7 +2,8 @@
 
 Each stage writes into a temporary sibling folder and renames it into place
 only when everything is written, so an interrupted or failed stage never leaves
-a half-written output behind. A stage's ``manifest.json`` records the resolved
+a half-written output behind (a process killed outright leaves its temporary
+folder, which the stage's next run on that host removes). A stage's ``manifest.json`` records the resolved
 config, the hashes of its inputs and outputs, and the package versions; a stage
 whose manifest key matches is up to date and is not run again.
 """
@@ -10,6 +11,7 @@ whose manifest key matches is up to date and is not run again.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import json
@@ -118,7 +120,8 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``stage_dir`` atomically."""
     stage_dir = Path(stage_dir)
     stage_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=stage_dir.parent, prefix=f".{stage_dir.name}.", suffix=".tmp"))
+    remove_abandoned(stage_dir)
+    tmp = Path(tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp"))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
@@ -132,6 +135,34 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _tmp_prefix(stage_dir: Path) -> str:
+    """Temporary folders carry host and process id, so a later run can tell abandoned ones."""
+    return f".{stage_dir.name}.{platform.node()}-"
+
+
+def remove_abandoned(stage_dir: Path) -> list[Path]:
+    """Remove the temporary folders of ``stage_dir`` left by processes of this host that no
+    longer run (killed outright, e.g. out of memory); returns them. Another host's folders,
+    or a running process's, are left alone."""
+    prefix, removed = _tmp_prefix(stage_dir), []
+    for folder in stage_dir.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = folder.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_manifest(out_dir: Path, stage: str, key: str, config: Any, inputs: dict[str, str], extra: dict | None = None) -> dict:
