@@ -89,12 +89,14 @@ def test_cross_key_checks():
 
 
 def test_a_setting_added_later_leaves_keys_alone_at_its_default():
-    """Runs made before seq.heads.shared_gradient existed stay up to date."""
+    """Runs made before these settings existed stay up to date."""
     from esrgraph.config_schema import key_dict
 
     cfg = load_config()
     plain = cfg.to_dict()
     assert plain["seq"]["heads"].pop("shared_gradient") is True
+    assert plain["seq"]["heads"].pop("tune_theta") is False
+    assert plain["train"].pop("min_epochs") == 0
     assert key_dict(cfg) == plain
     readout = load_config(None, ["seq.heads.shared_gradient=false"])
     assert key_dict(readout)["seq"]["heads"]["shared_gradient"] is False

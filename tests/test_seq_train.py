@@ -182,3 +182,13 @@ def test_tuned_theta_is_recorded_and_saved_with_the_model(tiny, tmp_path):
     state = torch.load(root / "r" / "seq" / "model-seed42.pt", weights_only=True)
     assert state["heads.theta_fixed"].tolist() == pytest.approx([chosen["head"], chosen["tail"]])
     assert set(manifest["seeds"]["42"]["heads"]["valid_NDCG@10_by_theta"]) == {"grid", "head", "tail"}
+
+
+@pytest.mark.parametrize("min_epochs, stops_after", [(0, 2), (5, 5)])
+def test_no_early_stop_before_min_epochs(tmp_path, monkeypatch, min_epochs, stops_after):
+    trainer, _ = setup("gru4rec", tmp_path, epochs=20)
+    trainer.cfg.patience, trainer.cfg.min_epochs = 1, min_epochs
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01] + [0.0] * 20)  # only the first epoch is the best
+    monkeypatch.setattr(Trainer, "_validate", lambda self: next(scores))
+    state = trainer.fit(seed=0, resume=False)
+    assert (state.epoch, state.best_epoch) == (stops_after, 1)

@@ -77,6 +77,9 @@ class TrainConfig:
     batch_size: int = field(128, min=1)
     epochs: int = field(200, min=1)
     patience: int = field(20, min=1, help="epochs without a better validation NDCG@10 before stopping")
+    min_epochs: int = field(
+        0, min=0, keyed_if_set=True,
+        help="no early stop before this epoch: a noisy validation curve early on cannot end training")
     seeds: list[int] = field(factory=lambda: [42], help="one model per seed; metrics report mean and std")
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     eval_batch_size: int = field(512, min=1)

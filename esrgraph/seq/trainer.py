@@ -178,7 +178,7 @@ class Trainer:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
         else:
             state.bad_epochs += 1
-        state.done = state.bad_epochs >= self.cfg.patience
+        state.done = state.bad_epochs >= self.cfg.patience and state.epoch >= self.cfg.min_epochs
         state.history.append({"epoch": state.epoch, "loss": round(loss, 6), f"valid_{VALID_METRIC}": round(score, 6),
                               "seconds": round(seconds, 3)})
         if self.dist.is_main:
