@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     """A small model with heads that has learned the cluster pattern, and its evaluator."""
     data = SequenceData(make_dataset(cluster_sequences(300, ITEMS), ITEMS, tail_share=0.5), max_length=20)
     assert 0 < data.tail_users.sum() < len(data.tail_users)  # both groups have users
-    seq = SeqConfig(variant="plain", hidden_size=16, max_length=20, dropout=0.0, heads=HeadsConfig(enabled=True))
+    seq = SeqConfig(variant="plain", hidden_size=16, max_length=20, dropout=0.3, heads=HeadsConfig(enabled=True))
     torch.manual_seed(0)
     model = SeqRecommender(seq, ITEMS, tail_users=data.tail_users)
     evaluator = Evaluator(data, EvalConfig(), 128, torch.device("cpu"))
@@ -41,7 +41,9 @@ def test_a_head_that_reverses_the_ranking_is_switched_off_and_each_group_gets_it
         model.heads.proj[TAIL].weight.copy_(-10 * torch.eye(model.user_dim))  # scores turned upside down
         model.heads.proj[TAIL].bias.zero_()
         model.heads.proj[HEAD].weight.add_(0.5 * torch.randn_like(model.heads.proj[HEAD].weight))
+    model.train()  # as training leaves it: tuning must score without dropout, then restore the mode
     result = tune_theta(model, evaluator, "full")
+    assert model.training
     curves = result["valid_NDCG@10_by_theta"]
     assert result["theta"]["tail"] == 0.0 and curves["tail"][0] > 0.5 > curves["tail"][1]
     for name in ("head", "tail"):

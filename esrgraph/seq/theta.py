@@ -27,14 +27,16 @@ METRIC, K = "NDCG@10", 10
 
 def tune_theta(model: SeqRecommender, evaluator: Evaluator, protocol: str) -> dict:
     """Set ``model``'s fixed θ per group from validation; returns the choice and every grid point's score."""
-    heads = model.heads
+    heads, was_training = model.heads, model.training
     curves: dict[str, list[float | None]] = {"head": [], "tail": []}
+    model.eval()  # no dropout: the scores inference will give
     for theta in GRID:
         heads.theta_fixed.fill_(theta)
         users, _, ranks = evaluator.ranks(model, "valid", protocol)
         tail = heads.tail_users[torch.from_numpy(users)].numpy()
         for name, mask in (("head", ~tail), ("tail", tail)):
             curves[name].append(metrics_from_ranks(ranks[mask], [K])[METRIC])
+    model.train(was_training)
     chosen = {name: _best(curve) for name, curve in curves.items()}
     heads.theta_fixed[HEAD], heads.theta_fixed[TAIL] = chosen["head"], chosen["tail"]
     log.info("heads: θ chosen on validation (%s): head users %.1f, tail users %.1f", protocol, chosen["head"], chosen["tail"])
