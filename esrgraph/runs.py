@@ -4,7 +4,9 @@
 config), ``manifest.json`` (config, input hashes, versions) and one folder per
 stage, each with its own manifest. A stage is keyed by its own config section,
 its input files and the keys of the stages it reads, and is skipped when its
-folder already holds a complete output with that key.
+folder already holds a complete output with that key. Sections may hold config
+dataclasses; they are keyed through :func:`key_dict`, so a setting added later
+and left at its default keeps earlier runs up to date.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable
 
 from .artifacts import atomic_write_bytes, is_up_to_date, package_versions, read_manifest, sha256_file, sha256_json, stage_output, write_json, write_manifest
 from .config import Config, dump_yaml
+from .config_schema import key_dict
 from .data.files import display_name, resolve_path
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ class Run:
 
     @staticmethod
     def key(stage: str, section: Any, upstream: dict[str, str], inputs: dict[str, str] | None = None) -> str:
-        return sha256_json({"stage": stage, "config": section, "upstream": upstream, "inputs": inputs or {}})
+        return sha256_json({"stage": stage, "config": key_dict(section), "upstream": upstream, "inputs": inputs or {}})
 
     def is_current(self, stage: str, key: str) -> bool:
         """The stage folder holds a complete output with this key, and no --force asks to redo it."""
@@ -89,6 +92,6 @@ class Run:
         self.write_run_manifest()
         with stage_output(out) as tmp:
             extra = produce(tmp) or {}
-            write_manifest(tmp, stage, key, section, {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra)
+            write_manifest(tmp, stage, key, key_dict(section), {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra)
         log.info("%s: wrote %s", stage, out)
         return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..config_schema import key_dict
 from ..runs import Run
 from .dataset import Dataset, build_dataset, load_dataset, save_dataset
 
@@ -19,5 +18,5 @@ def prepare(run: Run) -> Dataset:
         built.append(ds)
         return {"stats": ds.stats}
 
-    out = run.run_stage(STAGE, key_dict(run.cfg.dataset), {}, produce, inputs=run.input_hashes())
+    out = run.run_stage(STAGE, run.cfg.dataset, {}, produce, inputs=run.input_hashes())
     return built[0] if built else load_dataset(out)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import atomic_write_bytes, read_json, write_json
-from ..config_schema import key_dict
 from ..data import stage as data_stage
 from ..runs import Run
 from ..seq import stage as seq_stage
 from ..seq.batches import SequenceData
 from ..seq.distributed import resolve_device
+from .config import EvalConfig
 from .evaluate import Evaluator
 from .metrics import aggregate, format_table
 
@@ -45,9 +45,9 @@ def evaluate(run: Run, resume: bool | str = False) -> tuple[Path, dict]:
     return out, read_json(out / "metrics.json")
 
 
-def _section_and_upstream(run: Run) -> tuple[dict, dict[str, str]]:
+def _section_and_upstream(run: Run) -> tuple[EvalConfig, dict[str, str]]:
     """What the stage key is made of, shared by :func:`evaluate` and :func:`finished`."""
-    return key_dict(run.cfg.eval), {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
+    return run.cfg.eval, {seq_stage.STAGE: run.stage_key(seq_stage.STAGE)}
 
 
 def finished(run: Run) -> dict | None:

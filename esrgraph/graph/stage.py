@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..config_schema import key_dict
 from ..data import stage as data_stage
 from ..data.files import display_name
 from ..runs import Run
@@ -36,4 +35,4 @@ def build_graph(run: Run) -> Path:
         save_graph(out, built, config, inputs)
         return {"stats": built.stats}
 
-    return run.run_stage(STAGE, key_dict(cfg), {data_stage.STAGE: dataset_key}, produce)
+    return run.run_stage(STAGE, cfg, {data_stage.STAGE: dataset_key}, produce)

@@ -19,7 +19,7 @@ import torch
 
 from ..artifacts import read_json, read_manifest, write_json
 from ..config import Config
-from ..config_schema import build, key_dict
+from ..config_schema import build
 from ..data import stage as data_stage
 from ..data.dataset import Dataset
 from ..errors import EsrError
@@ -42,7 +42,7 @@ STAGE = "seq"
 
 def stage_section(cfg: Config) -> dict:
     """The settings the trained models depend on."""
-    section = {"seq": key_dict(cfg.seq), "train": key_dict(cfg.train)}
+    section = {"seq": cfg.seq, "train": cfg.train}
     if cfg.train.valid_protocol == "sampled":
         section["eval"] = {"sampled_negatives": cfg.eval.sampled_negatives, "negative_seed": cfg.eval.negative_seed}
     return section

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import save_array
-from ..config_schema import key_dict
 from ..data import stage as data_stage
 from ..errors import EsrError
 from ..runs import Run
@@ -48,7 +47,7 @@ def embed(run: Run) -> Path:
         return {"model": encoder.model_id, "device": encoder.device, "precision": encoder.precision,
                 "max_tokens": encoder.max_tokens, "texts": {"items": len(items), "users": len(users)}}
 
-    return run.run_stage(STAGE, key_dict(cfg), {data_stage.STAGE: run.stage_key(data_stage.STAGE)}, produce)
+    return run.run_stage(STAGE, cfg, {data_stage.STAGE: run.stage_key(data_stage.STAGE)}, produce)
 
 
 def load_embeddings(stage_dir: Path) -> dict[str, np.ndarray]:
