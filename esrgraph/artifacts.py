@@ -3,9 +3,10 @@
 Each stage writes into a temporary sibling folder and renames it into place
 only when everything is written, so an interrupted or failed stage never leaves
 a half-written output behind (a process killed outright leaves its temporary
-folder, which the stage's next run on that host removes). A stage's ``manifest.json`` records the resolved
-config, the hashes of its inputs and outputs, and the package versions; a stage
-whose manifest key matches is up to date and is not run again.
+folder, which the stage's next run on that host removes). A stage's
+``manifest.json`` records the resolved config, the hashes of its inputs and
+outputs, and the package versions; a stage whose manifest key matches is up to
+date and is not run again.
 """
 
 from __future__ import annotations
@@ -142,17 +143,15 @@ def _tmp_prefix(stage_dir: Path) -> str:
     return f".{stage_dir.name}.{platform.node()}-"
 
 
-def remove_abandoned(stage_dir: Path) -> list[Path]:
+def remove_abandoned(stage_dir: Path) -> None:
     """Remove the temporary folders of ``stage_dir`` left by processes of this host that no
-    longer run (killed outright, e.g. out of memory); returns them. Another host's folders,
-    or a running process's, are left alone."""
-    prefix, removed = _tmp_prefix(stage_dir), []
+    longer run (killed outright, e.g. out of memory). Another host's folders, or a running
+    process's, are left alone."""
+    prefix = _tmp_prefix(stage_dir)
     for folder in stage_dir.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         pid = folder.name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def _running(pid: int) -> bool:
@@ -161,7 +160,7 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
