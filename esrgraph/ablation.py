@@ -41,6 +41,9 @@ class Variant:
     description: str
 
 
+READOUT = ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.shared_gradient=false",
+           "seq.heads.distill_head_users=true"]
+
 FIXED_VARIANTS = [
     Variant("sasrec", ["seq.variant=plain"], "SASRec, id embeddings only"),
     Variant("llmesr", ["seq.variant=llmesr"], "LLM-ESR"),
@@ -53,15 +56,11 @@ FIXED_VARIANTS = [
     Variant("llmesr+heads-learned-theta", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.learn_theta=true"],
             "LLM-ESR + head/tail heads, θ learned"),
     # the heads as a readout: the shared model trains exactly as LLM-ESR (every user distilled)
-    Variant("llmesr+heads-readout", ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.shared_gradient=false",
-                                     "seq.heads.distill_head_users=true"],
-            "LLM-ESR + head/tail heads trained as a readout over LLM-ESR"),
+    Variant("llmesr+heads-readout", READOUT, "LLM-ESR + head/tail heads trained as a readout over LLM-ESR"),
     # the same, each group's θ chosen on validation (0 switches a group's head off). No early
     # stop before epoch 30: the readout lost a seed to a plateau at epoch 10-20 on amazon-scientific,
     # and no LLM-ESR seed stopped before epoch 30, so the baseline would have trained the same.
-    Variant("llmesr+heads-readout-tuned", ["seq.variant=llmesr", "seq.heads.enabled=true",
-                                           "seq.heads.shared_gradient=false", "seq.heads.distill_head_users=true",
-                                           "seq.heads.tune_theta=true", "train.min_epochs=30"],
+    Variant("llmesr+heads-readout-tuned", READOUT + ["seq.heads.tune_theta=true", "train.min_epochs=30"],
             "LLM-ESR + head/tail heads as a readout, θ per group chosen on validation"),
 ]
 
@@ -86,14 +85,16 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
     selected = set(only or known)
     base = load_config(config, list(overrides) + [f"train.seeds={seeds}"])
     shared = base.run.name or f"{base.dataset.name}-ablation-{base.digest()[:10]}"
-    # earlier calls' results first, so a combined variant that cannot be chosen fails before any training
-    earlier = {v.name: _outcome(config, overrides, seeds, shared, v, train=False) for v in FIXED_VARIANTS if v.name not in selected}
-    if COMBINED in selected and not any(_is_graph(n) and (n in selected or earlier.get(n)) for n in known):
+    # a combined variant that cannot be chosen fails before any training
+    if COMBINED in selected and not any(_is_graph(n) for n in selected) and not any(
+            _outcome(config, overrides, seeds, shared, v, train=False) for v in FIXED_VARIANTS if _is_graph(v.name)):
         raise EsrError(f"{COMBINED} takes the graph fusion with the best validation NDCG@10: "
                        "run at least one llmesr+graph-* variant first or in the same call")
+    trained = {v.name: _outcome(config, overrides, seeds, shared, v, train=True) for v in FIXED_VARIANTS if v.name in selected}
+    # the others' results are read after training, so those another call finished meanwhile join the table
     outcomes: dict[str, Outcome] = {}
     for variant in FIXED_VARIANTS:
-        outcome = _outcome(config, overrides, seeds, shared, variant, train=True) if variant.name in selected else earlier[variant.name]
+        outcome = trained[variant.name] if variant.name in trained else _outcome(config, overrides, seeds, shared, variant, train=False)
         if outcome:
             outcomes[variant.name] = outcome
     graph_runs = [o for name, o in outcomes.items() if _is_graph(name)]
