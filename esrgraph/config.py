@@ -270,6 +270,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})")
     if cfg.seq.heads.tune_theta and cfg.seq.heads.learn_theta:
         raise ConfigError("seq.heads.tune_theta and seq.heads.learn_theta: choose one way to set θ")
+    if cfg.seq.heads.fit == "after" and cfg.seq.heads.learn_theta:
+        raise ConfigError("seq.heads.learn_theta: θ is learned in training, where heads fitted after it take no part; "
+                          "use seq.heads.tune_theta, or seq.heads.fit=joint")
     if not cfg.train.seeds:
         raise ConfigError("train.seeds: give at least one seed")
     if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":

@@ -46,6 +46,21 @@ class HeadsConfig:
         help="after training, set each group's θ to the one of 0, 0.1, …, 1 with the best validation NDCG@10 on its users")
     shared_gradient: bool = field(
         True, keyed_if_set=True, help="false: the group heads' losses train the heads alone, a readout over the shared model's vectors")
+    fit: str = field(
+        "joint", choices=("joint", "after"), keyed_if_set=True,
+        help="joint: the heads train with the shared model; after: the shared model trains alone (as without heads), "
+        "then each head is fitted on its group's training positions, the shared model frozen")
+    fit_loss: str = field("ce", choices=("ce", "bce"), keyed_if_set=True,
+                          help="fit after: full softmax over every item, or bce with train.negatives sampled negatives")
+    fit_epochs: int = field(20, min=1, keyed_if_set=True, help="fit after: passes over each group's training positions")
+    fit_lr: float = field(1e-3, gt=0.0, keyed_if_set=True, help="fit after: Adam learning rate")
+    fit_batch_size: int = field(
+        1024, min=1, keyed_if_set=True,
+        help="fit after: positions per step (ce holds a positions × items score matrix: lower it for large catalogues)")
+    tune_on: str = field(
+        "valid_protocol", choices=("valid_protocol", "both_protocols"), keyed_if_set=True,
+        help="tune_theta's criterion: the early-stopping protocol's NDCG@10, or the smaller relative gain over θ = 0 "
+        "of the sampled and the full protocol (a head is used only where it helps under both)")
 
 
 @dataclass

@@ -20,6 +20,11 @@ lowered test NDCG@10 for both user groups, by 11-12% (sampled protocol) and
 With ``shared_gradient: false`` the group losses reach the heads alone: the
 shared encoder and item table learn from the shared loss only, as in plain
 LLM-ESR, and each head is a readout fitted over them.
+
+With ``fit: after`` the heads take no part in training at all (the model
+trains, draw for draw, as it would without them) and are fitted afterwards
+on the frozen model's outputs (:mod:`.fit_heads`); until then they are
+inactive and every score is the shared one.
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ class GroupHeads(nn.Module):
     def __init__(self, dim: int, cfg: HeadsConfig, tail_users: torch.Tensor):
         super().__init__()
         self.register_buffer("tail_users", tail_users.bool().clone())
-        self.proj = nn.ModuleList(nn.Linear(dim, dim) for _ in (HEAD, TAIL))
+        self.fit_after = cfg.fit == "after"
+        # fitted after training: built without drawing random numbers, so the shared
+        # model's initialisation and training are those of a model without heads
+        make = (lambda: nn.utils.skip_init(nn.Linear, dim, dim)) if self.fit_after else (lambda: nn.Linear(dim, dim))
+        self.proj = nn.ModuleList(make() for _ in (HEAD, TAIL))
         for layer in self.proj:
             nn.init.eye_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -48,6 +57,14 @@ class GroupHeads(nn.Module):
             self.theta_logit = nn.Parameter(torch.logit(theta.clamp(1e-4, 1 - 1e-4)))
         else:
             self.register_buffer("theta_fixed", theta)
+        if self.fit_after:  # saved with the model: a loaded model knows whether its heads were fitted
+            self.register_buffer("fitted", torch.tensor(False))
+            self.proj.requires_grad_(False)  # no gradient in training (multi-process training expects none)
+
+    @property
+    def active(self) -> bool:
+        """Whether scores use the heads: always when trained jointly, once fitted when fitted after training."""
+        return not self.fit_after or bool(self.fitted)
 
     @property
     def learns_theta(self) -> bool:

@@ -101,13 +101,13 @@ class SeqRecommender(nn.Module):
     def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors [B, V * d] from histories (Bert4Rec appends a mask token).
 
-        With ``users`` given, each is mixed with its group's head; without, the
-        shared vector (as self-distillation uses).
+        With ``users`` given, each is mixed with its group's head (once the heads
+        are active); without, the shared vector (as self-distillation uses).
         """
         if self.bidirectional:
             items, lengths = self._append_mask(items, lengths)
         vectors = self._last(self.sequence_outputs(items, lengths), items, lengths)
-        return self.heads(vectors, users) if self.heads is not None and users is not None else vectors
+        return self.heads(vectors, users) if self.heads is not None and self.heads.active and users is not None else vectors
 
     def _last(self, outputs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = last_positions(items, lengths, self.cfg.reference_padding)
@@ -161,7 +161,7 @@ class SeqRecommender(nn.Module):
         targets = batch.targets[where]
         candidates = self._candidates(targets, negatives, where, loss)
         value = self._position_loss(outputs[where], targets, candidates, loss)
-        if self.heads is not None:
+        if self.heads is not None and not self.heads.fit_after:
             value = value + self._heads_loss(outputs, batch.users, where, targets, candidates, loss)
         return value / norm, students
 

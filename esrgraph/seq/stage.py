@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,10 @@ from ..runs import Run
 from ..text import stage as text_stage
 from ..text.reduce import pca
 from .batches import SequenceData
-from .config import SeqConfig
+from .config import HeadsConfig, SeqConfig
 from .distill import Distiller
 from .distributed import DistContext, resolve_device
+from .fit_heads import fit_heads
 from .model import SeqRecommender
 from .theta import tune_theta
 from .trainer import Trainer, save_state
@@ -69,7 +70,8 @@ def train_seq(run: Run, resume: bool | str = False) -> Path:
     will_train = dist.broadcast(float(not run.is_current(STAGE, key))) > 0
 
     def produce(out: Path | None) -> dict:
-        return _train_all(run, inputs, device, dist, key, resume, out)
+        donor = _trained_shared_model(run, upstream) if dist.world == 1 else None
+        return _train_all(run, inputs, device, dist, key, resume, out, donor)
 
     if dist.is_main:
         out = run.run_stage(STAGE, stage_section(cfg), upstream, produce)
@@ -164,8 +166,43 @@ def head_tail_groups(cfg: Config, ds: Dataset) -> torch.Tensor:
     return torch.from_numpy((ds.lengths() - 2) <= threshold)
 
 
+def _trained_shared_model(run: Run, upstream: dict[str, str]) -> Path | None:
+    """A finished stage of this run directory holding the shared model that training would make here, or None.
+
+    Heads fitted after training leave the shared model's training as it is
+    without heads, draw for draw, unless head users skip self-distillation;
+    a stage trained with the same settings and no heads holds that model.
+    """
+    cfg = run.cfg
+    heads = cfg.seq.heads
+    if not (heads.enabled and heads.fit == "after") or (_distills(cfg.seq) and not heads.distill_head_users):
+        return None
+    bare = replace(cfg, seq=replace(cfg.seq, heads=HeadsConfig()))
+    wanted = run.key(STAGE, stage_section(bare), upstream)
+    own = run.stage_dir(STAGE)
+    for folder in sorted(run.dir.glob(f"{STAGE}*")):
+        manifest = read_manifest(folder) if folder != own and folder.is_dir() else None
+        if manifest and manifest.get("key") == wanted:
+            return folder
+    return None
+
+
+def _take_shared_model(model: SeqRecommender, donor: Path, seed: int, folder: Path) -> dict | None:
+    """Start from the donor's best model of ``seed`` instead of training; returns its training summary."""
+    summary = (read_manifest(donor) or {}).get("seeds", {}).get(str(seed))
+    source = donor / f"model-seed{seed}.pt"
+    if summary is None or not source.is_file():
+        return None
+    missing, unexpected = model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True), strict=False)
+    if unexpected or any(not name.startswith("heads.") for name in missing):
+        return None
+    save_state(folder / "best.pt", model.state_dict())
+    log.info("seq: seed %d's shared model was trained with these settings in %s; only the heads are fitted", seed, donor)
+    return {**summary, "shared_model_from": donor.name}
+
+
 def _train_all(run: Run, inputs: Inputs, device: torch.device, dist: DistContext,
-               key: str, resume: bool | str, out: Path | None) -> dict:
+               key: str, resume: bool | str, out: Path | None, donor: Path | None = None) -> dict:
     cfg, ds = run.cfg, inputs.ds
     data = SequenceData(ds, cfg.seq.max_length, cfg.seq.reference_padding)
     tensors = model_inputs(cfg, inputs)
@@ -179,25 +216,37 @@ def _train_all(run: Run, inputs: Inputs, device: torch.device, dist: DistContext
         resume_seed = _check_checkpoints(folder, key, resume, dist)
         torch.manual_seed(seed)
         model = SeqRecommender(cfg.seq, ds.num_items, **tensors).to(device)
-        trainer = Trainer(model, data, cfg.seq, cfg.train, evaluator, distiller, device, dist, folder)
-        state = trainer.fit(seed, resume_seed)
-        summary[str(seed)] = {"best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_score, "epochs": state.epoch}
-        if cfg.seq.heads.enabled and cfg.seq.heads.tune_theta and dist.is_main:
-            summary[str(seed)]["heads"] = _tune_best_model(model, folder / "best.pt", evaluator, cfg.train.valid_protocol)
+        taken = _take_shared_model(model, donor, seed, folder) if donor is not None else None
+        if taken is not None:
+            summary[str(seed)], history = taken, json.loads((donor / f"history-seed{seed}.json").read_text())
+        else:
+            trainer = Trainer(model, data, cfg.seq, cfg.train, evaluator, distiller, device, dist, folder)
+            state = trainer.fit(seed, resume_seed)
+            summary[str(seed)] = {"best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_score,
+                                  "epochs": state.epoch}
+            history = state.history
+        if cfg.seq.heads.enabled and (cfg.seq.heads.fit == "after" or cfg.seq.heads.tune_theta) and dist.is_main:
+            summary[str(seed)]["heads"] = _finish_heads(model, folder / "best.pt", data, evaluator, cfg, device, seed)
         if out is not None:
             shutil.copyfile(folder / "best.pt", out / f"model-seed{seed}.pt")
-            write_json(out / f"history-seed{seed}.json", state.history)
+            write_json(out / f"history-seed{seed}.json", history)
     if out is not None:
         write_json(out / "model.json", model_spec(cfg.seq, ds.num_items, tensors))
     return {"seeds": summary, "device": str(device), "world_size": dist.world}
 
 
-def _tune_best_model(model: SeqRecommender, path: Path, evaluator: Evaluator, protocol: str) -> dict:
-    """Choose θ for the best model on validation and save it with the model."""
-    model.load_state_dict(torch.load(path, map_location=next(model.parameters()).device, weights_only=True))
-    choice = tune_theta(model, evaluator, protocol)
+def _finish_heads(model: SeqRecommender, path: Path, data: SequenceData, evaluator: Evaluator, cfg: Config,
+                  device: torch.device, seed: int) -> dict:
+    """Fit the heads of the best model (``fit: after``) and choose θ on validation (``tune_theta``); saved with it."""
+    heads = cfg.seq.heads
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    out = {}
+    if heads.fit == "after" and not model.heads.fitted:  # a resumed run may have fitted them already
+        out["fit_loss"] = fit_heads(model, data, heads, cfg.train.negatives, device, seed)
+    if heads.tune_theta:
+        out.update(tune_theta(model, evaluator, cfg.train.valid_protocol, heads.tune_on))
     save_state(path, model.state_dict())
-    return choice
+    return out
 
 
 def _distills(seq: SeqConfig) -> bool:

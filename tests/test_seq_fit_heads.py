@@ -1,0 +1,146 @@
+"""Head/tail heads fitted after training, and θ chosen under both protocols."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cli.main import main
+from esrgraph.config import load_config
+from esrgraph.errors import ConfigError
+from esrgraph.eval.config import EvalConfig
+from esrgraph.eval.evaluate import Evaluator
+from esrgraph.seq.batches import SequenceData
+from esrgraph.seq.config import HeadsConfig, SeqConfig, TrainConfig
+from esrgraph.seq.distributed import DistContext
+from esrgraph.seq.fit_heads import fit_heads, position_vectors
+from esrgraph.seq.heads import HEAD, TAIL
+from esrgraph.seq.model import SeqRecommender
+from esrgraph.seq.stage import load_model
+from esrgraph.seq.theta import GRID, choose
+from esrgraph.seq.trainer import Trainer
+from tests.conftest import cluster_sequences, make_dataset
+from tests.test_seq_train import run_cli
+
+ITEMS = 40
+
+
+def train(tmp_path, heads: HeadsConfig | None, epochs=4):
+    data = SequenceData(make_dataset(cluster_sequences(200, ITEMS), ITEMS, tail_share=0.5), max_length=20)
+    seq = SeqConfig(variant="plain", hidden_size=16, max_length=20, dropout=0.3, heads=heads or HeadsConfig())
+    torch.manual_seed(0)
+    model = SeqRecommender(seq, ITEMS, tail_users=data.tail_users)
+    evaluator = Evaluator(data, EvalConfig(sampled_negatives=20), 128, torch.device("cpu"))
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, patience=50)
+    state = Trainer(model, data, seq, cfg, evaluator, None, torch.device("cpu"), DistContext(), tmp_path).fit(0, False)
+    return model, data, state
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same model trained without heads and with heads to be fitted after training."""
+    plain = train(tmp_path_factory.mktemp("plain"), None)
+    after = train(tmp_path_factory.mktemp("after"), HeadsConfig(enabled=True, fit="after"))
+    return plain, after
+
+
+def test_heads_fitted_after_leave_training_draw_for_draw_as_without_heads(pair):
+    (plain, _, plain_state), (after, _, after_state) = pair
+    untimed = lambda history: [{k: v for k, v in e.items() if k != "seconds"} for e in history]
+    assert untimed(after_state.history) == untimed(plain_state.history)
+    shared = {k: v for k, v in after.state_dict().items() if not k.startswith("heads.")}
+    assert shared.keys() == plain.state_dict().keys()
+    for name, value in plain.state_dict().items():
+        assert torch.equal(shared[name], value), name
+    assert not after.heads.active  # unfitted heads leave every score the shared one
+
+
+def test_fitting_changes_only_the_heads_and_lowers_each_groups_loss(pair):
+    _, (model, data, _) = pair
+    shared = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("heads.")}
+    users = data.trainable_users()
+    tail = model.heads.tail_users.numpy()[users]
+    model.eval()
+    items = model.item_tables().detach()
+
+    def loss(group, mask):
+        vectors, targets = position_vectors(model, data, users[mask], torch.device("cpu"))
+        with torch.no_grad():
+            logits = model.heads.proj[group](vectors) @ items.T
+        logits[:, 0] = -float("inf")
+        return float(F.cross_entropy(logits, targets))
+
+    before = {g: loss(g, m) for g, m in ((HEAD, ~tail), (TAIL, tail))}
+    model.train()
+    fit_heads(model, data, HeadsConfig(enabled=True, fit="after", fit_epochs=30, fit_lr=1e-2), 1, torch.device("cpu"), 0)
+    assert model.training and model.heads.active and bool(model.heads.fitted)
+    model.eval()
+    after = {g: loss(g, m) for g, m in ((HEAD, ~tail), (TAIL, tail))}
+    assert after[HEAD] < 0.95 * before[HEAD] and after[TAIL] < 0.95 * before[TAIL]
+    for name, value in model.state_dict().items():
+        if not name.startswith("heads."):
+            assert torch.equal(value, shared[name]), name
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("heads."))
+    # θ = 0 gives the shared scores exactly; θ > 0 moves them
+    batch = data.history_batch(users[:32], "valid")
+    shared_vectors = model.user_vectors(batch.items, batch.lengths)
+    model.heads.theta_fixed.fill_(0.0)
+    assert torch.equal(model.user_vectors(batch.items, batch.lengths, batch.users), shared_vectors)
+    model.heads.theta_fixed.fill_(0.5)
+    assert not torch.allclose(model.user_vectors(batch.items, batch.lengths, batch.users), shared_vectors)
+
+
+def test_both_protocols_take_the_theta_whose_smaller_gain_is_largest():
+    full = [0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.15, 0.15, 0.15, 0.15, 0.15]
+    sampled = [0.30, 0.31, 0.32, 0.31, 0.30, 0.29, 0.28, 0.27, 0.26, 0.25, 0.24]
+    assert choose([full]) == GRID[5]  # one protocol: its best θ
+    assert choose([full, sampled]) == GRID[2]  # sampled +6.7%, full +20%: the best worst case
+    # a head that lowers one protocol at every θ > 0 is switched off
+    assert choose([full, [0.30] + [0.29] * 10]) == 0.0
+    assert choose([[None] * 11, [None] * 11]) == 0.0  # a group without users
+
+
+def test_fitting_after_training_and_learning_theta_are_exclusive():
+    with pytest.raises(ConfigError, match="seq.heads.learn_theta"):
+        load_config(None, ["seq.heads.fit=after", "seq.heads.learn_theta=true"])
+
+
+def test_train_seq_fits_the_heads_after_training_and_saves_them(tiny, tmp_path):
+    root = tmp_path / "runs"
+    args = run_cli(tiny, root, "seq.variant=plain", "seq.heads.enabled=true", "seq.heads.fit=after",
+                   "seq.heads.tune_theta=true", "seq.heads.tune_on=both_protocols", "seq.heads.fit_epochs=3",
+                   "dataset.groups.tail_user_share=0.5")
+    assert main(["train-seq"] + args) == 0
+    stage = root / "r" / "seq"
+    heads = json.loads((stage / "manifest.json").read_text())["seeds"]["42"]["heads"]
+    assert set(heads["fit_loss"]) == {"head", "tail"} and all(np.isfinite(v) for v in heads["fit_loss"].values())
+    assert heads["criterion"] == "both_protocols"
+    assert set(heads["valid_NDCG@10_by_theta"]) == {"grid", "sampled", "full"}
+    model = load_model(stage, 42)
+    assert model.heads.active
+    assert model.heads.theta_fixed.tolist() == pytest.approx([heads["theta"]["head"], heads["theta"]["tail"]])
+
+
+def test_heads_fitted_after_training_reuse_a_model_trained_with_the_same_settings(tiny, tmp_path):
+    from esrgraph.config import load_config
+    from esrgraph.runs import Run
+    from esrgraph.seq import stage as seq_stage
+    from tests.conftest import tiny_overrides
+
+    base = tiny_overrides(tiny, tmp_path / "runs") + ["run.name=r", "train.epochs=2", "seq.variant=plain",
+                                                      "seq.hidden_size=8", "seq.max_length=10", "eval.sampled_negatives=3"]
+    plain_dir = seq_stage.train_seq(Run(load_config(None, base), variant="plain"))
+    after = base + ["seq.heads.enabled=true", "seq.heads.fit=after", "seq.heads.fit_epochs=2"]
+    after_dir = seq_stage.train_seq(Run(load_config(None, after), variant="after"))
+    summary = json.loads((after_dir / "manifest.json").read_text())["seeds"]["42"]
+    assert summary["shared_model_from"] == plain_dir.name
+    plain_state = torch.load(plain_dir / "model-seed42.pt", weights_only=True)
+    after_state = torch.load(after_dir / "model-seed42.pt", weights_only=True)
+    assert all(torch.equal(after_state[k], v) for k, v in plain_state.items())
+    assert bool(after_state["heads.fitted"]) and not torch.equal(after_state["heads.proj.1.weight"], torch.eye(8))
+    # other settings of the shared model: trained, not taken
+    other = after + ["train.lr=0.002"]
+    other_dir = seq_stage.train_seq(Run(load_config(None, other), variant="other"))
+    assert "shared_model_from" not in json.loads((other_dir / "manifest.json").read_text())["seeds"]["42"]
