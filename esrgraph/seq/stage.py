@@ -187,12 +187,14 @@ def _trained_shared_model(run: Run, upstream: dict[str, str]) -> Path | None:
     return None
 
 
-def _take_shared_model(model: SeqRecommender, donor: Path, seed: int, folder: Path) -> dict | None:
+def _take_shared_model(model: SeqRecommender, donor: Path, seed: int, folder: Path, resume: bool) -> dict | None:
     """Start from the donor's best model of ``seed`` instead of training; returns its training summary."""
     summary = (read_manifest(donor) or {}).get("seeds", {}).get(str(seed))
     source = donor / f"model-seed{seed}.pt"
     if summary is None or not source.is_file():
         return None
+    if resume and (folder / "best.pt").is_file():  # taken before the interruption, its heads perhaps fitted
+        return {**summary, "shared_model_from": donor.name}
     missing, unexpected = model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True), strict=False)
     if unexpected or any(not name.startswith("heads.") for name in missing):
         return None
@@ -216,7 +218,7 @@ def _train_all(run: Run, inputs: Inputs, device: torch.device, dist: DistContext
         resume_seed = _check_checkpoints(folder, key, resume, dist)
         torch.manual_seed(seed)
         model = SeqRecommender(cfg.seq, ds.num_items, **tensors).to(device)
-        taken = _take_shared_model(model, donor, seed, folder) if donor is not None else None
+        taken = _take_shared_model(model, donor, seed, folder, resume_seed) if donor is not None else None
         if taken is not None:
             summary[str(seed)], history = taken, json.loads((donor / f"history-seed{seed}.json").read_text())
         else:

@@ -40,10 +40,11 @@ def tune_theta(model: SeqRecommender, evaluator: Evaluator, valid_protocol: str,
     heads, was_training = model.heads, model.training
     curves = {p: {"head": [], "tail": []} for p in protocols}
     model.eval()  # no dropout: the scores inference will give
+    mixer = _Remix(model, evaluator)
     for theta in GRID:
         heads.theta_fixed.fill_(theta)
         for protocol in protocols:
-            users, _, ranks = evaluator.ranks(model, "valid", protocol)
+            users, _, ranks = evaluator.ranks(mixer, "valid", protocol)
             tail = heads.tail_users[torch.from_numpy(users)].cpu().numpy()
             for name, mask in (("head", ~tail), ("tail", tail)):
                 score = metrics_from_ranks(ranks[mask], evaluator.cfg.ks)[VALID_METRIC] if mask.any() else None
@@ -56,6 +57,38 @@ def tune_theta(model: SeqRecommender, evaluator: Evaluator, valid_protocol: str,
     if len(protocols) == 1:  # the layout of runs made before both_protocols existed
         return {"theta": chosen, f"valid_{VALID_METRIC}_by_theta": {"grid": list(GRID), **curves[protocols[0]]}}
     return {"theta": chosen, "criterion": criterion, f"valid_{VALID_METRIC}_by_theta": {"grid": list(GRID), **curves}}
+
+
+class _Remix:
+    """Scores like ``model`` at its current θ, from shared and head vectors of the
+    validation users encoded once: each grid point only re-mixes them."""
+
+    def __init__(self, model: SeqRecommender, evaluator: Evaluator):
+        self.model = model
+        data, device = evaluator.data, evaluator.device
+        # the evaluator's batches (users by history length), so each vector is the one it would compute
+        order = np.argsort([len(seq) for seq in data.full], kind="stable")
+        shared, projected = [], []
+        with torch.no_grad():
+            for lo in range(0, len(order), evaluator.batch_size):
+                batch = data.history_batch(order[lo: lo + evaluator.batch_size], "valid").to(device)
+                vectors = model.user_vectors(batch.items, batch.lengths)
+                shared.append(vectors)
+                projected.append(model.heads.project(vectors, batch.users))
+        back = torch.from_numpy(np.argsort(order, kind="stable")).to(device)
+        self.shared, self.projected = torch.cat(shared)[back], torch.cat(projected)[back]
+
+    def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.heads(self.shared[users], users, self.projected[users])
+
+    def item_tables(self) -> torch.Tensor:
+        return self.model.item_tables()
+
+    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.score_all(users, tables)
+
+    def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.model.score_items(users, items)
 
 
 def choose(curves: list[list[float | None]]) -> float:
