@@ -2,9 +2,11 @@
 
 Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR + heads
 (head users skip self-distillation; controls where they do not, where
-the group weights θ are learned, and where the heads are a readout that
+the group weights θ are learned, where the heads are a readout that
 leaves the shared model to train as LLM-ESR, with θ fixed or chosen per
-group on validation) and LLM-ESR + graph + heads. The last takes
+group on validation, and where they are fitted after LLM-ESR has trained,
+with one readout for every user as their control), LLM-ESR trained with a
+full softmax (the loss those heads are fitted with) and LLM-ESR + graph + heads. The last takes
 the fusion with the best *validation* NDCG@10 among the graph variants:
 nothing is chosen on test data. All variants share one run directory, so the
 dataset, embedding, graph and pretraining stages run once; each variant has
@@ -44,6 +46,10 @@ class Variant:
 READOUT = ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.shared_gradient=false",
            "seq.heads.distill_head_users=true"]
 
+AFTER = ["seq.variant=llmesr", "seq.heads.enabled=true", "seq.heads.fit=after", "seq.heads.distill_head_users=true",
+         "seq.heads.tune_theta=true", "seq.heads.tune_on=both_protocols"]
+ONE_GROUP = 10**9  # a tail threshold no training sequence reaches: every user in the tail group
+
 FIXED_VARIANTS = [
     Variant("sasrec", ["seq.variant=plain"], "SASRec, id embeddings only"),
     Variant("llmesr", ["seq.variant=llmesr"], "LLM-ESR"),
@@ -62,6 +68,18 @@ FIXED_VARIANTS = [
     # and no LLM-ESR seed stopped before epoch 30, so the baseline would have trained the same.
     Variant("llmesr+heads-readout-tuned", READOUT + ["seq.heads.tune_theta=true", "train.min_epochs=30"],
             "LLM-ESR + head/tail heads as a readout, θ per group chosen on validation"),
+    # LLM-ESR trained as it is, draw for draw, then one head per group fitted on the frozen model;
+    # θ per group chosen on validation where it helps under both protocols
+    Variant("llmesr+heads-after", AFTER, "LLM-ESR + head/tail heads fitted after training"),
+    # the control: the same readout fitted on every user at once (one group), to tell the
+    # readout's effect from that of splitting users into head and tail
+    Variant("llmesr+readout-after", AFTER + [f"seq.heads.tail_max_length={ONE_GROUP}"],
+            "LLM-ESR + one readout for every user fitted after training (control of llmesr+heads-after)"),
+    # the control of the fitting loss: LLM-ESR trained with the full softmax the heads are fitted with
+    Variant("llmesr-ce", ["seq.variant=llmesr", "train.loss=ce"], "LLM-ESR trained with a full softmax (train.loss=ce)"),
+    # and the heads over that model: do they still help once the shared model has the softmax?
+    Variant("llmesr-ce+heads-after", AFTER + ["train.loss=ce"],
+            "LLM-ESR trained with a full softmax + head/tail heads fitted after training"),
 ]
 
 
