@@ -97,7 +97,15 @@ def test_a_setting_added_later_leaves_keys_alone_at_its_default():
     assert plain["seq"]["heads"].pop("shared_gradient") is True
     assert plain["seq"]["heads"].pop("tune_theta") is False
     assert plain["train"].pop("min_epochs") == 0
+    for name in ("fit", "fit_loss", "fit_epochs", "fit_lr", "fit_batch_size", "tune_on"):
+        plain["seq"]["heads"].pop(name)
     assert key_dict(cfg) == plain
     readout = load_config(None, ["seq.heads.shared_gradient=false"])
     assert key_dict(readout)["seq"]["heads"]["shared_gradient"] is False
     assert readout.digest() != cfg.digest()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.dataset.name and cfg.seq.hidden_size == cfg.embed.pca_dim
