@@ -64,7 +64,7 @@ def describe_model(cfg) -> str:
     if cfg.seq.fusion != "none":
         name += f"+graph-{cfg.seq.fusion}"
     if cfg.seq.heads.enabled:
-        name += "+heads"
+        name += "+heads-after" if cfg.seq.heads.fit == "after" else "+heads"
     return name
 
 
