@@ -107,7 +107,8 @@ class SeqRecommender(nn.Module):
         if self.bidirectional:
             items, lengths = self._append_mask(items, lengths)
         vectors = self._last(self.sequence_outputs(items, lengths), items, lengths)
-        return self.heads(vectors, users) if self.heads is not None and self.heads.active and users is not None else vectors
+        # users first: self-distillation passes none, and reading ``active`` syncs a GPU
+        return self.heads(vectors, users) if users is not None and self.heads is not None and self.heads.active else vectors
 
     def _last(self, outputs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = last_positions(items, lengths, self.cfg.reference_padding)
@@ -160,7 +161,7 @@ class SeqRecommender(nn.Module):
         where = batch.targets > 0
         targets = batch.targets[where]
         candidates = self._candidates(targets, negatives, where, loss)
-        value = self._position_loss(outputs[where], targets, candidates, loss)
+        value = self.position_loss(outputs[where], targets, candidates, loss)
         if self.heads is not None and not self.heads.fit_after:
             value = value + self._heads_loss(outputs, batch.users, where, targets, candidates, loss)
         return value / norm, students
@@ -178,14 +179,14 @@ class SeqRecommender(nn.Module):
         if not self.heads.shared_gradient:  # a readout: the shared model learns from its own loss only
             outputs, candidates = outputs.detach(), tuple(c.detach() for c in candidates)
         projected = self.heads.project(outputs, users)
-        value = self._position_loss(projected[where], targets, candidates, loss)
+        value = self.position_loss(projected[where], targets, candidates, loss)
         if self.heads.learns_theta:
             mixed = self.heads(outputs, users, projected)
-            value = value + self._position_loss(mixed[where], targets, candidates, loss)
+            value = value + self.position_loss(mixed[where], targets, candidates, loss)
         return value
 
     @staticmethod
-    def _position_loss(hidden: torch.Tensor, targets: torch.Tensor, candidates: tuple[torch.Tensor, ...],
+    def position_loss(hidden: torch.Tensor, targets: torch.Tensor, candidates: tuple[torch.Tensor, ...],
                        loss: str) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
         if loss == "ce":

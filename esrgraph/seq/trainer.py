@@ -156,11 +156,7 @@ class Trainer:
         return Batch(batch.users, items, batch.lengths, targets)
 
     def _negatives(self, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """[B, T, n] uniform negatives, redrawn once where they hit the positive."""
-        shape = (*targets.shape, self.cfg.negatives)
-        negatives = torch.randint(1, self.data.num_items + 1, shape, generator=generator)
-        redraw = torch.randint(1, self.data.num_items + 1, shape, generator=generator)
-        return torch.where(negatives == targets.unsqueeze(-1), redraw, negatives)
+        return sample_negatives(targets, self.data.num_items, self.cfg.negatives, generator)
 
     # --------------------------------------------------------- validation
 
@@ -214,6 +210,14 @@ class Trainer:
         rng.bit_generator.state = meta["numpy_rng"]
         random.setstate((3, tuple(meta["python_rng"]), None))
         return TrainState(**meta["train_state"])
+
+
+def sample_negatives(targets: torch.Tensor, num_items: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """[*targets.shape, count] uniform negatives from items 1..num_items, redrawn once where they hit the positive."""
+    shape = (*targets.shape, count)
+    negatives = torch.randint(1, num_items + 1, shape, generator=generator)
+    redraw = torch.randint(1, num_items + 1, shape, generator=generator)
+    return torch.where(negatives == targets.unsqueeze(-1), redraw, negatives)
 
 
 def save_state(path: Path, data: dict) -> None:
