@@ -40,12 +40,12 @@ def tune_theta(model: SeqRecommender, evaluator: Evaluator, valid_protocol: str,
     heads, was_training = model.heads, model.training
     curves = {p: {"head": [], "tail": []} for p in protocols}
     model.eval()  # no dropout: the scores inference will give
-    mixer = _Remix(model, evaluator)
+    mixer = _Remix(model, evaluator.data.num_users)
+    tail = heads.tail_users.cpu().numpy()  # ranks come back for every user, in user order
     for theta in GRID:
         heads.theta_fixed.fill_(theta)
         for protocol in protocols:
-            users, _, ranks = evaluator.ranks(mixer, "valid", protocol)
-            tail = heads.tail_users[torch.from_numpy(users)].cpu().numpy()
+            _, _, ranks = evaluator.ranks(mixer, "valid", protocol)
             for name, mask in (("head", ~tail), ("tail", tail)):
                 score = metrics_from_ranks(ranks[mask], evaluator.cfg.ks)[VALID_METRIC] if mask.any() else None
                 curves[protocol][name].append(score)
@@ -60,26 +60,23 @@ def tune_theta(model: SeqRecommender, evaluator: Evaluator, valid_protocol: str,
 
 
 class _Remix:
-    """Scores like ``model`` at its current θ, from shared and head vectors of the
-    validation users encoded once: each grid point only re-mixes them."""
+    """Scores like ``model`` at its current θ. Each user's shared and head vectors are
+    encoded on the first request (the evaluator's own batch) and only re-mixed after,
+    so the grid costs one encoding of the validation users, not one per point."""
 
-    def __init__(self, model: SeqRecommender, evaluator: Evaluator):
+    def __init__(self, model: SeqRecommender, num_users: int):
         self.model = model
-        data, device = evaluator.data, evaluator.device
-        # the evaluator's batches (users by history length), so each vector is the one it would compute
-        order = np.argsort([len(seq) for seq in data.full], kind="stable")
-        shared, projected = [], []
-        with torch.no_grad():
-            for lo in range(0, len(order), evaluator.batch_size):
-                batch = data.history_batch(order[lo: lo + evaluator.batch_size], "valid").to(device)
-                vectors = model.user_vectors(batch.items, batch.lengths)
-                shared.append(vectors)
-                projected.append(model.heads.project(vectors, batch.users))
-        back = torch.from_numpy(np.argsort(order, kind="stable")).to(device)
-        self.shared, self.projected = torch.cat(shared)[back], torch.cat(projected)[back]
+        self.known = torch.zeros(num_users, dtype=torch.bool)
+        self.cache: torch.Tensor | None = None  # [2, users, D]: shared and head vectors
 
     def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.heads(self.shared[users], users, self.projected[users])
+        if not self.known[users.cpu()].all():
+            shared = self.model.user_vectors(items, lengths)
+            if self.cache is None:
+                self.cache = shared.new_zeros((2, len(self.known), shared.shape[1]))
+            self.cache[0, users], self.cache[1, users] = shared, self.model.heads.project(shared, users)
+            self.known[users.cpu()] = True
+        return self.model.heads(self.cache[0, users], users, self.cache[1, users])
 
     def item_tables(self) -> torch.Tensor:
         return self.model.item_tables()
@@ -97,8 +94,5 @@ def choose(curves: list[list[float | None]]) -> float:
     if any(curve[0] is None for curve in curves):
         return 0.0
     values = np.asarray(curves, dtype=float)
-    if len(curves) == 1:
-        gain = values[0]
-    else:
-        gain = (values / np.maximum(values[:, :1], 1e-12) - 1).min(axis=0)
+    gain = (values / np.maximum(values[:, :1], 1e-12) - 1).min(axis=0)  # one curve: the same argmax as its own
     return GRID[int(np.argmax(gain))]  # argmax takes the first maximum
