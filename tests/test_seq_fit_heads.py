@@ -17,11 +17,12 @@ from esrgraph.seq.config import HeadsConfig, SeqConfig, TrainConfig
 from esrgraph.seq.distributed import DistContext
 from esrgraph.seq.fit_heads import fit_heads, position_vectors
 from esrgraph.seq.heads import HEAD, TAIL
+from esrgraph.runs import Run
+from esrgraph.seq import stage as seq_stage
 from esrgraph.seq.model import SeqRecommender
-from esrgraph.seq.stage import load_model
 from esrgraph.seq.theta import GRID, choose
 from esrgraph.seq.trainer import Trainer
-from tests.conftest import cluster_sequences, make_dataset
+from tests.conftest import cluster_sequences, make_dataset, tiny_overrides
 from tests.test_seq_train import run_cli
 
 ITEMS = 40
@@ -118,17 +119,12 @@ def test_train_seq_fits_the_heads_after_training_and_saves_them(tiny, tmp_path):
     assert set(heads["fit_loss"]) == {"head", "tail"} and all(np.isfinite(v) for v in heads["fit_loss"].values())
     assert heads["criterion"] == "both_protocols"
     assert set(heads["valid_NDCG@10_by_theta"]) == {"grid", "sampled", "full"}
-    model = load_model(stage, 42)
+    model = seq_stage.load_model(stage, 42)
     assert model.heads.active
     assert model.heads.theta_fixed.tolist() == pytest.approx([heads["theta"]["head"], heads["theta"]["tail"]])
 
 
 def test_heads_fitted_after_training_reuse_a_model_trained_with_the_same_settings(tiny, tmp_path):
-    from esrgraph.config import load_config
-    from esrgraph.runs import Run
-    from esrgraph.seq import stage as seq_stage
-    from tests.conftest import tiny_overrides
-
     base = tiny_overrides(tiny, tmp_path / "runs") + ["run.name=r", "train.epochs=2", "seq.variant=plain",
                                                       "seq.hidden_size=8", "seq.max_length=10", "eval.sampled_negatives=3"]
     plain_dir = seq_stage.train_seq(Run(load_config(None, base), variant="plain"))
