@@ -48,17 +48,25 @@ def _run(argv: list[str] | None) -> int:
     except EsrError as exc:
         click.echo(f"esr: error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            return _interrupted(130)
         click.echo("esr: aborted", err=True)
         return 1
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (KeyboardInterrupt, Terminated) as exc:
-        click.echo("esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
-                   "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself", err=True)
-        return 143 if isinstance(exc, Terminated) else 130
+    except KeyboardInterrupt:
+        return _interrupted(130)
+    except Terminated:
+        return _interrupted(143)
     return 0
+
+
+def _interrupted(status: int) -> int:
+    click.echo("esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
+               "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself", err=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit_stopping_at_seed_2)
     monkeypatch.setattr(trainer.Trainer, "_step", counting_step)
-    assert main(argv) == 1  # the command reports the interruption and stops
+    assert main(argv) == 130  # the command reports the interruption (as Ctrl-C) and stops
     trained_seed_1 = steps[1]
     assert trained_seed_1 > 0 and steps[2] == 0
     assert main(argv) == 0

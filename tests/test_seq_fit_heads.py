@@ -124,6 +124,37 @@ def test_train_seq_fits_the_heads_after_training_and_saves_them(tiny, tmp_path):
     assert model.heads.theta_fixed.tolist() == pytest.approx([heads["theta"]["head"], heads["theta"]["tail"]])
 
 
+def test_a_resumed_run_keeps_the_heads_fitted_before_the_interruption(tiny, tmp_path, monkeypatch):
+    settings = ("seq.variant=plain", "seq.heads.enabled=true", "seq.heads.fit=after", "seq.heads.tune_theta=true",
+                "seq.heads.fit_epochs=2", "train.seeds=[1,2]", "dataset.groups.tail_user_share=0.5")
+    whole = tmp_path / "whole"
+    assert main(["train-seq"] + run_cli(tiny, whole, *settings)) == 0
+    fitted, train = [], seq_stage.Trainer.fit
+
+    def count(*a, **k):
+        fitted.append(a[-1])
+        return seq_stage.fit_heads.__wrapped__(*a, **k)
+
+    def stop_at_seed_2(self, seed, resume):
+        if seed == 2 and not resume:
+            raise KeyboardInterrupt
+        return train(self, seed, resume)
+
+    count.__wrapped__ = seq_stage.fit_heads
+    monkeypatch.setattr(seq_stage, "fit_heads", count)
+    monkeypatch.setattr(seq_stage.Trainer, "fit", stop_at_seed_2)
+    args = run_cli(tiny, tmp_path / "cut", *settings)
+    assert main(["train-seq"] + args) == 130
+    assert main(["train-seq", "--resume"] + args) == 0
+    assert fitted == [1, 2]  # seed 1's heads were not fitted again
+    seeds = lambda root: json.loads((root / "r" / "seq" / "manifest.json").read_text())["seeds"]
+    assert seeds(tmp_path / "cut") == seeds(whole)
+    for seed in (1, 2):
+        cut = torch.load(tmp_path / "cut" / "r" / "seq" / f"model-seed{seed}.pt", weights_only=True)
+        for name, value in torch.load(whole / "r" / "seq" / f"model-seed{seed}.pt", weights_only=True).items():
+            assert torch.equal(cut[name], value), name
+
+
 def test_heads_fitted_after_training_reuse_a_model_trained_with_the_same_settings(tiny, tmp_path):
     base = tiny_overrides(tiny, tmp_path / "runs") + ["run.name=r", "train.epochs=2", "seq.variant=plain",
                                                       "seq.hidden_size=8", "seq.max_length=10", "eval.sampled_negatives=3"]

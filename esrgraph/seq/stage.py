@@ -240,14 +240,17 @@ def _train_all(run: Run, inputs: Inputs, device: torch.device, dist: DistContext
 def _finish_heads(model: SeqRecommender, path: Path, data: SequenceData, evaluator: Evaluator, cfg: Config,
                   device: torch.device, seed: int) -> dict:
     """Fit the heads of the best model (``fit: after``) and choose θ on validation (``tune_theta``); saved with it."""
-    heads = cfg.seq.heads
+    heads, record = cfg.seq.heads, path.parent / "heads.json"
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    if record.is_file():  # a resumed run finished this seed's heads before the interruption
+        return read_json(record)
     out = {}
-    if heads.fit == "after" and not model.heads.fitted:  # a resumed run may have fitted them already
+    if heads.fit == "after":
         out["fit_loss"] = fit_heads(model, data, heads, cfg.train.negatives, device, seed)
     if heads.tune_theta:
         out.update(tune_theta(model, evaluator, cfg.train.valid_protocol, heads.tune_on))
     save_state(path, model.state_dict())
+    write_json(record, out)  # after the weights: a record means the saved model holds these heads
     return out
 
 
