@@ -15,6 +15,8 @@ from tests.conftest import make_dataset
 class TableScorer:
     """Scores from a fixed [U, N + 1] table; the 'user vector' is the user's row index."""
 
+    appended_tokens = 0
+
     def __init__(self, table: np.ndarray, data: SequenceData, split: str):
         self.table = torch.as_tensor(table, dtype=torch.float32)
 

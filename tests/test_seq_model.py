@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from esrgraph.eval.config import EvalConfig
+from esrgraph.eval.evaluate import Evaluator
 from esrgraph.seq.batches import SequenceData
 from esrgraph.seq.config import SeqConfig
 from esrgraph.seq.distill import Distiller
@@ -43,10 +45,8 @@ def test_padding_and_batch_company_do_not_change_a_user(backbone, variant):
 
 
 def test_results_do_not_depend_on_max_length():
-    short, long = model(max_length=10), model(max_length=60)
-    long.load_state_dict({k: v for k, v in short.state_dict().items() if "positions" not in k}, strict=False)
-    with torch.no_grad():
-        long.encoder.positions.weight[:11] = short.encoder.positions.weight
+    short, long = model(max_length=10), model(max_length=60)  # the same seed, nothing copied
+    assert torch.equal(long.encoder.positions.weight[:11], short.encoder.positions.weight)
     seqs = [[3, 7, 1, 9], [2, 4]]
     assert torch.allclose(short.user_vectors(*padded(seqs)), long.user_vectors(*padded(seqs)), atol=1e-5)
 
@@ -125,3 +125,18 @@ def test_epoch_teachers_equal_live_teachers_for_the_same_weights():
     cached.start_epoch(m, torch.device("cpu"))
     users = np.array([4, 0, 2])
     assert torch.allclose(live.teachers(m, users, torch.device("cpu")), cached.teachers(m, users, torch.device("cpu")), atol=1e-5)
+
+
+def test_bert4rec_inputs_are_never_longer_than_in_training():
+    # test histories of 10 items, max_length 5: each is cut to 4 items so the appended mask token
+    # takes the last position training uses; the row past it must never be read
+    seqs = [list(range(1, 12)), list(range(3, 14)), [5, 6, 7]]
+    data = SequenceData(make_dataset(seqs, N), max_length=5)
+    m = model("bert4rec", max_length=5)
+    with torch.no_grad():
+        m.encoder.positions.weight[5] = float("nan")
+    evaluator = Evaluator(data, EvalConfig(sampled_negatives=3), 8, torch.device("cpu"))
+    metrics = evaluator.evaluate(m, "test", ["full"])["full"]["overall"]
+    assert np.isfinite(metrics["NDCG@10"])
+    distiller = Distiller(np.array([[1], [0], [0]]), SeqConfig().distill.__class__(k=1), data)
+    assert torch.isfinite(distiller.teachers(m, np.arange(3), torch.device("cpu"))).all()

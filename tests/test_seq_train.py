@@ -20,9 +20,10 @@ from tests.conftest import cluster_sequences, make_dataset, tiny_overrides
 ITEMS = 40
 
 
-def setup(backbone, tmp_path, epochs, loss="bce", seed=0):
-    data = SequenceData(make_dataset(cluster_sequences(300, ITEMS), ITEMS), max_length=20)
-    seq = SeqConfig(backbone=backbone, variant="plain", hidden_size=16, num_heads=1, max_length=20, dropout=0.0)
+def setup(backbone, tmp_path, epochs, loss="bce", seed=0, max_length=20, dropout=0.0):
+    data = SequenceData(make_dataset(cluster_sequences(300, ITEMS), ITEMS), max_length=max_length)
+    seq = SeqConfig(backbone=backbone, variant="plain", hidden_size=16, num_heads=1, max_length=max_length,
+                    dropout=dropout)
     train = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, loss=loss, patience=50)
     torch.manual_seed(seed)
     model = SeqRecommender(seq, ITEMS)
@@ -41,6 +42,19 @@ def test_models_learn_a_sequential_pattern(backbone, loss, tmp_path):
     # each user stays in one block of 5 items: a model that learned it ranks the block first
     assert before < 0.4 and after > 0.8, (before, after)
     assert state.history[-1]["loss"] < state.history[0]["loss"]
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec"])
+def test_training_does_not_depend_on_max_length_where_every_sequence_fits(backbone, tmp_path):
+    # the longest generated sequence has 8 items; the position table's size must not move any draw
+    runs, histories = [], []
+    for n in (12, 50):  # built and trained one after the other, as the stage does: dropout draws from the global stream
+        runs.append(setup(backbone, tmp_path / str(n), epochs=2, max_length=n, dropout=0.2)[0])
+        histories.append([{k: v for k, v in e.items() if k != "seconds"} for e in runs[-1].fit(1, False).history])
+    assert histories[0] == histories[1]
+    short, long = (r.model.state_dict() for r in runs)
+    for name, value in short.items():
+        assert torch.equal(long[name][: len(value)] if "positions" in name else long[name], value), name
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ SPLIT_CODES = {"valid": 1, "test": 2}
 
 
 class Scorer(Protocol):
+    appended_tokens: int  # positions user_vectors adds after a history (histories are cut to leave room)
+
     def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor: ...
     def item_tables(self) -> torch.Tensor: ...
     def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor: ...
@@ -65,7 +67,7 @@ def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, b
     ranks, targets = [], []
     for lo in range(0, len(users), batch_size):
         chunk = users[order[lo: lo + batch_size]]
-        batch = data.history_batch(chunk, split).to(device)
+        batch = data.history_batch(chunk, split, model.appended_tokens).to(device)
         vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
         if protocol == "full":
             scores = model.score_all(vectors, tables)

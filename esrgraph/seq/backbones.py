@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 
 def valid_mask(lengths: torch.Tensor, width: int, reference_padding: bool) -> torch.Tensor:
@@ -80,10 +81,8 @@ class SelfAttentionEncoder(nn.Module):
         super().__init__()
         self.causal = causal
         self.reference_padding = reference_padding
-        self.positions = nn.Embedding(max_length + 1, d)
-        # Same scale as the item embeddings: a default N(0, 1) position table would
-        # drown the items' signal (std 0.02) and leave the model little but position.
-        nn.init.normal_(self.positions.weight, std=0.02)
+        self.positions = skip_init(nn.Embedding, max_length + 1, d)  # the default init's draws depend on the size
+        _init_positions(self.positions.weight)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(AttentionBlock(d, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
@@ -117,6 +116,19 @@ class SelfAttentionEncoder(nn.Module):
             # A padding query may see nothing; let it see itself so softmax stays finite.
             allowed = allowed | torch.eye(t, dtype=torch.bool, device=valid.device)
         return allowed
+
+
+@torch.no_grad()
+def _init_positions(weight: torch.Tensor) -> None:
+    """N(0, 0.02²) rows, each from its own generator, so a position's row and every draw after the
+    table are the same whatever ``max_length`` is: results then do not change with it.
+
+    Same scale as the item embeddings: a default N(0, 1) table would drown the items' signal
+    and leave the model little but position.
+    """
+    base = int(torch.randint(0, 2**31, ()))  # one draw from the global stream, whatever the size
+    for row, values in enumerate(weight):
+        values.normal_(0.0, 0.02, generator=torch.Generator().manual_seed((base << 20) + row))
 
 
 class GRUEncoder(nn.Module):

@@ -57,7 +57,8 @@ class Distiller:
         try:
             parts = []
             for lo in range(0, len(order), self.CHUNK):
-                batch = self.data.history_batch(users[order[lo: lo + self.CHUNK]], "train").to(device)
+                chunk = users[order[lo: lo + self.CHUNK]]
+                batch = self.data.history_batch(chunk, "train", model.appended_tokens).to(device)
                 parts.append(model.user_vectors(batch.items, batch.lengths))
         finally:
             model.train(was_training)

@@ -85,6 +85,12 @@ class SeqRecommender(nn.Module):
         return self.cfg.backbone == "bert4rec"
 
     @property
+    def appended_tokens(self) -> int:
+        """Positions ``user_vectors`` adds after a history (Bert4Rec's mask token): histories
+        are cut to ``max_length`` minus these, so no input is longer than in training."""
+        return 1 if self.bidirectional else 0
+
+    @property
     def user_dim(self) -> int:
         return self.cfg.hidden_size * len(self.views.names)
 

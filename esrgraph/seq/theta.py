@@ -78,6 +78,10 @@ class _Remix:
             self.known[users.cpu()] = True
         return self.model.heads(self.cache[0, users], users, self.cache[1, users])
 
+    @property
+    def appended_tokens(self) -> int:
+        return self.model.appended_tokens
+
     def item_tables(self) -> torch.Tensor:
         return self.model.item_tables()
 

@@ -122,7 +122,7 @@ class Trainer:
         local_negatives = negatives[share].to(self.device) if negatives is not None else None
         history = None
         if self.model.bidirectional and self.distiller is not None:
-            history = self.data.history_batch(users[share], "train", extra=1).to(self.device)
+            history = self.data.history_batch(users[share], "train", self.model.appended_tokens).to(self.device)
         loss, students = self.network(local, local_negatives, max(positions, 1.0), self.cfg.loss, history)
         if self.distiller is not None:
             teachers = self.distiller.teachers(self.model, users[share], self.device)
