@@ -86,6 +86,31 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     assert strip(history_a) == strip(history_b)
 
 
+def test_an_interruption_between_the_checkpoint_files_resumes_exactly(tmp_path, monkeypatch):
+    from esrgraph.seq import trainer as trainer_module
+
+    straight, _ = setup("sasrec", tmp_path / "a", epochs=4, dropout=0.2)
+    straight.fit(seed=3, resume=False)
+    broken, _ = setup("sasrec", tmp_path / "b", epochs=4, dropout=0.2)
+    written, write = [], trainer_module.write_json
+
+    def stop_before_the_third_copy(path, data):
+        written.append(path.name)
+        if written.count("state.json") == 3:  # epoch 3's weights are saved, its readable copy is not
+            raise KeyboardInterrupt
+        return write(path, data)
+
+    monkeypatch.setattr(trainer_module, "write_json", stop_before_the_third_copy)
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit(seed=3, resume=False)
+    monkeypatch.setattr(trainer_module, "write_json", write)
+    resumed, _ = setup("sasrec", tmp_path / "b", epochs=4, seed=99, dropout=0.2)
+    state = resumed.fit(seed=3, resume=True)
+    assert [e["epoch"] for e in state.history] == [1, 2, 3, 4]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def run_cli(tiny, root, *overrides):
     args = []
     for o in tiny_overrides(tiny, root) + ["train.epochs=2", "seq.hidden_size=8", "seq.max_length=10",
@@ -143,6 +168,8 @@ def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path):
     assert all(torch.allclose(one[k].float(), two[k].float(), atol=1e-4) for k in one)
     start = SeqRecommender(SeqConfig(variant="plain", hidden_size=8, max_length=10), 8).state_dict()
     assert not torch.allclose(one["views.ids.weight"][:9], start["views.ids.weight"][:9])  # it did train
+    history = lambda p: json.loads((tmp_path / f"p{p}" / "r" / "seq" / "history-seed5.json").read_text())
+    assert [e["loss"] for e in history(2)] == pytest.approx([e["loss"] for e in history(1)], abs=1e-4)  # global loss
     for protocol, groups in results[1].items():
         for group, metrics in groups.items():
             for name, value in metrics.items():

@@ -45,7 +45,8 @@ class DistContext:
         if world <= 1 or _finished:
             return cls()
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            # gloo for the CPU scalars every rank exchanges (flags, loss sums), NCCL for the GPU gradients
+            dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
 
     @property
@@ -66,6 +67,14 @@ class DistContext:
             return value
         tensor = torch.tensor([value], dtype=torch.float64)
         dist.broadcast(tensor, 0)
+        return float(tensor.item())
+
+    def sum(self, value: float) -> float:
+        """The sum of every rank's value, on every rank."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
         return float(tensor.item())
 
     def share(self, rows: int) -> slice:

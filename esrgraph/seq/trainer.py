@@ -97,8 +97,8 @@ class Trainer:
             value = self._step(order[lo: lo + size], generator)
             total += value
             seen += 1
-            bar.set_postfix(loss=f"{total / seen:.4f}")
-        return total / max(seen, 1)
+            bar.set_postfix(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
+        return self.dist.sum(total) / max(seen, 1)  # every rank steps the same batches
 
     def _order(self, rng: np.random.Generator) -> np.ndarray:
         """This epoch's user order: random, or random batches of similar lengths (``length_buckets``)."""
@@ -131,7 +131,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
         self.optimizer.step()
-        return float(loss.detach()) * self.dist.world
+        return float(loss.detach())  # this rank's share of the batch loss (global counts)
 
     def _distill_weights(self, users: torch.Tensor) -> torch.Tensor | None:
         """Head users skip self-distillation when the head/tail heads say so."""
@@ -188,24 +188,31 @@ class Trainer:
     def _save(self, state: TrainState, rng: np.random.Generator, generator: torch.Generator) -> None:
         if not self.dist.is_main:
             return
-        save_state(self.checkpoints / "last.pt", {
+        meta = {"train_state": asdict(state), "numpy_rng": rng.bit_generator.state,
+                "python_rng": list(random.getstate()[1])}
+        checkpoint = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "sampler_rng": generator.get_state(),
-        })
-        write_json(self.checkpoints / "state.json", {
-            "train_state": asdict(state),
-            "numpy_rng": rng.bit_generator.state,
-            "python_rng": list(random.getstate()[1]),
-        })
+            "meta": json.dumps(meta),  # one file: no interruption can pair weights with another epoch's counters
+        }
+        if self.device.type == "cuda":  # dropout on the GPU draws from the device's own generator
+            checkpoint["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_state(self.checkpoints / "last.pt", checkpoint)
+        write_json(self.checkpoints / "state.json", meta)  # a readable copy; resuming reads last.pt
 
     def _load(self, rng: np.random.Generator, generator: torch.Generator) -> TrainState:
         saved = torch.load(self.checkpoints / "last.pt", map_location="cpu", weights_only=True)
-        meta = json.loads((self.checkpoints / "state.json").read_text())
+        if "meta" in saved:
+            meta = json.loads(saved["meta"])
+        else:  # a checkpoint of an earlier version kept the counters only in state.json
+            meta = json.loads((self.checkpoints / "state.json").read_text())
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
+        if "cuda_rng" in saved and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
         generator.set_state(saved["sampler_rng"])
         rng.bit_generator.state = meta["numpy_rng"]
         random.setstate((3, tuple(meta["python_rng"]), None))
