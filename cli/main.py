@@ -46,7 +46,11 @@ def _run(argv: list[str] | None) -> int:
     try:
         esr.main(args=argv, prog_name="esr", standalone_mode=False)
     except EsrError as exc:
-        click.echo(f"esr: error: {exc}", err=True)
+        click.echo(f"esr: error: {_one_line(str(exc))}", err=True)
+        return 2
+    except OSError as exc:  # the file system refused (a run root that is a file, a full disk, permissions)
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"esr: error: {where}{_one_line(exc.strerror or str(exc))}", err=True)
         return 2
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
@@ -61,6 +65,11 @@ def _run(argv: list[str] | None) -> int:
     except Terminated:
         return _interrupted(143)
     return 0
+
+
+def _one_line(text: str) -> str:
+    """Messages that quote a library's multi-line error stay on one line."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _interrupted(status: int) -> int:

@@ -275,6 +275,10 @@ def _validate(cfg: Config) -> None:
                           "use seq.heads.tune_theta, or seq.heads.fit=joint")
     if not cfg.train.seeds:
         raise ConfigError("train.seeds: give at least one seed")
+    for key, name in (("dataset.name", cfg.dataset.name), ("run.name", cfg.run.name)):
+        if name is not None and not re.fullmatch(r"(?!\.)[\w.-]+", name):  # a folder name inside run.root
+            raise ConfigError(f"{key}: {name!r} is not allowed; use letters, digits, '.', '-' and '_' "
+                              "(not starting with '.')")
     if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":
         raise ConfigError("dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto")
     for i, part in enumerate(cfg.embed.item_template):

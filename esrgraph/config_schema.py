@@ -93,7 +93,8 @@ def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
+            hint = " (values are read as YAML: quote a template, e.g. -o 'key=\"{title}\"')" if isinstance(value, dict) else ""
+            raise ConfigError(f"{key}: expected a string, got {_describe(value)}{hint}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")

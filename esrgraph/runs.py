@@ -89,9 +89,9 @@ class Run:
         if self.is_current(stage, key):
             log.info("%s: up to date in %s", stage, out)
             return out
-        self.write_run_manifest()
         with stage_output(out) as tmp:
             extra = produce(tmp) or {}
             write_manifest(tmp, stage, key, key_dict(section), {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra)
+        self.write_run_manifest()  # after the stage: a failed run leaves the manifest describing what is there
         log.info("%s: wrote %s", stage, out)
         return out

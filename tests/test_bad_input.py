@@ -39,6 +39,9 @@ def write(tmp_path, name, content):
      "amazon-reviews", "r.json.gz, line 2: missing field(s) ['asin', 'unixReviewTime']"),
     ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\nnot json\n', "amazon-reviews", "r.jsonl, line 2: malformed JSON"),
     ("few.txt", "u1 1 2\nu2 3\n", "sequences", "no user has at least 3 interactions"),
+    ("dup.json", '{"u0": [1, 2, 3], "u1": [1, 2, 3], "u0": [4, 5, 6]}', "json",
+     "dup.json, key 'u0': user appears more than once"),
+    ("deep.json", "[" * 100000 + "]" * 100000, "json", "deep.json: malformed JSON (nested too deeply to read)"),
 ])
 def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
     path = write(tmp_path, name, content)
@@ -87,3 +90,51 @@ def test_good_input_writes_the_stage(tmp_path, capsys):
     manifest = json.loads((root / "r" / "dataset" / "manifest.json").read_text())
     assert set(manifest["artifacts"]) == {"dataset.npz", "ids.json", "item_meta.jsonl", "stats.json"}
     assert "users" in capsys.readouterr().out
+
+
+def test_integer_keys_name_the_file_and_the_offending_id(tmp_path, capsys):
+    interactions = write(tmp_path, "seq.txt", "u1 1 2 3\nu2 3 x7 8\n")
+    rc, _ = run_prepare(tmp_path, interactions, None, "dataset.join.key_type=int")
+    assert rc == 2 and "seq.txt: user 'u2': item id 'x7' is not an integer" in capsys.readouterr().err
+    metadata = write(tmp_path, "m.json", '{"1": {"title": "a"}, "four": {"title": "b"}}')
+    rc, _ = run_prepare(tmp_path, write(tmp_path, "ok.txt", GOOD), metadata, "dataset.join.key_type=int")
+    assert rc == 2 and "m.json: metadata key 'four' is not an integer" in capsys.readouterr().err
+
+
+def test_ids_that_only_look_numeric_are_strings(tmp_path):
+    # '+-3' and superscript digits pass a naive digit test but not int(): they must not be read as integers
+    rc, root = run_prepare(tmp_path, write(tmp_path, "seq.txt", "1 1 2 3\n2 1 2 3\n+-3 1 \u00b2 3\n"))
+    assert rc == 0
+    ids = json.loads((root / "r" / "dataset" / "ids.json").read_text())
+    assert sorted(ids["users"]) == ["+-3", "1", "2"] and "\u00b2" in ids["items"]
+
+
+def test_a_join_that_matches_nothing_warns(tmp_path, caplog):
+    metadata = write(tmp_path, "m.json", '{"zz1": {"title": "a"}, "zz2": {"title": "b"}}')
+    rc, _ = run_prepare(tmp_path, write(tmp_path, "seq.txt", GOOD), metadata)
+    assert rc == 0 and "no interaction item id matches a metadata key" in caplog.text
+
+
+def test_a_failed_stage_leaves_the_run_manifest_as_it_was(tmp_path, capsys):
+    path = write(tmp_path, "seq.txt", GOOD)
+    rc, root = run_prepare(tmp_path, path)
+    assert rc == 0
+    manifest = (root / "r" / "manifest.json").read_bytes()
+    path.write_text("u1 1 2\n")  # now too short: the stage fails
+    assert run_prepare(tmp_path, path)[0] == 2
+    assert (root / "r" / "manifest.json").read_bytes() == manifest
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    rc, root = run_prepare(fresh, path)
+    assert rc == 2 and not (root / "r" / "manifest.json").exists()
+
+
+def test_names_and_roots_that_are_not_folders(tmp_path, capsys):
+    path = write(tmp_path, "seq.txt", GOOD)
+    rc, _ = run_prepare(tmp_path, path, None, "dataset.name=../../elsewhere")
+    assert rc == 2 and "dataset.name: '../../elsewhere' is not allowed" in capsys.readouterr().err
+    root = write(tmp_path, "a-file", "")
+    rc = main(["prepare", "-o", f"dataset.interactions.path={path}", "-o", "dataset.metadata.path=null",
+               "-o", f"run.root={root}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a-file" in err and "Not a directory" in err and err.count("\n") == 1

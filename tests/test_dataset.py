@@ -51,7 +51,7 @@ def test_string_join_through_raw_dump(tiny, tmp_path):
 def test_int_key_type_rejects_non_integer_ids(tiny):
     cfg = load_config(None, [f"dataset.interactions.path={tiny['reviews']}", "dataset.metadata.path=null",
                              "dataset.join.key_type=int"])
-    with pytest.raises(EsrError, match="item id 'A00\\d' in the interactions is not an integer"):
+    with pytest.raises(EsrError, match="item id 'A00\\d' is not an integer, but dataset.join.key_type is int"):
         build_dataset(cfg.dataset)
 
 

@@ -9,6 +9,8 @@ rest the training sequence.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import atomic_write_bytes, read_json, save_arrays, write_json
-from ..config import DatasetConfig, GroupsConfig, JoinConfig
+from ..config import DatasetConfig, GroupsConfig
 from ..errors import EsrError, InputError
 from .interactions import Sequences, read_interactions
 from .metadata import ItemMeta, read_metadata
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +74,7 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
             f"{cfg.interactions.path}: no user has at least {cfg.min_user_interactions} interactions "
             f"(dataset.min_user_interactions); {total_users} users were read"
         )
-    key_type = _key_type(kept, records, cfg.join)
+    key_type = _key_type(kept, records, cfg)
     user_ids = _sorted_ids(kept.keys())
     item_ids = _sorted_ids({item for seq in kept.values() for item in seq})
     item_index = {item: i + 1 for i, item in enumerate(item_ids)}
@@ -78,6 +82,9 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     items = np.fromiter((item_index[i] for u in user_ids for i in kept[u]), dtype=np.int64, count=int(offsets[-1]))
     item_meta, join_stats = _join_metadata(item_ids, records, key_type, cfg.join.offset)
+    if records and join_stats["items_with_metadata"] == 0:
+        log.warning("%s: no interaction item id matches a metadata key (ids compared as %s, offset %d); "
+                    "check dataset.join and the key field", cfg.metadata.path, key_type, cfg.join.offset)
     popularity = np.bincount(items, minlength=len(item_ids) + 1).astype(np.int64)
     tail_users, user_threshold = _tail_users(lengths - 1, cfg.groups)
     tail_items, item_threshold = _tail_items(popularity, cfg.groups)
@@ -110,8 +117,11 @@ def summary_stats(ds: Dataset) -> dict[str, Any]:
     }
 
 
+_INT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() must accept every id this accepts
+
+
 def _is_int(text: str) -> bool:
-    return text.lstrip("+-").isdigit()
+    return _INT.fullmatch(text) is not None
 
 
 def _sorted_ids(ids) -> list[str]:
@@ -121,12 +131,18 @@ def _sorted_ids(ids) -> list[str]:
     return sorted(ids)
 
 
-def _key_type(sequences: Sequences, records: dict[str, ItemMeta], join: JoinConfig) -> str:
+def _key_type(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetConfig) -> str:
+    join = cfg.join
     if join.key_type != "auto":
         if join.key_type == "int":
-            bad = next((i for s in sequences.values() for i in s if not _is_int(i)), None)
+            bad = next(((u, i) for u, s in sequences.items() for i in s if not _is_int(i)), None)
             if bad is not None:
-                raise EsrError(f"dataset.join.key_type is int, but item id {bad!r} in the interactions is not an integer")
+                raise EsrError(f"{cfg.interactions.path}: user {bad[0]!r}: item id {bad[1]!r} is not an integer, "
+                               "but dataset.join.key_type is int")
+            key = next((k for k in records if not _is_int(k)), None)
+            if key is not None:
+                raise EsrError(f"{cfg.metadata.path}: metadata key {key!r} is not an integer, "
+                               "but dataset.join.key_type is int")
         return join.key_type
     items_int = all(_is_int(i) for s in sequences.values() for i in s)
     keys_int = all(_is_int(k) for k in records)

@@ -100,12 +100,30 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(name, "the file is empty")
 
 
+class JsonObject(dict):
+    """A JSON object that remembers the keys it was given more than once (``repeated``):
+    a plain dict would keep the last value silently."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> JsonObject:
+    obj = JsonObject(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj.repeated = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return obj
+
+
 def load_json_document(path: Path) -> Any:
+    """The whole file as one JSON value; its objects are ``JsonObject``s."""
     text = read_text(path)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise InputError(display_name(path), f"malformed JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
+    except RecursionError:
+        raise InputError(display_name(path), "malformed JSON (nested too deeply to read)") from None
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
@@ -116,6 +134,8 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(name, f"malformed JSON ({exc.msg}, column {exc.colno})", line=number) from None
+        except RecursionError:
+            raise InputError(name, "malformed JSON (nested too deeply to read)", line=number) from None
         if not isinstance(obj, dict):
             raise InputError(name, f"expected a JSON object on each line, got {type(obj).__name__}", line=number)
         yield number, obj

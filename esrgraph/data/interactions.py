@@ -62,7 +62,7 @@ def _json_kind(path: Path) -> str:
     _, first = next(iter_lines(path))
     try:
         obj = json.loads(first)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return "json"
     return "amazon-reviews" if isinstance(obj, dict) and not _is_sequence_map(obj) else "json"
 
@@ -109,14 +109,18 @@ def _read_json(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
     data = load_json_document(path)
     if not isinstance(data, dict):
         raise InputError(name, f"expected a JSON object mapping each user to a list of items, got {type(data).__name__}")
+    if data.repeated:
+        raise InputError(name, "user appears more than once in the object (one list per user expected)",
+                         key=data.repeated[0])
     sequences: Sequences = {}
     for user, items in data.items():
         if not isinstance(items, list):
             raise InputError(name, f"expected a list of items, got {type(items).__name__}", key=user)
+        parsed = _parse_id(user, name, key=user, what="user id")
+        if parsed in sequences:
+            raise InputError(name, f"user {parsed!r} appears more than once (ids are trimmed)", key=user)
         if items:
-            sequences[_parse_id(user, name, key=user, what="user id")] = [
-                _parse_id(item, name, key=user, what="item id") for item in items
-            ]
+            sequences[parsed] = [_parse_id(item, name, key=user, what="item id") for item in items]
     return sequences
 
 

@@ -70,7 +70,7 @@ def detect_format(path: Path, key: str | None) -> str:
     _, first = next(iter_lines(path))
     try:
         obj = json.loads(first)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return "json"
     # One object per line carrying its own id field: JSON Lines (the Amazon dumps are named .json).
     return "jsonl" if isinstance(obj, dict) and (key or "asin") in obj else "json"
