@@ -22,6 +22,7 @@ from esrgraph.graph.prices import assign_buckets, bucket_bounds, bucket_edges, b
     ("e.l.f.\tCosmetics\n", "e.l.f. cosmetics"),
     ("<b>Bold</b> brand", "bold brand"),
     ("Caf\u0065\u0301", "café"),  # combining accent composed
+    ("a < b > c", "a < b > c"),  # angle brackets in text are not markup
 ])
 def test_normalise_text(raw, expected):
     assert normalise_text(raw) == expected
@@ -57,6 +58,9 @@ def test_category_path_merges_repeats_and_stops_at_missing():
     ("-5", None), ("0", None), ("$0.00", None), ("1.2.3", None), ("nan", None), ("inf", None), ("1e5", None),
     ("$5 - $10 - $15", None), ("$5.00 - ", None), ("abc 12", None), ("<div class=price>12</div>", None),
     (None, None), (True, None), (float("nan"), None), ([12], None),
+    # letters next to a number are a price only as a currency code: not model numbers, not dates
+    ("usd 12", 12.0), ("C$5", 5.0), ("CHF 12", 12.0), ("A12", None), ("B07", None), ("ABC 123", None),
+    ("2021-05", None), ("$9.99 - $5.00", None), (np.float32(3.5), 3.5), (np.int64(7), 7.0),
 ])
 def test_parse_price(text, expected):
     got = parse_price(text)

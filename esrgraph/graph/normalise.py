@@ -15,7 +15,8 @@ import re
 import unicodedata
 from typing import Iterable, Sequence
 
-_TAG = re.compile(r"<[^<>]*>")
+# markup only: a tag opens with a letter, '/' or '!' ('a < b > c' is text, not a tag)
+_TAG = re.compile(r"<[A-Za-z/!][^<>]*>")
 # Entities inside entities (``&amp;#39;``) are rare; more rounds than this is garbage anyway.
 _MAX_UNESCAPE_ROUNDS = 3
 

@@ -12,15 +12,21 @@ upper edge, so the bucket index never decreases as the price grows.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import unicodedata
+from decimal import Decimal
 
 import numpy as np
 
 _PLAIN = re.compile(r"\d+(?:\.\d+)?")
 _NUMBER = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
-# A currency mark before or after the number: signs ($, €, ...) and upper-case codes (USD, US$, C$).
+# A currency mark before or after the number: signs ($, €, ...) and codes (USD, US$, C$).
 _MARK = r"[^\d\s.,\-–—]{0,4}"
+# ISO codes a price is written with; the short prefixes only beside a sign (US$, C$, A$, HK$)
+_CODES = {"USD", "EUR", "GBP", "JPY", "CNY", "RMB", "CAD", "AUD", "NZD", "CHF", "INR", "SEK", "NOK", "DKK",
+          "PLN", "BRL", "MXN", "KRW", "HKD", "SGD", "ZAR", "RUB", "TRY", "CZK", "HUF", "ILS"}
+_SIGN_PREFIXES = {"US", "C", "A", "AU", "CA", "NZ", "HK", "S", "R"}
 
 
 def _amount_pattern(name: str) -> str:
@@ -36,7 +42,7 @@ def parse_price(text: object) -> float | None:
     """The price in ``text`` (a range gives its midpoint), or ``None`` when there is none."""
     if isinstance(text, bool) or text is None:
         return None
-    if isinstance(text, (int, float)):
+    if isinstance(text, (numbers.Real, Decimal)):  # JSON numbers, numpy scalars, Decimal
         return _positive(float(text))
     if not isinstance(text, str):
         return None
@@ -52,7 +58,8 @@ def parse_price(text: object) -> float | None:
     match = _RANGE.fullmatch(text)
     if match:
         low, high = _amount(match, "a"), _amount(match, "b")
-        return None if low is None or high is None else (low + high) / 2
+        # a falling "range" is something else (a date such as 2021-05, a model number)
+        return None if low is None or high is None or high < low else (low + high) / 2
     return None
 
 
@@ -63,11 +70,14 @@ def _amount(match: re.Match, name: str) -> float | None:
 
 
 def _is_mark(text: str) -> bool:
-    """Empty, or currency signs and at most three upper-case letters (an ISO code, ``US$``)."""
-    letters = sum(c.isalpha() for c in text)
-    return letters <= 3 and all(
-        unicodedata.category(c) == "Sc" or (c.isascii() and c.isupper()) for c in text
-    )
+    """Empty, currency signs, a currency code (any case), or a sign with its country prefix (``US$``)."""
+    signs = [c for c in text if unicodedata.category(c) == "Sc"]
+    letters = "".join(c for c in text if unicodedata.category(c) != "Sc")
+    if not letters:
+        return True
+    if not (letters.isascii() and letters.isalpha()):
+        return False
+    return letters.upper() in _CODES or (bool(signs) and letters.upper() in _SIGN_PREFIXES)
 
 
 def _positive(value: float) -> float | None:
