@@ -14,7 +14,7 @@ from esrgraph.seq.batches import SequenceData
 from esrgraph.seq.config import SeqConfig, TrainConfig
 from esrgraph.seq.distributed import DistContext
 from esrgraph.seq.model import SeqRecommender
-from esrgraph.seq.trainer import Trainer
+from esrgraph.seq.trainer import Trainer, batch_bounds
 from tests.conftest import cluster_sequences, make_dataset, tiny_overrides
 
 ITEMS = 40
@@ -233,3 +233,10 @@ def test_no_early_stop_before_min_epochs(tmp_path, monkeypatch, min_epochs, stop
     monkeypatch.setattr(Trainer, "_validate", lambda self: next(scores))
     state = trainer.fit(seed=0, resume=False)
     assert (state.epoch, state.best_epoch) == (stops_after, 1)
+
+
+def test_no_user_is_dropped_when_the_last_batch_cannot_feed_every_process():
+    assert batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(10, 4, world=2) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(9, 4, world=2) == [(0, 4), (4, 9)]  # one row left for two processes: it joins
+    assert batch_bounds(3, 4, world=2) == [(0, 3)]

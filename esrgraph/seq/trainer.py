@@ -86,15 +86,13 @@ class Trainer:
         self.network.train()
         order = self._order(rng)
         size = self.cfg.batch_size
-        starts = list(range(0, len(order), size))
-        if self.dist.active and len(order) - starts[-1] < self.dist.world:
-            starts = starts[:-1] or starts  # every rank needs at least one row
+        bounds = batch_bounds(len(order), size, self.dist.world)
         if self.cfg.max_batches:
-            starts = starts[: self.cfg.max_batches]
+            bounds = bounds[: self.cfg.max_batches]
         total, seen = 0.0, 0
-        bar = tqdm(starts, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None if self.dist.is_main else True)
-        for lo in bar:
-            value = self._step(order[lo: lo + size], generator)
+        bar = tqdm(bounds, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None if self.dist.is_main else True)
+        for lo, hi in bar:
+            value = self._step(order[lo: hi], generator)
             total += value
             seen += 1
             bar.set_postfix(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
@@ -217,6 +215,15 @@ class Trainer:
         rng.bit_generator.state = meta["numpy_rng"]
         random.setstate((3, tuple(meta["python_rng"]), None))
         return TrainState(**meta["train_state"])
+
+
+def batch_bounds(rows: int, size: int, world: int = 1) -> list[tuple[int, int]]:
+    """(start, end) of each batch of ``size`` rows; with several processes, a last batch too small
+    to give every rank a row joins the batch before it instead of being dropped."""
+    bounds = [(lo, min(lo + size, rows)) for lo in range(0, rows, size)]
+    if world > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < world:
+        bounds[-2:] = [(bounds[-2][0], rows)]
+    return bounds
 
 
 def sample_negatives(targets: torch.Tensor, num_items: int, count: int, generator: torch.Generator) -> torch.Tensor:
