@@ -155,7 +155,19 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML loader that also reads ``5e-4`` (no dot) as a float."""
+    """Safe YAML loader that also reads ``5e-4`` (no dot) as a float and refuses a key
+    given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict = {}
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {first[key]})",
+                    key_node.start_mark)
+            first.setdefault(key, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(

@@ -39,6 +39,7 @@ def write(tmp_path, name, content):
      "amazon-reviews", "r.json.gz, line 2: missing field(s) ['asin', 'unixReviewTime']"),
     ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\nnot json\n', "amazon-reviews", "r.jsonl, line 2: malformed JSON"),
     ("few.txt", "u1 1 2\nu2 3\n", "sequences", "no user has at least 3 interactions"),
+    ("i.csv", "user,item,item,timestamp\nu1,1,2,5\n", "csv", "i.csv, line 1: column(s) ['item'] appear more than once"),
     ("dup.json", '{"u0": [1, 2, 3], "u1": [1, 2, 3], "u0": [4, 5, 6]}', "json",
      "dup.json, key 'u0': user appears more than once"),
     ("deep.json", "[" * 100000 + "]" * 100000, "json", "deep.json: malformed JSON (nested too deeply to read)"),

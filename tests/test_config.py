@@ -65,6 +65,13 @@ def test_bad_yaml_names_file_and_line(tmp_path):
         load_config(path)
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 4: .*key 'lr' appears twice in one mapping \(first on line 2\)"):
+        load_config(path)
+
+
 def test_unknown_key_in_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("embed:\n  modle: x\n")

@@ -100,6 +100,13 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(name, "the file is empty")
 
 
+def check_header(name: str, header: list[str], line: int) -> None:
+    """A CSV header names each column once: a repeated name would make the columns ambiguous."""
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InputError(name, f"column(s) {repeated} appear more than once in the header", line=line)
+
+
 class JsonObject(dict):
     """A JSON object that remembers the keys it was given more than once (``repeated``):
     a plain dict would keep the last value silently."""

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..config import InteractionsConfig
 from ..errors import InputError
-from .files import display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
+from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
 
 Sequences = dict[str, list[str]]
 
@@ -131,6 +131,7 @@ def _read_table(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
     header_line, header_text = next(lines)
     delimiter = "\t" if fmt == "tsv" else ","
     header = next(csv.reader([header_text], delimiter=delimiter))
+    check_header(name, header, header_line)
     missing = [c for c in (user_col, item_col, time_col) if c not in header]
     if missing:
         raise InputError(name, f"missing column(s) {missing}; the header has {header}", line=header_line)

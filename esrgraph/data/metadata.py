@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from ..config import MetadataConfig
 from ..errors import InputError
-from .files import display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
+from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
 
 ItemMeta = dict[str, Any]
 TEXT_FIELDS = ("title", "brand", "price", "description")
@@ -99,6 +99,7 @@ def _table_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[
     lines = iter_lines(path)
     header_line, header_text = next(lines)
     header = next(csv.reader([header_text], delimiter=fmt_delimiter))
+    check_header(name, header, header_line)
     key_field = cfg.key or header[0]
     if key_field not in header:
         raise InputError(name, f"missing id column {key_field!r}; the header has {header}", line=header_line)
