@@ -125,6 +125,7 @@ def test_train_seq_and_evaluate_through_the_cli(tiny, tmp_path, capsys):
     assert main(["train-seq"] + run_cli(tiny, root, "train.seeds=[1,2]")) == 0
     out = capsys.readouterr().out
     assert "| sampled | overall |" in out and "| full | tail_users |" in out and "± " in out
+    assert "sampled: target vs 3 sampled negatives; full: target vs every item outside" in out
     metrics = json.loads((root / "r" / "eval" / "metrics.json").read_text())
     assert metrics["seeds"] == [1, 2] and set(metrics["summary"]) == {"sampled", "full"}
     assert metrics["model"] == "sasrec/llmesr"
