@@ -139,3 +139,9 @@ def test_names_and_roots_that_are_not_folders(tmp_path, capsys):
                "-o", f"run.root={root}"])
     err = capsys.readouterr().err
     assert rc == 2 and "a-file" in err and "Not a directory" in err and err.count("\n") == 1
+
+
+def test_repeated_metadata_records_are_reported(tmp_path, capsys):
+    metadata = write(tmp_path, "m.jsonl", '{"asin": "1", "title": "a"}\n{"asin": "1", "title": "b"}\n{"asin": "2"}\n')
+    rc, _ = run_prepare(tmp_path, write(tmp_path, "seq.txt", GOOD), metadata, "dataset.metadata.key=asin")
+    assert rc == 0 and "; 1 repeated records (the first kept)" in capsys.readouterr().out

@@ -239,7 +239,8 @@ def describe(stats: dict[str, Any]) -> str:
         f"average length   {stats['average_length']:>10.2f}   (median {stats['median_length']:g}, max {stats['max_length']:,})",
         f"metadata join    {join['items_with_metadata']:>10,} items with metadata ({join['coverage']:.1%}); "
         f"{join['items_without_metadata']:,} without (kept); {join['metadata_without_interactions_dropped']:,} "
-        f"records of items nobody interacted with (dropped); ids compared as {join['key_type']}",
+        f"records of items nobody interacted with (dropped); ids compared as {join['key_type']}"
+        + (f"; {repeats:,} repeated records (the first kept)" if (repeats := stats["metadata"].get("duplicate_keys")) else ""),
         f"tail users       {stats['tail_user_share']:>10.1%}   (history before test <= {groups['tail_user_max_length']})",
         f"tail items       {stats['tail_item_share']:>10.1%}   (popularity <= {groups['tail_item_max_popularity']}; "
         f"{stats['tail_item_interaction_share']:.1%} of interactions)",
