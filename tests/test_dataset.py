@@ -6,7 +6,7 @@ import pytest
 from esrgraph.config import load_config
 from esrgraph.data.dataset import build_dataset, load_dataset, save_dataset
 from esrgraph.errors import EsrError
-from tests.conftest import SHARED_DATA, TINY_SEQUENCES, needs_shared, tiny_overrides
+from tests.conftest import TINY_SEQUENCES, needs_shared
 
 
 def test_ids_split_and_filtering(tiny_config):

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from esrgraph.config import load_config
 from esrgraph.graph.io import load_sidecar
