@@ -145,3 +145,12 @@ def test_repeated_metadata_records_are_reported(tmp_path, capsys):
     metadata = write(tmp_path, "m.jsonl", '{"asin": "1", "title": "a"}\n{"asin": "1", "title": "b"}\n{"asin": "2"}\n')
     rc, _ = run_prepare(tmp_path, write(tmp_path, "seq.txt", GOOD), metadata, "dataset.metadata.key=asin")
     assert rc == 0 and "; 1 repeated records (the first kept)" in capsys.readouterr().out
+
+
+def test_a_json_metadata_object_repeating_a_key_keeps_the_first_record_as_json_lines_do(tmp_path, capsys):
+    metadata = write(tmp_path, "m.json", '{"1": {"title": "first"}, "2": {"title": "b"}, "1": {"title": "second"}}')
+    rc, root = run_prepare(tmp_path, write(tmp_path, "seq.txt", GOOD), metadata)
+    assert rc == 0 and "; 1 repeated records (the first kept)" in capsys.readouterr().out
+    lines = (root / "r" / "dataset" / "item_meta.jsonl").read_text().splitlines()
+    titles = [meta["title"] for meta in map(json.loads, lines) if meta]  # items without metadata are null
+    assert "first" in titles and "second" not in titles

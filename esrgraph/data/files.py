@@ -108,17 +108,22 @@ def check_header(name: str, header: list[str], line: int) -> None:
 
 
 class JsonObject(dict):
-    """A JSON object that remembers the keys it was given more than once (``repeated``):
-    a plain dict would keep the last value silently."""
+    """A JSON object that keeps a key's first value and sets its later ones aside
+    (``repeated``: key, value pairs), where a plain dict would keep the last silently."""
 
-    repeated: tuple[str, ...] = ()
+    repeated: tuple[tuple[str, Any], ...] = ()
 
 
 def _object(pairs: list[tuple[str, Any]]) -> JsonObject:
     obj = JsonObject(pairs)
-    if len(obj) < len(pairs):
-        seen: set[str] = set()
-        obj.repeated = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    if len(obj) < len(pairs):  # rare: rebuild keeping first values
+        obj, later = JsonObject(), []
+        for key, value in pairs:
+            if key in obj:
+                later.append((key, value))
+            else:
+                obj[key] = value
+        obj.repeated = tuple(later)
     return obj
 
 

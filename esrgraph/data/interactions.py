@@ -111,7 +111,7 @@ def _read_json(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
         raise InputError(name, f"expected a JSON object mapping each user to a list of items, got {type(data).__name__}")
     if data.repeated:
         raise InputError(name, "user appears more than once in the object (one list per user expected)",
-                         key=data.repeated[0])
+                         key=data.repeated[0][0])
     sequences: Sequences = {}
     for user, items in data.items():
         if not isinstance(items, list):

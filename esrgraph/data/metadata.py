@@ -80,7 +80,7 @@ def _json_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[s
     data = load_json_document(path)
     if not isinstance(data, dict):
         raise InputError(display_name(path), f"expected a JSON object keyed by item id, got {type(data).__name__}")
-    for key, value in data.items():
+    for key, value in [*data.items(), *data.repeated]:  # repeats last: read_metadata counts them, the first wins
         yield str(key).strip(), value, {"key": key}
 
 
