@@ -129,18 +129,17 @@ def test_a_resumed_run_keeps_the_heads_fitted_before_the_interruption(tiny, tmp_
                 "seq.heads.fit_epochs=2", "train.seeds=[1,2]", "dataset.groups.tail_user_share=0.5")
     whole = tmp_path / "whole"
     assert main(["train-seq"] + run_cli(tiny, whole, *settings)) == 0
-    fitted, train = [], seq_stage.Trainer.fit
+    fitted, train, fit = [], seq_stage.Trainer.fit, seq_stage.fit_heads
 
     def count(*a, **k):
-        fitted.append(a[-1])
-        return seq_stage.fit_heads.__wrapped__(*a, **k)
+        fitted.append(a[-1])  # the seed
+        return fit(*a, **k)
 
     def stop_at_seed_2(self, seed, resume):
         if seed == 2 and not resume:
             raise KeyboardInterrupt
         return train(self, seed, resume)
 
-    count.__wrapped__ = seq_stage.fit_heads
     monkeypatch.setattr(seq_stage, "fit_heads", count)
     monkeypatch.setattr(seq_stage.Trainer, "fit", stop_at_seed_2)
     args = run_cli(tiny, tmp_path / "cut", *settings)

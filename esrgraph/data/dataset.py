@@ -155,10 +155,10 @@ def _key_type(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetCo
 
 def _join_metadata(item_ids: list[str], records: dict[str, ItemMeta], key_type: str, offset: int):
     if key_type == "int":
-        by_key = {int(k): v for k, v in records.items() if _is_int(k)}
+        by_key = {int(k): v for k, v in records.items()}  # _key_type let only integer keys through
         lookup = [by_key.get(int(i) + offset) for i in item_ids]
         used = {int(i) + offset for i in item_ids}
-        unused = sum(1 for k in by_key if k not in used) + sum(1 for k in records if not _is_int(k))
+        unused = sum(1 for k in by_key if k not in used)
     else:
         lookup = [records.get(i) for i in item_ids]
         used = set(item_ids)

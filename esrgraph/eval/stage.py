@@ -73,5 +73,5 @@ def report(metrics: dict, ks) -> str:
     title = f"{metrics['dataset']} · {metrics['model']} · test split · {seeds} seed{'s' if seeds > 1 else ''}"
     if seeds > 1:
         title += " (mean ± std)"
-    legend = "; ".join(f"{name}: {text}" for name, text in metrics.get("protocols", {}).items())
-    return title + "\n\n" + format_table(metrics["summary"], ks, seeds) + (f"\n\n{legend}" if legend else "")
+    legend = "; ".join(f"{name}: {text}" for name, text in metrics["protocols"].items())
+    return title + "\n\n" + format_table(metrics["summary"], ks, seeds) + "\n\n" + legend

@@ -71,13 +71,13 @@ def _amount(match: re.Match, name: str) -> float | None:
 
 def _is_mark(text: str) -> bool:
     """Empty, currency signs, a currency code (any case), or a sign with its country prefix (``US$``)."""
-    signs = [c for c in text if unicodedata.category(c) == "Sc"]
     letters = "".join(c for c in text if unicodedata.category(c) != "Sc")
     if not letters:
         return True
     if not (letters.isascii() and letters.isalpha()):
         return False
-    return letters.upper() in _CODES or (bool(signs) and letters.upper() in _SIGN_PREFIXES)
+    has_sign = len(letters) < len(text)
+    return letters.upper() in _CODES or (has_sign and letters.upper() in _SIGN_PREFIXES)
 
 
 def _positive(value: float) -> float | None:

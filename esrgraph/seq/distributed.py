@@ -63,18 +63,17 @@ class DistContext:
 
     def broadcast(self, value: float) -> float:
         """Rank 0's value on every rank."""
-        if not self.active:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64)
-        dist.broadcast(tensor, 0)
-        return float(tensor.item())
+        return self._exchange(value, lambda t: dist.broadcast(t, 0))
 
     def sum(self, value: float) -> float:
         """The sum of every rank's value, on every rank."""
+        return self._exchange(value, dist.all_reduce)
+
+    def _exchange(self, value: float, collective) -> float:
         if not self.active:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(tensor)
+        tensor = torch.tensor([value], dtype=torch.float64)  # a CPU scalar: gloo carries it
+        collective(tensor)
         return float(tensor.item())
 
     def share(self, rows: int) -> slice:

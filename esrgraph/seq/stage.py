@@ -241,9 +241,9 @@ def _finish_heads(model: SeqRecommender, path: Path, data: SequenceData, evaluat
                   device: torch.device, seed: int) -> dict:
     """Fit the heads of the best model (``fit: after``) and choose θ on validation (``tune_theta``); saved with it."""
     heads, record = cfg.seq.heads, path.parent / "heads.json"
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     if record.is_file():  # a resumed run finished this seed's heads before the interruption
         return read_json(record)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     out = {}
     if heads.fit == "after":
         out["fit_loss"] = fit_heads(model, data, heads, cfg.train.negatives, device, seed)
