@@ -120,7 +120,7 @@ def is_up_to_date(stage_dir: str | os.PathLike, key: str) -> bool:
 def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``stage_dir`` atomically."""
     stage_dir = Path(stage_dir)
-    stage_dir.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_folders(stage_dir.parent)
     remove_abandoned(stage_dir)
     tmp = Path(tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp"))
     try:
@@ -135,7 +135,25 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_if_empty(created)
         raise
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns the ones created, deepest last."""
+    missing = [f for f in [folder, *folder.parents] if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """A failed first stage leaves no empty run folder behind: remove the folders
+    this stage created, deepest first, while they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another stage or process wrote there) or gone
+            return
 
 
 def _tmp_prefix(stage_dir: Path) -> str:

@@ -15,7 +15,16 @@ def test_a_failed_stage_leaves_neither_output_nor_temporary_folder(tmp_path):
         with stage_output(stage) as out:
             (out / "half.bin").write_bytes(b"x")
             raise RuntimeError("failed midway")
-    assert list((tmp_path / "run").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # the run folder it created went with it
+
+
+def test_a_failed_stage_keeps_folders_that_hold_other_outputs(tmp_path):
+    run = tmp_path / "run"
+    (run / "dataset").mkdir(parents=True)
+    with pytest.raises(RuntimeError):
+        with stage_output(run / "graph"):
+            raise RuntimeError("failed midway")
+    assert [p.name for p in run.iterdir()] == ["dataset"]
 
 
 def test_folders_of_dead_processes_on_this_host_are_removed(tmp_path):

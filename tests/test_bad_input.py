@@ -51,8 +51,7 @@ def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
     assert rc == 2
     assert expected in err
     assert err.startswith("esr: error: ") and err.count("\n") == 1 and "Traceback" not in err
-    assert not (root / "r" / "dataset").exists()
-    assert not list((root / "r").glob(".dataset.*")) if (root / "r").exists() else True
+    assert not (root / "r").exists()  # no stage output, temporary folder or empty run folder
 
 
 GOOD = "u1 1 2 3\nu2 2 3 1\n"
@@ -75,7 +74,7 @@ def test_bad_metadata(tmp_path, capsys, name, content, extra, expected):
     rc, root = run_prepare(tmp_path, interactions, path, *extra)
     err = capsys.readouterr().err
     assert rc == 2 and expected in err and err.count("\n") == 1
-    assert not (root / "r" / "dataset").exists()
+    assert not (root / "r").exists()
 
 
 def test_missing_file_and_missing_config(tmp_path, capsys):
@@ -127,7 +126,7 @@ def test_a_failed_stage_leaves_the_run_manifest_as_it_was(tmp_path, capsys):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     rc, root = run_prepare(fresh, path)
-    assert rc == 2 and not (root / "r" / "manifest.json").exists()
+    assert rc == 2 and not (root / "r").exists()
 
 
 def test_names_and_roots_that_are_not_folders(tmp_path, capsys):
