@@ -49,6 +49,23 @@ def test_detect_inter_versus_sequences(tiny):
     assert detect_format(tiny["sequences"]) == "sequences"
 
 
+@pytest.mark.parametrize("fmt, text", [
+    ("inter", "\nuser_id item_id\nx 1\nx 2\ny 1\n"),
+    ("sequences", "UserID ItemIDs\nx 1 2\ny 1\n"),
+])
+def test_a_header_line_of_whitespace_formats_is_skipped(tmp_path, fmt, text, caplog):
+    path = tmp_path / "h.txt"
+    path.write_text(text)
+    assert read_interactions(InteractionsConfig(path=str(path), format=fmt))[0] == {"x": ["1", "2"], "y": ["1"]}
+    assert "skipped as a header" in caplog.text
+
+
+def test_a_user_named_like_a_header_after_line_one_is_data(tmp_path):
+    path = tmp_path / "h.txt"
+    path.write_text("x 1\nuser item\n")
+    assert read_interactions(InteractionsConfig(path=str(path), format="inter"))[0] == {"x": ["1"], "user": ["item"]}
+
+
 def _meta(path, **kw):
     return read_metadata(MetadataConfig(path=str(path), **kw))
 

@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..config import InteractionsConfig
 from ..errors import InputError
 from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
 
 Sequences = dict[str, list[str]]
+log = logging.getLogger(__name__)
+
+# A first line of a whitespace format naming its columns, e.g. "user_id item_id":
+# no real data starts with these words, so it is skipped rather than read as a user.
+_USER_HEADERS = {"user", "userid", "uid", "reviewerid", "session", "sessionid"}
+_ITEM_HEADERS = {"item", "itemid", "items", "itemids", "iid", "asin", "product", "productid"}
 
 DEFAULT_COLUMNS = {
     "csv": ("user", "item", "timestamp"),
@@ -80,11 +87,27 @@ def _parse_id(token: object, name: str, line: int | None = None, key: str | None
     return text
 
 
+def _data_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line_number, tokens)`` of a whitespace-separated file, a header line skipped."""
+    first = True
+    for number, line in iter_lines(path):
+        tokens = line.split()
+        if first and _is_header(tokens):
+            log.warning("%s, line %d: %r names columns; skipped as a header", display_name(path), number, line.strip())
+        else:
+            yield number, tokens
+        first = False
+
+
+def _is_header(tokens: list[str]) -> bool:
+    words = [t.casefold().strip(":#").replace("_", "").replace("-", "") for t in tokens]
+    return len(words) >= 2 and words[0] in _USER_HEADERS and words[1] in _ITEM_HEADERS
+
+
 def _read_inter(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
     name = display_name(path)
     sequences: Sequences = {}
-    for number, line in iter_lines(path):
-        tokens = line.split()
+    for number, tokens in _data_lines(path):
         if len(tokens) != 2:
             raise InputError(name, f"expected 'user item' (2 fields), got {len(tokens)} fields", line=number)
         sequences.setdefault(tokens[0], []).append(tokens[1])
@@ -94,8 +117,8 @@ def _read_inter(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
 def _read_sequences(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
     name = display_name(path)
     sequences: Sequences = {}
-    for number, line in iter_lines(path):
-        user, *items = line.split()
+    for number, tokens in _data_lines(path):
+        user, *items = tokens
         if not items:
             raise InputError(name, "expected 'user item item ...' (a user with at least one item)", line=number)
         if user in sequences:
