@@ -55,6 +55,17 @@ def test_int_key_type_rejects_non_integer_ids(tiny):
         build_dataset(cfg.dataset)
 
 
+def test_integer_ids_written_two_ways_are_refused_unless_compared_as_strings(tmp_path):
+    seqs = tmp_path / "s.txt"
+    seqs.write_text("u1 1 2 03\nu2 3 1 2\n")
+    cfg = load_config(None, [f"dataset.interactions.path={seqs}", "dataset.metadata.path=null"])
+    with pytest.raises(EsrError, match="s.txt: item ids '03' and '3' are the same integer"):
+        build_dataset(cfg.dataset)
+    ds = build_dataset(load_config(None, [f"dataset.interactions.path={seqs}", "dataset.metadata.path=null",
+                                         "dataset.join.key_type=str"]).dataset)
+    assert ds.item_ids == ["1", "2", "03", "3"]  # numeric order, the two kept apart
+
+
 def test_pareto_groups_by_share(tiny_config):
     ds = build_dataset(tiny_config().dataset)
     lengths = ds.lengths() - 1  # history before the test item

@@ -75,6 +75,8 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
             f"(dataset.min_user_interactions); {total_users} users were read"
         )
     key_type = _key_type(kept, records, cfg)
+    if key_type == "int":
+        _check_integer_ids_distinct(kept, records, cfg)
     user_ids = _sorted_ids(kept.keys())
     item_ids = _sorted_ids({item for seq in kept.values() for item in seq})
     item_index = {item: i + 1 for i, item in enumerate(item_ids)}
@@ -151,6 +153,26 @@ def _key_type(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetCo
     if join.offset:
         raise EsrError("dataset.join.offset is set, but the ids are not all integers; set dataset.join.key_type")
     return "str"
+
+
+def _check_integer_ids_distinct(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetConfig) -> None:
+    """Ids compared as integers must not name one integer twice ('03' and '3'): the
+    items would stay apart yet share one metadata record."""
+    items = {i for s in sequences.values() for i in s}
+    for path, ids, what in ((cfg.interactions.path, items, "item ids"), (cfg.metadata.path, records, "metadata keys")):
+        pair = _same_integer(ids)
+        if pair is not None:
+            raise EsrError(f"{path}: {what} {pair[0]!r} and {pair[1]!r} are the same integer, and ids are "
+                           "compared as integers (dataset.join.key_type); write each id one way, or set key_type: str")
+
+
+def _same_integer(ids) -> tuple[str, str] | None:
+    seen: dict[int, str] = {}
+    for text in ids:
+        other = seen.setdefault(int(text), text)
+        if other != text:
+            return tuple(sorted((other, text)))
+    return None
 
 
 def _join_metadata(item_ids: list[str], records: dict[str, ItemMeta], key_type: str, offset: int):
