@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cli.main import main
+from esrgraph.errors import EsrError
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.seq.batches import SequenceData
@@ -241,3 +242,12 @@ def test_no_user_is_dropped_when_the_last_batch_cannot_feed_every_process():
     assert batch_bounds(10, 4, world=2) == [(0, 4), (4, 8), (8, 10)]
     assert batch_bounds(9, 4, world=2) == [(0, 4), (4, 9)]  # one row left for two processes: it joins
     assert batch_bounds(3, 4, world=2) == [(0, 3)]
+
+
+def test_more_processes_than_users_to_train_is_refused(tmp_path):
+    data = SequenceData(make_dataset(cluster_sequences(3, ITEMS), ITEMS), max_length=20)
+    seq = SeqConfig(variant="plain", hidden_size=16, num_heads=1, max_length=20)
+    evaluator = Evaluator(data, EvalConfig(sampled_negatives=20), 128, torch.device("cpu"))
+    with pytest.raises(EsrError, match="3 users have a training sequence, fewer than the 4 processes"):
+        Trainer(SeqRecommender(seq, ITEMS), data, seq, TrainConfig(), evaluator, None, torch.device("cpu"),
+                DistContext(rank=0, world=4), tmp_path)

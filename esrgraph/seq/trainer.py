@@ -57,12 +57,15 @@ class Trainer:
         self.device = device
         self.dist = dist
         self.checkpoints = checkpoints
-        self.network = dist.wrap(model, device)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.users = data.trainable_users()
         self.train_lengths = np.array([len(data.train_sequence(u)) for u in range(data.num_users)])
         if len(self.users) == 0:
             raise EsrError("no user has a training sequence of 2 or more items; nothing to train on")
+        if len(self.users) < dist.world:  # every rank needs a user of each batch
+            raise EsrError(f"{len(self.users)} users have a training sequence, fewer than the {dist.world} "
+                           "processes; launch at most that many")
+        self.network = dist.wrap(model, device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
     # ------------------------------------------------------------------ loop
 
