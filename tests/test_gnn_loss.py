@@ -1,11 +1,14 @@
-"""The contrastive losses against naive O(n^2) computations."""
+"""The contrastive losses against naive O(n^2) computations, and the weights that feed them."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from esrgraph.gnn import loss as loss_module
+from esrgraph.gnn.config import GnnConfig
 from esrgraph.gnn.loss import info_nce, link_loss
+from esrgraph.gnn.model import ContrastiveModel, build_encoder
+from esrgraph.gnn.synthetic import synthetic_edges
 from esrgraph.gnn.tensors import GraphTensors
 
 
@@ -92,3 +95,15 @@ def test_link_loss_prefers_true_links():
     aligned = {"item": torch.cat([torch.zeros(1, 16), brands[brand]]), "brand": brands}
     shuffled = {"item": torch.randn(n_items, 16), "brand": brands}
     assert link_loss(aligned, graph, 256, 0.5) < link_loss(shuffled, graph, 256, 0.5)
+
+
+def test_attention_combine_weighs_only_node_types_that_several_relations_reach():
+    graph = GraphTensors.from_edges(synthetic_edges(200, seed=3))
+    cfg = GnnConfig(hidden=16, heads=2, combine="attention", layers=2)
+    torch.manual_seed(0)
+    model = ContrastiveModel(build_encoder(cfg, graph, "native"), 8)
+    model.loss(graph, cfg).backward()
+    first = model.encoder.layers[0].combine
+    weighted = sorted(t for t, module in first.items() if list(module.parameters()))
+    assert weighted == ["item"]  # brand, category and price are each reached by one relation
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in first["item"].parameters())

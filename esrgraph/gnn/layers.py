@@ -7,6 +7,8 @@ same weights run on either path.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,8 +96,9 @@ class HeteroGATLayer(nn.Module):
         super().__init__()
         self.relations = list(relations)
         self.convs = nn.ModuleDict({relation_key(r): RelationGATConv(dim, heads, negative_slope, attn_drop) for r in relations})
-        targets = sorted({r[2] for r in relations})
-        self.combine = nn.ModuleDict({t: RelationCombine(combine, dim) for t in targets})
+        incoming = Counter(r[2] for r in relations)
+        # a node type reached by one relation has nothing to weigh: no attention weights for it
+        self.combine = nn.ModuleDict({t: RelationCombine(combine if n > 1 else "sum", dim) for t, n in sorted(incoming.items())})
         self.norms = nn.ModuleDict({t: nn.LayerNorm(dim) for t in node_types})
         self.feat_drop = nn.Dropout(feat_drop)
 
