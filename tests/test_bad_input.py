@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import random
 
 import pytest
 
@@ -21,6 +22,16 @@ def write(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return path
+
+
+def _damaged_gzip() -> bytes:
+    """A gzip stream whose compressed middle is corrupted (the trailer check never comes)."""
+    rng = random.Random(0)
+    data = "".join(f"u{rng.randrange(300)} {rng.randrange(5000)}\n" for _ in range(20000)).encode()
+    damaged = bytearray(gzip.compress(data, mtime=0))
+    for i in range(200, 260):
+        damaged[i] ^= 0x5A
+    return bytes(damaged)
 
 
 @pytest.mark.parametrize("name, content, fmt, expected", [
@@ -43,6 +54,11 @@ def write(tmp_path, name, content):
     ("dup.json", '{"u0": [1, 2, 3], "u1": [1, 2, 3], "u0": [4, 5, 6]}', "json",
      "dup.json, key 'u0': user appears more than once"),
     ("deep.json", "[" * 100000 + "]" * 100000, "json", "deep.json: malformed JSON (nested too deeply to read)"),
+    ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1' + "0" * 400 + '}\n', "amazon-reviews",
+     "r.jsonl, line 1: unixReviewTime 1000"),
+    ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": "not a time"}\n', "amazon-reviews",
+     "r.jsonl, line 1: unixReviewTime 'not a time' is not a number or an ISO date"),
+    ("broken.txt.gz", _damaged_gzip(), "inter", "broken.txt.gz: cannot read the file (Error -3 while decompressing"),
 ])
 def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
     path = write(tmp_path, name, content)

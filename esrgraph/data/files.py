@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,6 +14,8 @@ from ..errors import InputError
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 _GZIP_MAGIC = b"\x1f\x8b"
+# what a damaged or truncated (gzip) file raises while it is read
+_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
 
 
 def resolve_path(path: str) -> Path:
@@ -57,7 +60,7 @@ def read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except _READ_ERRORS as exc:
         raise InputError(display_name(path), f"cannot read the file ({exc})") from None
 
 
@@ -94,7 +97,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     seen_any = True
                     yield number, line.rstrip("\r\n")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except _READ_ERRORS as exc:
         raise InputError(name, f"cannot read the file ({exc})") from None
     if not seen_any:
         raise InputError(name, "the file is empty")
