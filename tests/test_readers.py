@@ -1,5 +1,6 @@
 import gzip
 import json
+import time
 
 import pytest
 
@@ -36,6 +37,20 @@ def test_csv_iso_dates_and_custom_columns(tmp_path):
     path.write_text("who,what,when\nx,b,2020-01-02\nx,a,2020-01-01T10:00:00\n")
     cfg = InteractionsConfig(path=str(path), user_column="who", item_column="what", time_column="when")
     assert read_interactions(cfg)[0] == {"x": ["a", "b"]}
+
+
+def test_iso_times_without_a_zone_are_read_as_utc_wherever_the_machine_is(tmp_path, monkeypatch):
+    # 02:30 does not exist in New York that night (clocks jump from 2:00 to 3:00): read in the
+    # machine's zone it would land after 03:10
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        path = tmp_path / "t.csv"
+        path.write_text("user,item,timestamp\nx,b,2020-03-08T03:10:00\nx,a,2020-03-08T02:30:00\nx,c,2020-03-08T02:50:00Z\n")
+        assert read_interactions(InteractionsConfig(path=str(path)))[0] == {"x": ["a", "c", "b"]}
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_gzip_detected_by_content_not_name(tmp_path, tiny):

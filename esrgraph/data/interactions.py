@@ -16,7 +16,7 @@ import csv
 import json
 import logging
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -194,20 +194,28 @@ def _columns(cfg: InteractionsConfig, fmt: str) -> tuple[str, str, str]:
 
 
 def _parse_time(value: object, name: str, line: int, column: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        stamp = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            stamp = float(text)
-        except ValueError:
-            try:
-                stamp = datetime.fromisoformat(text).timestamp()
-            except ValueError:
-                raise InputError(name, f"{column} {text!r} is not a number or an ISO date", line=line) from None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            stamp = float(value)
+        else:
+            stamp = _parse_time_text(str(value).strip())
+    except OverflowError:
+        raise InputError(name, f"{column} {value!r} is too large for a time", line=line) from None
+    except ValueError:
+        raise InputError(name, f"{column} {str(value).strip()!r} is not a number or an ISO date", line=line) from None
     if not math.isfinite(stamp):
         raise InputError(name, f"{column} must be finite, got {value!r}", line=line)
     return stamp
+
+
+def _parse_time_text(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:  # read as UTC, not the machine's zone: the order must not depend on where it runs
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def _sort_by_time(rows: dict[str, list[tuple[float, str]]]) -> Sequences:
