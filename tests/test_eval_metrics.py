@@ -76,6 +76,17 @@ def test_sampled_negatives_are_fixed_unseen_and_distinct():
         assert len(set(row)) == 15 and not set(row) & set(data.full[u].tolist())
 
 
+def test_a_user_with_fewer_unseen_items_than_negatives_meets_each_once():
+    # 10 items; the user saw 1..7, so 8, 9 and 10 are the only negatives, each counted once
+    data = SequenceData(make_dataset([[1, 2, 3, 4, 5, 6, 7], [1, 2, 3]], 10), max_length=50)
+    negatives = sampled_negatives(data, "test", 5, seed=0)
+    assert sorted(negatives[0].tolist()) == [0, 0, 8, 9, 10]
+    table = np.zeros((2, 11))
+    table[0] = [9.0, 0, 0, 0, 0, 0, 0, 0.5, 0.9, 0.1, 0.2]  # item 0 (padding) would outscore the target
+    _, _, ranks = rank_targets(TableScorer(table, data, "test"), data, "test", "sampled", 4, torch.device("cpu"), negatives)
+    assert ranks[0] == 1  # only item 8 beats the target 7
+
+
 def test_history_items_are_excluded_in_full_ranking():
     data, _ = random_world(3)
     table = np.zeros((data.num_users, data.num_items + 1))

@@ -2,7 +2,9 @@
 
 * ``sampled``: the target against ``n`` negatives drawn uniformly, without
   replacement, from items the user never interacted with; each user's draw is
-  fixed by (seed, split, user), so every model meets the same negatives.
+  fixed by (seed, split, user), so every model meets the same negatives. A user
+  who left fewer than ``n`` items unseen meets all of them (the row is padded
+  with item 0, which never counts).
 * ``full``: the target against every item outside the user's history (all
   items before the target, not only those inside ``max_length``).
 """
@@ -30,7 +32,8 @@ class Scorer(Protocol):
 
 
 def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.ndarray:
-    """[U, n] negatives per user, never items the user interacted with (any split)."""
+    """[U, n] negatives per user, never items the user interacted with (any split); 0 pads the
+    rows of users with fewer than ``n`` unseen items."""
     out = np.zeros((data.num_users, n), dtype=np.int64)
     for user, seq in enumerate(data.full):
         rng = np.random.default_rng([seed, SPLIT_CODES[split], user])
@@ -40,7 +43,8 @@ def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.n
             raise EsrError(f"user {user} interacted with every item; the sampled protocol has no negatives to draw")
         if free <= 4 * n:  # small complement: sample from it directly
             pool = np.setdiff1d(np.arange(1, data.num_items + 1), np.fromiter(seen, np.int64))
-            out[user] = rng.choice(pool, size=n, replace=free < n)
+            drawn = rng.choice(pool, size=min(n, free), replace=False)
+            out[user, :len(drawn)] = drawn
             continue
         picked: list[int] = []
         chosen: set[int] = set()
@@ -75,7 +79,7 @@ def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, b
         else:
             candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[chunk]).to(device)], dim=1)
             scores = model.score_items(vectors, candidates)
-            rank = (scores[:, 1:] >= scores[:, :1]).sum(1)
+            rank = ((scores[:, 1:] >= scores[:, :1]) & (candidates[:, 1:] > 0)).sum(1)  # 0: padding
         ranks.append(rank.cpu().numpy())
         targets.append(batch.targets.cpu().numpy())
     back = np.argsort(order, kind="stable")
