@@ -24,7 +24,7 @@ import numpy as np
 
 from .artifacts import atomic_write_bytes, read_manifest, write_json
 from .config import Config, load_config
-from .errors import EsrError
+from .errors import ConfigError, EsrError
 from .eval import stage as eval_stage
 from .runs import Run
 from .seq import stage as seq_stage
@@ -108,6 +108,7 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
             _outcome(config, overrides, seeds, shared, v, train=False) for v in FIXED_VARIANTS if _is_graph(v.name)):
         raise EsrError(f"{COMBINED} takes the graph fusion with the best validation NDCG@10: "
                        "run at least one llmesr+graph-* variant first or in the same call")
+    _check_variants(config, overrides, seeds, [v for v in FIXED_VARIANTS if v.name in selected])
     trained = {v.name: _outcome(config, overrides, seeds, shared, v, train=True) for v in FIXED_VARIANTS if v.name in selected}
     # the others' results are read after training, so those another call finished meanwhile join the table
     outcomes: dict[str, Outcome] = {}
@@ -127,6 +128,15 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
     folder = Path(base.run.root) / shared / "ablation"
     results = _write(folder, base, outcomes, seeds)
     return folder, results
+
+
+def _check_variants(config, overrides, seeds, variants: list[Variant]) -> None:
+    """Every selected variant's settings are valid with the given overrides, before hours of training."""
+    for variant in variants:
+        try:
+            load_config(config, list(overrides) + variant.overrides + [f"train.seeds={seeds}"])
+        except ConfigError as exc:
+            raise ConfigError(f"variant {variant.name}: {exc}; leave it out with --only") from None
 
 
 def _is_graph(name: str) -> bool:

@@ -285,6 +285,13 @@ def _validate(cfg: Config) -> None:
     if cfg.seq.heads.fit == "after" and cfg.seq.heads.learn_theta:
         raise ConfigError("seq.heads.learn_theta: θ is learned in training, where heads fitted after it take no part; "
                           "use seq.heads.tune_theta, or seq.heads.fit=joint")
+    if cfg.seq.heads.enabled and cfg.seq.heads.fit == "after" and cfg.seq.backbone == "bert4rec":
+        # the heads read each training position's output, and Bert4Rec's outputs see the next item
+        raise ConfigError("seq.heads.fit: heads fitted after training need a left-to-right backbone "
+                          "(sasrec or gru4rec); with bert4rec use seq.heads.fit=joint")
+    if 10 not in cfg.eval.ks:
+        raise ConfigError(f"eval.ks: {cfg.eval.ks} must include 10: early stopping, θ tuning and the ablation "
+                          "read NDCG@10")
     if not cfg.train.seeds:
         raise ConfigError("train.seeds: give at least one seed")
     for key, name in (("dataset.name", cfg.dataset.name), ("run.name", cfg.run.name)):

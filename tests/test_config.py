@@ -93,6 +93,12 @@ def test_cross_key_checks():
         load_config(None, ["seq.num_heads=3"])
     with pytest.raises(ConfigError, match=r"seq.distill.k \(20\) exceeds embed.similar_users \(10\)"):
         load_config(None, ["seq.distill.k=20"])
+    with pytest.raises(ConfigError, match=r"eval.ks: \[5, 20\] must include 10"):
+        load_config(None, ["eval.ks=[5,20]"])
+    after = ["seq.heads.enabled=true", "seq.heads.fit=after"]
+    with pytest.raises(ConfigError, match="seq.heads.fit: heads fitted after training need a left-to-right backbone"):
+        load_config(None, after + ["seq.backbone=bert4rec"])
+    assert load_config(None, after + ["seq.backbone=gru4rec"]).seq.heads.fit == "after"
 
 
 def test_a_setting_added_later_leaves_keys_alone_at_its_default():

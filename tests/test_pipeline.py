@@ -126,6 +126,13 @@ def test_combined_variant_needs_a_graph_variant(tiny, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # refused before anything was trained or written
 
 
+def test_a_variant_the_settings_rule_out_is_refused_before_any_training(tiny, tmp_path, capsys):
+    extra = only_flags("sasrec", "llmesr+heads-after") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
+    assert main(["ablate", "--seeds", "1"] + extra) == 2
+    assert "variant llmesr+heads-after: seq.heads.fit: heads fitted after training need" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_quiet_keeps_progress_lines_out_of_the_log(tiny, tmp_path, caplog, capsys):
     overrides = args(tiny, tmp_path / "runs")
     with caplog.at_level("DEBUG"):
