@@ -60,6 +60,9 @@ class MetadataConfig:
     key: Optional[str] = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
     fields: MetadataFields = field(factory=MetadataFields)
     category_separator: Optional[str] = field(",", help="splits a categories string; null keeps it whole")
+    category_pattern: Optional[str] = field(
+        None, help="a regular expression that splits a categories string instead of category_separator, "
+                   "e.g. ',(?=\\S)' where names hold ', ' (\"Tapes, Adhesives & Sealants\")")
     categories_are_path: bool = field(True, help="categories are a path from the top level down")
 
 
@@ -300,6 +303,12 @@ def _validate(cfg: Config) -> None:
                               "(not starting with '.')")
     if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":
         raise ConfigError("dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto")
+    if cfg.dataset.metadata.category_pattern is not None:
+        try:
+            re.compile(cfg.dataset.metadata.category_pattern)
+        except re.error as exc:
+            raise ConfigError(f"dataset.metadata.category_pattern: {cfg.dataset.metadata.category_pattern!r} "
+                              f"is not a regular expression ({exc})") from None
     for i, part in enumerate(cfg.embed.item_template):
         _check_template(part, f"embed.item_template[{i}]")
     _check_template(cfg.embed.user_item_template, "embed.user_item_template")

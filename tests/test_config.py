@@ -93,6 +93,8 @@ def test_cross_key_checks():
         load_config(None, ["seq.num_heads=3"])
     with pytest.raises(ConfigError, match=r"seq.distill.k \(20\) exceeds embed.similar_users \(10\)"):
         load_config(None, ["seq.distill.k=20"])
+    with pytest.raises(ConfigError, match=r"dataset.metadata.category_pattern: ',\(' is not a regular expression"):
+        load_config(None, ["dataset.metadata.category_pattern=',('"])
     with pytest.raises(ConfigError, match=r"eval.ks: \[5, 20\] must include 10"):
         load_config(None, ["eval.ks=[5,20]"])
     after = ["seq.heads.enabled=true", "seq.heads.fit=after"]

@@ -122,6 +122,27 @@ def test_description_lists_are_joined(tmp_path):
     assert records["1"]["categories"] == ["P", "Q"]
 
 
+def test_a_category_pattern_keeps_names_that_hold_the_separator(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"1": {"categories": "Industrial & Scientific,Tapes, Adhesives & Sealants,Duct Tape"}}))
+    assert _meta(path)[0]["1"]["categories"] == ["Industrial & Scientific", "Tapes", "Adhesives & Sealants", "Duct Tape"]
+    records, _ = _meta(path, category_pattern=r",(?=\S)")
+    assert records["1"]["categories"] == ["Industrial & Scientific", "Tapes, Adhesives & Sealants", "Duct Tape"]
+
+
+def test_several_category_paths_keep_the_first_as_the_path_or_all_as_a_set(tmp_path, caplog):
+    path = tmp_path / "m.json"
+    paths = [["Beauty", "Makeup", "Nails"], ["Beauty", "Skin Care"]]
+    path.write_text(json.dumps({"1": {"categories": paths}, "2": {"categories": [paths[1]]}}))
+    records, stats = _meta(path)
+    assert records["1"]["categories"] == ["Beauty", "Makeup", "Nails"]  # not one path through both
+    assert records["2"]["categories"] == ["Beauty", "Skin Care"]
+    assert stats["category_paths_dropped"] == 1 and "1 category paths beyond each item's first" in caplog.text
+    records, stats = _meta(path, categories_are_path=False)
+    assert records["1"]["categories"] == ["Beauty", "Makeup", "Nails", "Beauty", "Skin Care"]
+    assert stats["category_paths_dropped"] == 0
+
+
 # ------------------------------------------------------------------ real data
 
 @needs_shared

@@ -13,15 +13,18 @@ import contextlib
 import csv
 import gc
 import json
+import logging
+import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..config import MetadataConfig
 from ..errors import InputError
 from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
 
 ItemMeta = dict[str, Any]
+log = logging.getLogger(__name__)
 TEXT_FIELDS = ("title", "brand", "price", "description")
 # Values that repeat across items (a catalogue has far fewer brands than items) are
 # interned, so a million records share one string per distinct value.
@@ -33,18 +36,26 @@ def read_metadata(cfg: MetadataConfig) -> tuple[dict[str, ItemMeta], dict[str, A
     path = resolve_path(cfg.path)
     fmt = cfg.format if cfg.format != "auto" else detect_format(path, cfg.key)
     name = display_name(path)
-    fields = _configured_fields(cfg)
+    reading = (_configured_fields(cfg), category_splitter(cfg))
     records: dict[str, ItemMeta] = {}
-    duplicates = 0
+    duplicates = extra_paths = 0
+    source = cfg.fields.categories
     with gc_paused():
         for key, raw, where in _RECORDS[fmt](path, cfg, fmt):
             if key in records:
                 duplicates += 1  # real dumps repeat some products; the first record wins
                 continue
-            records[key] = normalise_record(raw, cfg, name, where, fields)
+            records[key] = normalise_record(raw, cfg, name, where, reading)
+            if cfg.categories_are_path and source is not None:
+                extra_paths += max(_path_count(raw.get(source)) - 1, 0)
     if not records:
         raise InputError(name, f"no item records found (read as {fmt})")
-    return records, {"format": fmt, "records": len(records), "duplicate_keys": duplicates}
+    if extra_paths:
+        # joining them would make one false path (beauty > makeup > beauty > skin care)
+        log.warning("%s: %d category paths beyond each item's first were left out "
+                    "(one path per item when dataset.metadata.categories_are_path)", name, extra_paths)
+    return records, {"format": fmt, "records": len(records), "duplicate_keys": duplicates,
+                     "category_paths_dropped": extra_paths}
 
 
 @contextlib.contextmanager
@@ -138,14 +149,18 @@ def _configured_fields(cfg: MetadataConfig) -> dict[str, str | None]:
 
 
 def normalise_record(raw: Any, cfg: MetadataConfig, name: str, where: dict,
-                     fields: dict[str, str | None] | None = None) -> ItemMeta:
+                     reading: tuple[dict[str, str | None], Callable[[str], list[str]] | None] | None = None) -> ItemMeta:
+    """``reading``: the configured fields and category splitter, computed once by a caller of many records."""
     if not isinstance(raw, dict):
         raise InputError(name, f"expected an object of item fields, got {type(raw).__name__}", **where)
+    fields, splitter = reading if reading is not None else (_configured_fields(cfg), category_splitter(cfg))
     meta: ItemMeta = {}
-    for field_name, source in (fields if fields is not None else _configured_fields(cfg)).items():
+    for field_name, source in fields.items():
         value = raw.get(source) if source is not None else None
         if field_name == "categories":
-            meta["categories"] = _categories(value, cfg.category_separator)
+            if cfg.categories_are_path and _path_count(value) > 1:
+                value = next(v for v in value if isinstance(v, (list, tuple)) and v)  # the first path
+            meta["categories"] = _categories(value, splitter)
         elif field_name in _SHARED_FIELDS:
             text = _text(value)
             meta[field_name] = sys.intern(text) if text else text
@@ -177,7 +192,22 @@ def _clean(text: str) -> str | None:
     return text or None
 
 
-def _categories(value: Any, separator: str | None) -> list[str]:
+def category_splitter(cfg: MetadataConfig) -> Callable[[str], list[str]] | None:
+    """How a categories string splits into names: by pattern, by separator, or not at all."""
+    if cfg.category_pattern is not None:
+        return re.compile(cfg.category_pattern).split
+    separator = cfg.category_separator
+    return (lambda text: text.split(separator)) if separator else None
+
+
+def _path_count(value: Any) -> int:
+    """Category paths in a list of lists (the 2014 Amazon dumps give an item several)."""
+    if not isinstance(value, (list, tuple)):
+        return 0
+    return sum(1 for v in value if isinstance(v, (list, tuple)) and v)
+
+
+def _categories(value: Any, split: Callable[[str], list[str]] | None) -> list[str]:
     if value is None or isinstance(value, (bool, dict)):
         return []
     if isinstance(value, (list, tuple)):
@@ -191,7 +221,7 @@ def _categories(value: Any, separator: str | None) -> list[str]:
                 out.extend(_categories(element, None))
         return out
     text = str(value)
-    parts = text.split(separator) if separator else [text]
+    parts = split(text) if split else [text]
     return [sys.intern(p) for p in map(_text, parts) if p]
 
 
