@@ -83,6 +83,10 @@ GOOD = "u1 1 2 3\nu2 2 3 1\n"
     ("m.csv", "id,title\n1,a\n", ["dataset.metadata.key=item_id"], "m.csv, line 1: missing id column 'item_id'"),
     ("m.json", b'{"1": {"title": "\xff"}}', [], "m.json, line 1: not UTF-8 text"),
     ("m.json", "", [], "m.json: the file is empty"),
+    ("m.csv", 'item_id,title\n1,"open quote\n2,b\n', ["dataset.metadata.key=item_id", "dataset.metadata.fields.brand=null",
+                                                      "dataset.metadata.fields.price=null", "dataset.metadata.fields.categories=null",
+                                                      "dataset.metadata.fields.description=null"],
+     "m.csv, line 2: malformed CSV row (unexpected end of data)"),
 ])
 def test_bad_metadata(tmp_path, capsys, name, content, extra, expected):
     interactions = write(tmp_path, "seq.txt", GOOD)

@@ -107,6 +107,21 @@ def test_metadata_csv_with_path_separator(tiny):
     assert records["7"]["brand"] is None  # empty cell = missing
 
 
+def test_quoted_csv_cells_may_span_lines_and_tsv_quotes_are_plain_characters(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text('item_id,title,brand\n1,"Great\nLipstick",Acme\n2,"Ruler, 12"" long",Co\n')
+    records, _ = _meta(path, key="item_id", fields=MetadataFields(categories=None, price=None, description=None))
+    assert records["1"]["title"] == "Great Lipstick" and records["2"]["title"] == 'Ruler, 12" long'
+    path = tmp_path / "m.tsv"
+    path.write_text('item_id\ttitle\tbrand\n1\t"Wow lipstick\tAcme\n2\tNice\tBobo\n3\tRuler 12" long\tCo\n')
+    records, _ = _meta(path, key="item_id", fields=MetadataFields(categories=None, price=None, description=None))
+    assert [records[k]["brand"] for k in "123"] == ["Acme", "Bobo", "Co"]
+    assert records["1"]["title"] == '"Wow lipstick'
+    path = tmp_path / "i.csv"
+    path.write_text('user,item,timestamp,review\nu1,a,2,"good\nstuff"\nu1,b,1,fine\n')
+    assert read_interactions(InteractionsConfig(path=str(path)))[0] == {"u1": ["b", "a"]}
+
+
 def test_metadata_duplicate_keys_first_wins(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"asin": "A", "title": "first"}\n{"asin": "A", "title": "second"}\n')

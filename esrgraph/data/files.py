@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -101,6 +102,35 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(name, f"cannot read the file ({exc})") from None
     if not seen_any:
         raise InputError(name, "the file is empty")
+
+
+def iter_table(path: Path, fmt: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line_number, fields)`` of each row of a CSV or TSV file, the header first.
+
+    One reader over the whole file, so a quoted CSV cell may span lines (the row
+    is numbered by its first line). CSV quoting is strict: a quote left open
+    is an error, not a cell that swallows the rows after it. TSV has no quoting.
+    """
+    name = display_name(path)
+    numbers: list[int] = []
+
+    def physical() -> Iterator[str]:
+        for number, text in iter_lines(path):
+            numbers.append(number)
+            yield text + "\n"
+
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(physical(), delimiter="\t" if fmt == "tsv" else ",", quoting=quoting, strict=True)
+    while True:
+        start = len(numbers)
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = numbers[start] if start < len(numbers) else None
+            raise InputError(name, f"malformed {fmt.upper()} row ({exc})", line=line) from None
+        yield numbers[start], row
 
 
 def check_header(name: str, header: list[str], line: int) -> None:

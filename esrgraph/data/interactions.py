@@ -12,7 +12,6 @@ user's items in chronological order. Formats:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -22,7 +21,7 @@ from typing import Callable, Iterator
 
 from ..config import InteractionsConfig
 from ..errors import InputError
-from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
+from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, iter_table, load_json_document, resolve_path
 
 Sequences = dict[str, list[str]]
 log = logging.getLogger(__name__)
@@ -150,21 +149,15 @@ def _read_json(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
 def _read_table(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
     name = display_name(path)
     user_col, item_col, time_col = _columns(cfg, fmt)
-    lines = iter_lines(path)
-    header_line, header_text = next(lines)
-    delimiter = "\t" if fmt == "tsv" else ","
-    header = next(csv.reader([header_text], delimiter=delimiter))
+    table = iter_table(path, fmt)
+    header_line, header = next(table)
     check_header(name, header, header_line)
     missing = [c for c in (user_col, item_col, time_col) if c not in header]
     if missing:
         raise InputError(name, f"missing column(s) {missing}; the header has {header}", line=header_line)
     index = [header.index(c) for c in (user_col, item_col, time_col)]
     rows: dict[str, list[tuple[float, str]]] = {}
-    for number, text in lines:
-        try:
-            fields = next(csv.reader([text], delimiter=delimiter))
-        except csv.Error as exc:
-            raise InputError(name, f"malformed {fmt.upper()} row ({exc})", line=number) from None
+    for number, fields in table:
         if len(fields) != len(header):
             raise InputError(name, f"expected {len(header)} fields as in the header, got {len(fields)}", line=number)
         user = _parse_id(fields[index[0]], name, line=number, what="user id")

@@ -10,7 +10,6 @@ its own normalisation to attribute values.
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
 import json
 import logging
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from ..config import MetadataConfig
 from ..errors import InputError
-from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, load_json_document, resolve_path
+from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, iter_table, load_json_document, resolve_path
 
 ItemMeta = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -106,10 +105,8 @@ def _jsonl_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[
 
 def _table_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[str, Any, dict]]:
     name = display_name(path)
-    fmt_delimiter = "\t" if fmt == "tsv" else ","
-    lines = iter_lines(path)
-    header_line, header_text = next(lines)
-    header = next(csv.reader([header_text], delimiter=fmt_delimiter))
+    rows = iter_table(path, fmt)
+    header_line, header = next(rows)
     check_header(name, header, header_line)
     key_field = cfg.key or header[0]
     if key_field not in header:
@@ -118,23 +115,11 @@ def _table_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[
     missing = [c for c in wanted if c not in header]
     if missing:
         raise InputError(name, f"missing column(s) {missing} named in dataset.metadata.fields; the header has {header}", line=header_line)
-    numbers = []
-
-    def tracked() -> Iterator[str]:
-        for number, text in lines:
-            numbers.append(number)
-            yield text
-
-    try:
-        # One reader over all lines, so a quoted cell may span lines.
-        for row in csv.reader(tracked(), delimiter=fmt_delimiter):
-            number = numbers[-1]
-            if len(row) != len(header):
-                raise InputError(name, f"expected {len(header)} fields as in the header, got {len(row)}", line=number)
-            obj = dict(zip(header, row))
-            yield _record_key(obj[key_field], name, number), obj, {"line": number}
-    except csv.Error as exc:
-        raise InputError(name, f"malformed CSV row ({exc})", line=numbers[-1] if numbers else None) from None
+    for number, row in rows:
+        if len(row) != len(header):
+            raise InputError(name, f"expected {len(header)} fields as in the header, got {len(row)}", line=number)
+        obj = dict(zip(header, row))
+        yield _record_key(obj[key_field], name, number), obj, {"line": number}
 
 
 def _record_key(value: Any, name: str, line: int) -> str:
