@@ -249,7 +249,7 @@ def _apply_override(raw: dict, text: str) -> None:
             raise ConfigError(schema.unknown_key_message(dotted, list(known)))
         field_type = _dataclass_type(cls, part)
         if depth == len(parts) - 1:
-            value = parse_yaml(value_text, f"override {text!r}")
+            value = _override_value(value_text, text)
             if tuple(parts) in PATH_KEYS and isinstance(value, str):
                 value = resolve_relative(value, Path.cwd())
             node[part] = value
@@ -260,6 +260,14 @@ def _apply_override(raw: dict, text: str) -> None:
             if not isinstance(node, dict):
                 raise ConfigError(f"{dotted}: expected a mapping, cannot set {key}")
             cls = field_type
+
+
+def _override_value(value_text: str, text: str) -> Any:
+    """The override's value as YAML reads it, except where YAML would read a lone character
+    as syntax: '|' and '>' start block text (read as ''), '#' a comment (read as null)."""
+    if value_text.strip()[:1] in ("|", ">", "#"):
+        return value_text.strip()
+    return parse_yaml(value_text, f"override {text!r}")
 
 
 def _dataclass_type(cls: type, name: str) -> type | None:

@@ -19,6 +19,13 @@ def test_overrides_are_typed():
     assert cfg.embed.cache is False and cfg.embed.item_template == ["{title}"] and cfg.run.name == "x"
 
 
+def test_override_values_that_yaml_would_read_as_syntax_are_text():
+    assert load_config(None, ["dataset.metadata.category_separator=|"]).dataset.metadata.category_separator == "|"
+    assert load_config(None, ["dataset.metadata.category_separator=>"]).dataset.metadata.category_separator == ">"
+    assert load_config(None, ["dataset.metadata.category_separator=#"]).dataset.metadata.category_separator == "#"
+    assert load_config(None, ["dataset.metadata.category_separator=null"]).dataset.metadata.category_separator is None
+
+
 def test_exponent_without_dot_is_a_float(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("dataset:\n  groups:\n    tail_item_share: 5e-1\n")
