@@ -1,5 +1,10 @@
 """The relation-aware GAT layer: one attention convolution per relation, combined per node type.
 
+Each convolution is a graph attention layer ("Graph Attention Networks", ICLR
+2018) along one relation of the heterograph; merging relations by attention
+is the semantic-level attention of "Heterogeneous Graph Attention Network"
+(WWW 2019), scored per node.
+
 Every layer takes an ``ops`` object (``NativeOps`` or ``DglOps``, see
 ``backends.make_ops``) that performs the message passing on one graph, so the
 same weights run on either path.

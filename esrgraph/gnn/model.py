@@ -1,4 +1,9 @@
-"""The contrastive model: encoder + projection head, and the loss of one training step."""
+"""The contrastive model: encoder + projection head, and the loss of one training step.
+
+Two augmented views of the graph (edge dropping, feature masking), a projection
+head and a symmetric InfoNCE between the views, as in "Deep Graph Contrastive
+Representation Learning" (GRACE, 2020).
+"""
 
 from __future__ import annotations
 
