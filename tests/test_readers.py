@@ -122,6 +122,15 @@ def test_quoted_csv_cells_may_span_lines_and_tsv_quotes_are_plain_characters(tmp
     assert read_interactions(InteractionsConfig(path=str(path)))[0] == {"u1": ["b", "a"]}
 
 
+def test_object_values_are_read_as_missing_and_counted(tmp_path, caplog):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"1": {"title": "a", "brand": {"name": "Acme"}}, "2": {"title": "b", "brand": "Bobo"}}))
+    records, stats = _meta(path)
+    assert records["1"]["brand"] is None and records["2"]["brand"] == "Bobo"
+    assert stats["object_values_ignored"] == {"brand": 1}
+    assert "1 records give brand (field 'brand') as an object" in caplog.text
+
+
 def test_metadata_duplicate_keys_first_wins(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"asin": "A", "title": "first"}\n{"asin": "A", "title": "second"}\n')

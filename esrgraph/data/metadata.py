@@ -37,24 +37,28 @@ def read_metadata(cfg: MetadataConfig) -> tuple[dict[str, ItemMeta], dict[str, A
     name = display_name(path)
     reading = (_configured_fields(cfg), category_splitter(cfg))
     records: dict[str, ItemMeta] = {}
-    duplicates = extra_paths = 0
-    source = cfg.fields.categories
+    duplicates = 0
+    counts: dict[str, int] = {}  # what normalising set aside: extra category paths, object values by field
+    reading = (*reading, counts)
     with gc_paused():
         for key, raw, where in _RECORDS[fmt](path, cfg, fmt):
             if key in records:
                 duplicates += 1  # real dumps repeat some products; the first record wins
                 continue
             records[key] = normalise_record(raw, cfg, name, where, reading)
-            if cfg.categories_are_path and source is not None:
-                extra_paths += max(_path_count(raw.get(source)) - 1, 0)
+    extra_paths = counts.pop(_EXTRA_PATHS, 0)
+    objects = counts
     if not records:
         raise InputError(name, f"no item records found (read as {fmt})")
     if extra_paths:
         # joining them would make one false path (beauty > makeup > beauty > skin care)
         log.warning("%s: %d category paths beyond each item's first were left out "
                     "(one path per item when dataset.metadata.categories_are_path)", name, extra_paths)
+    for field_name, count in objects.items():
+        log.warning("%s: %d records give %s (field %r) as an object, not text; read as missing",
+                    name, count, field_name, reading[0][field_name])
     return records, {"format": fmt, "records": len(records), "duplicate_keys": duplicates,
-                     "category_paths_dropped": extra_paths}
+                     "category_paths_dropped": extra_paths, "object_values_ignored": objects}
 
 
 @contextlib.contextmanager
@@ -133,24 +137,27 @@ def _configured_fields(cfg: MetadataConfig) -> dict[str, str | None]:
     return {"title": f.title, "brand": f.brand, "categories": f.categories, "price": f.price, "description": f.description}
 
 
-def normalise_record(raw: Any, cfg: MetadataConfig, name: str, where: dict,
-                     reading: tuple[dict[str, str | None], Callable[[str], list[str]] | None] | None = None) -> ItemMeta:
-    """``reading``: the configured fields and category splitter, computed once by a caller of many records."""
+def normalise_record(raw: Any, cfg: MetadataConfig, name: str, where: dict, reading: tuple | None = None) -> ItemMeta:
+    """``reading``: (configured fields, category splitter, counts), made once by a caller of many
+    records; ``counts`` gathers what was set aside (category paths beyond the first, object values)."""
     if not isinstance(raw, dict):
         raise InputError(name, f"expected an object of item fields, got {type(raw).__name__}", **where)
-    fields, splitter = reading if reading is not None else (_configured_fields(cfg), category_splitter(cfg))
+    fields, splitter, counts = reading if reading is not None else (_configured_fields(cfg), category_splitter(cfg), {})
     meta: ItemMeta = {}
     for field_name, source in fields.items():
         value = raw.get(source) if source is not None else None
         if field_name == "categories":
-            if cfg.categories_are_path and _path_count(value) > 1:
+            if cfg.categories_are_path and type(value) is list and _path_count(value) > 1:
+                counts[_EXTRA_PATHS] = counts.get(_EXTRA_PATHS, 0) + _path_count(value) - 1
                 value = next(v for v in value if isinstance(v, (list, tuple)) and v)  # the first path
-            meta["categories"] = _categories(value, splitter)
-        elif field_name in _SHARED_FIELDS:
-            text = _text(value)
-            meta[field_name] = sys.intern(text) if text else text
+            meta["categories"] = categories = _categories(value, splitter)
+            missing = not categories
         else:
-            meta[field_name] = _text(value)
+            text = _text(value)
+            meta[field_name] = sys.intern(text) if text and field_name in _SHARED_FIELDS else text
+            missing = text is None
+        if missing and isinstance(value, dict):
+            counts[field_name] = counts.get(field_name, 0) + 1
     return meta
 
 
@@ -183,6 +190,9 @@ def category_splitter(cfg: MetadataConfig) -> Callable[[str], list[str]] | None:
         return re.compile(cfg.category_pattern).split
     separator = cfg.category_separator
     return (lambda text: text.split(separator)) if separator else None
+
+
+_EXTRA_PATHS = "category paths beyond the first"
 
 
 def _path_count(value: Any) -> int:
