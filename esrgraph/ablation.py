@@ -110,24 +110,40 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
                        "run at least one llmesr+graph-* variant first or in the same call")
     _check_variants(config, overrides, seeds, [v for v in FIXED_VARIANTS if v.name in selected])
     trained = {v.name: _outcome(config, overrides, seeds, shared, v, train=True) for v in FIXED_VARIANTS if v.name in selected}
-    # the others' results are read after training, so those another call finished meanwhile join the table
-    outcomes: dict[str, Outcome] = {}
-    for variant in FIXED_VARIANTS:
-        outcome = trained[variant.name] if variant.name in trained else _outcome(config, overrides, seeds, shared, variant, train=False)
-        if outcome:
-            outcomes[variant.name] = outcome
-    graph_runs = [o for name, o in outcomes.items() if _is_graph(name)]
-    if graph_runs:
-        best = max(graph_runs, key=lambda o: np.mean(o.valid))
-        fusion = best.variant.name.rsplit("-", 1)[1]
-        combined = Variant(COMBINED, ["seq.variant=llmesr", f"seq.fusion={fusion}", "seq.heads.enabled=true"],
-                           f"LLM-ESR + graph ({fusion}, best on validation) + heads")
-        outcome = _outcome(config, overrides, seeds, shared, combined, train=COMBINED in selected)
+    combined = _combined_variant(_gather(config, overrides, seeds, shared, trained))
+    if combined is not None and COMBINED in selected:
+        trained[COMBINED] = _outcome(config, overrides, seeds, shared, combined, train=True)
+    # the others' results are read after all training, so those another call finished meanwhile join the table
+    outcomes = _gather(config, overrides, seeds, shared, trained)
+    if combined is not None and COMBINED not in trained:
+        outcome = _outcome(config, overrides, seeds, shared, combined, train=False)
         if outcome:
             outcomes[COMBINED] = outcome
+    elif COMBINED in trained:
+        outcomes[COMBINED] = trained[COMBINED]
     folder = Path(base.run.root) / shared / "ablation"
     results = _write(folder, base, outcomes, seeds)
     return folder, results
+
+
+def _gather(config, overrides, seeds, shared: str, trained: dict[str, Outcome]) -> dict[str, Outcome]:
+    """The fixed variants' outcomes: this call's, or those up to date in the run directory."""
+    outcomes: dict[str, Outcome] = {}
+    for variant in FIXED_VARIANTS:
+        outcome = trained.get(variant.name) or _outcome(config, overrides, seeds, shared, variant, train=False)
+        if outcome:
+            outcomes[variant.name] = outcome
+    return outcomes
+
+
+def _combined_variant(outcomes: dict[str, Outcome]) -> Variant | None:
+    """Graph + heads with the fusion of the best mean validation NDCG@10, if any graph variant ran."""
+    graph_runs = [o for name, o in outcomes.items() if _is_graph(name)]
+    if not graph_runs:
+        return None
+    fusion = max(graph_runs, key=lambda o: np.mean(o.valid)).variant.name.rsplit("-", 1)[1]
+    return Variant(COMBINED, ["seq.variant=llmesr", f"seq.fusion={fusion}", "seq.heads.enabled=true"],
+                   f"LLM-ESR + graph ({fusion}, best on validation) + heads")
 
 
 def _check_variants(config, overrides, seeds, variants: list[Variant]) -> None:

@@ -120,6 +120,27 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
     assert list(results["variants"]) == ["llmesr"] and "gains_over_llmesr" not in results
 
 
+def test_a_variant_another_call_finishes_while_the_combined_one_trains_joins_the_table(tiny, tmp_path, monkeypatch):
+    from esrgraph.seq import trainer
+
+    root = tmp_path / "runs"
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph-gate") + args(tiny, root)) == 0
+    fit = trainer.Trainer.fit
+    other_call = []
+
+    def fit_while_another_call_runs(self, seed, resume):
+        if self.model.heads is not None and not other_call:  # the combined variant: meanwhile another call finishes sasrec
+            other_call.append(None)
+            other_call[0] = main(["ablate", "--seeds", "1"] + only_flags("sasrec") + args(tiny, root))
+        return fit(self, seed, resume)
+
+    monkeypatch.setattr(trainer.Trainer, "fit", fit_while_another_call_runs)
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph+heads") + args(tiny, root)) == 0
+    assert other_call == [0]
+    variants = json.loads((root / "r" / "ablation" / "ablation.json").read_text())["variants"]
+    assert list(variants) == ["sasrec", "llmesr+graph-gate", "llmesr+graph+heads"]
+
+
 def test_combined_variant_needs_a_graph_variant(tiny, tmp_path, capsys):
     assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph+heads") + args(tiny, tmp_path / "runs")) == 2
     assert "run at least one llmesr+graph-* variant" in capsys.readouterr().err
