@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -35,30 +36,20 @@ def read_metadata(cfg: MetadataConfig) -> tuple[dict[str, ItemMeta], dict[str, A
     path = resolve_path(cfg.path)
     fmt = cfg.format if cfg.format != "auto" else detect_format(path, cfg.key)
     name = display_name(path)
-    reading = (_configured_fields(cfg), category_splitter(cfg))
+    normalise = RecordNormaliser(cfg, name)
     records: dict[str, ItemMeta] = {}
     duplicates = 0
-    counts: dict[str, int] = {}  # what normalising set aside: extra category paths, object values by field
-    reading = (*reading, counts)
     with gc_paused():
         for key, raw, where in _RECORDS[fmt](path, cfg, fmt):
             if key in records:
                 duplicates += 1  # real dumps repeat some products; the first record wins
                 continue
-            records[key] = normalise_record(raw, cfg, name, where, reading)
-    extra_paths = counts.pop(_EXTRA_PATHS, 0)
-    objects = counts
+            records[key] = normalise(raw, where)
     if not records:
         raise InputError(name, f"no item records found (read as {fmt})")
-    if extra_paths:
-        # joining them would make one false path (beauty > makeup > beauty > skin care)
-        log.warning("%s: %d category paths beyond each item's first were left out "
-                    "(one path per item when dataset.metadata.categories_are_path)", name, extra_paths)
-    for field_name, count in objects.items():
-        log.warning("%s: %d records give %s (field %r) as an object, not text; read as missing",
-                    name, count, field_name, reading[0][field_name])
+    normalise.warn()
     return records, {"format": fmt, "records": len(records), "duplicate_keys": duplicates,
-                     "category_paths_dropped": extra_paths, "object_values_ignored": objects}
+                     "category_paths_dropped": normalise.extra_paths, "object_values_ignored": dict(normalise.objects)}
 
 
 @contextlib.contextmanager
@@ -137,28 +128,45 @@ def _configured_fields(cfg: MetadataConfig) -> dict[str, str | None]:
     return {"title": f.title, "brand": f.brand, "categories": f.categories, "price": f.price, "description": f.description}
 
 
-def normalise_record(raw: Any, cfg: MetadataConfig, name: str, where: dict, reading: tuple | None = None) -> ItemMeta:
-    """``reading``: (configured fields, category splitter, counts), made once by a caller of many
-    records; ``counts`` gathers what was set aside (category paths beyond the first, object values)."""
-    if not isinstance(raw, dict):
-        raise InputError(name, f"expected an object of item fields, got {type(raw).__name__}", **where)
-    fields, splitter, counts = reading if reading is not None else (_configured_fields(cfg), category_splitter(cfg), {})
-    meta: ItemMeta = {}
-    for field_name, source in fields.items():
-        value = raw.get(source) if source is not None else None
-        if field_name == "categories":
-            if cfg.categories_are_path and type(value) is list and _path_count(value) > 1:
-                counts[_EXTRA_PATHS] = counts.get(_EXTRA_PATHS, 0) + _path_count(value) - 1
-                value = next(v for v in value if isinstance(v, (list, tuple)) and v)  # the first path
-            meta["categories"] = categories = _categories(value, splitter)
-            missing = not categories
-        else:
-            text = _text(value)
-            meta[field_name] = sys.intern(text) if text and field_name in _SHARED_FIELDS else text
-            missing = text is None
-        if missing and isinstance(value, dict):
-            counts[field_name] = counts.get(field_name, 0) + 1
-    return meta
+class RecordNormaliser:
+    """Turns a raw record into an :data:`ItemMeta` with the configured fields, and counts
+    what it sets aside: category paths beyond an item's first, values given as objects."""
+
+    def __init__(self, cfg: MetadataConfig, name: str):
+        self.cfg, self.name = cfg, name
+        self.fields = _configured_fields(cfg)
+        self.split = _category_splitter(cfg)
+        self.extra_paths = 0
+        self.objects: Counter[str] = Counter()  # by field
+
+    def __call__(self, raw: Any, where: dict) -> ItemMeta:
+        if not isinstance(raw, dict):
+            raise InputError(self.name, f"expected an object of item fields, got {type(raw).__name__}", **where)
+        meta: ItemMeta = {}
+        for field_name, source in self.fields.items():
+            value = raw.get(source) if source is not None else None
+            if field_name == "categories":
+                paths = _path_count(value) if self.cfg.categories_are_path else 0
+                if paths > 1:  # joining them would make one false path (beauty > makeup > beauty > skin care)
+                    self.extra_paths += paths - 1
+                    value = next(v for v in value if isinstance(v, (list, tuple)) and v)
+                meta["categories"] = _categories(value, self.split)
+                missing = not meta["categories"]
+            else:
+                text = _text(value)
+                meta[field_name] = sys.intern(text) if text and field_name in _SHARED_FIELDS else text
+                missing = text is None
+            if missing and isinstance(value, dict):
+                self.objects[field_name] += 1
+        return meta
+
+    def warn(self) -> None:
+        if self.extra_paths:
+            log.warning("%s: %d category paths beyond each item's first were left out "
+                        "(one path per item when dataset.metadata.categories_are_path)", self.name, self.extra_paths)
+        for field_name, count in self.objects.items():
+            log.warning("%s: %d records give %s (field %r) as an object, not text; read as missing",
+                        self.name, count, field_name, self.fields[field_name])
 
 
 def _text(value: Any) -> str | None:
@@ -184,15 +192,12 @@ def _clean(text: str) -> str | None:
     return text or None
 
 
-def category_splitter(cfg: MetadataConfig) -> Callable[[str], list[str]] | None:
+def _category_splitter(cfg: MetadataConfig) -> Callable[[str], list[str]] | None:
     """How a categories string splits into names: by pattern, by separator, or not at all."""
     if cfg.category_pattern is not None:
         return re.compile(cfg.category_pattern).split
     separator = cfg.category_separator
     return (lambda text: text.split(separator)) if separator else None
-
-
-_EXTRA_PATHS = "category paths beyond the first"
 
 
 def _path_count(value: Any) -> int:
