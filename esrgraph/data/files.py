@@ -112,25 +112,25 @@ def iter_table(path: Path, fmt: str) -> Iterator[tuple[int, list[str]]]:
     is an error, not a cell that swallows the rows after it. TSV has no quoting.
     """
     name = display_name(path)
-    numbers: list[int] = []
+    first_line = [0]  # the line number of the row being read: set when its first line is pulled
 
     def physical() -> Iterator[str]:
         for number, text in iter_lines(path):
-            numbers.append(number)
+            if first_line[0] == 0:
+                first_line[0] = number
             yield text + "\n"
 
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     reader = csv.reader(physical(), delimiter="\t" if fmt == "tsv" else ",", quoting=quoting, strict=True)
     while True:
-        start = len(numbers)
+        first_line[0] = 0
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            line = numbers[start] if start < len(numbers) else None
-            raise InputError(name, f"malformed {fmt.upper()} row ({exc})", line=line) from None
-        yield numbers[start], row
+            raise InputError(name, f"malformed {fmt.upper()} row ({exc})", line=first_line[0] or None) from None
+        yield first_line[0], row
 
 
 def check_header(name: str, header: list[str], line: int) -> None:
