@@ -75,10 +75,11 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
             f"(dataset.min_user_interactions); {total_users} users were read"
         )
     key_type = _key_type(kept, records, cfg)
+    items_read = {item for seq in kept.values() for item in seq}
     if key_type == "int":
-        _check_integer_ids_distinct(kept, records, cfg)
+        _check_integer_ids_distinct(items_read, records, cfg)
     user_ids = _sorted_ids(kept.keys())
-    item_ids = _sorted_ids({item for seq in kept.values() for item in seq})
+    item_ids = _sorted_ids(items_read)
     item_index = {item: i + 1 for i, item in enumerate(item_ids)}
     lengths = np.array([len(kept[u]) for u in user_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -155,10 +156,9 @@ def _key_type(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetCo
     return "str"
 
 
-def _check_integer_ids_distinct(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetConfig) -> None:
+def _check_integer_ids_distinct(items: set[str], records: dict[str, ItemMeta], cfg: DatasetConfig) -> None:
     """Ids compared as integers must not name one integer twice ('03' and '3'): the
     items would stay apart yet share one metadata record."""
-    items = {i for s in sequences.values() for i in s}
     for path, ids, what in ((cfg.interactions.path, items, "item ids"), (cfg.metadata.path, records, "metadata keys")):
         pair = _same_integer(ids)
         if pair is not None:
