@@ -111,15 +111,11 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int], onl
     _check_variants(config, overrides, seeds, [v for v in FIXED_VARIANTS if v.name in selected])
     trained = {v.name: _outcome(config, overrides, seeds, shared, v, train=True) for v in FIXED_VARIANTS if v.name in selected}
     combined = _combined_variant(_gather(config, overrides, seeds, shared, trained))
-    if combined is not None and COMBINED in selected:
-        trained[COMBINED] = _outcome(config, overrides, seeds, shared, combined, train=True)
+    if combined is not None:  # trained here when selected, else its results of an earlier call, if any
+        trained[COMBINED] = _outcome(config, overrides, seeds, shared, combined, train=COMBINED in selected)
     # the others' results are read after all training, so those another call finished meanwhile join the table
     outcomes = _gather(config, overrides, seeds, shared, trained)
-    if combined is not None and COMBINED not in trained:
-        outcome = _outcome(config, overrides, seeds, shared, combined, train=False)
-        if outcome:
-            outcomes[COMBINED] = outcome
-    elif COMBINED in trained:
+    if trained.get(COMBINED):
         outcomes[COMBINED] = trained[COMBINED]
     folder = Path(base.run.root) / shared / "ablation"
     results = _write(folder, base, outcomes, seeds)
