@@ -141,8 +141,12 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
 
 def _make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; returns the ones created, deepest last."""
-    missing = [f for f in [folder, *folder.parents] if not f.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    missing = []
+    while not folder.exists():  # stops at the first folder that exists (at worst the root)
+        missing.append(folder)
+        folder = folder.parent
+    if missing:
+        missing[0].mkdir(parents=True, exist_ok=True)
     return missing[::-1]
 
 
