@@ -32,7 +32,7 @@ def measure(config: str, backbone: str, variant: str, epochs: int, root: str, ov
     from esrgraph.eval.evaluate import Evaluator
     from esrgraph.runs import Run
     from esrgraph.seq import stage as seq_stage
-    from esrgraph.seq.batches import SequenceData
+    from esrgraph.data.sequences import SequenceData
     from esrgraph.seq.distill import Distiller
     from esrgraph.seq.distributed import DistContext, resolve_device
     from esrgraph.seq.model import SeqRecommender

@@ -8,12 +8,13 @@ from .app import esr, run_options
 
 
 def show_dataset(run) -> None:
+    from esrgraph.artifacts import read_json
     from esrgraph.data.dataset import describe
-    from esrgraph.data.stage import prepare as prepare_dataset
+    from esrgraph.pipeline import ensure
 
-    ds = prepare_dataset(run)
-    click.echo(f"dataset {ds.name} -> {run.stage_dir('dataset')}")
-    click.echo(describe(ds.stats))
+    out = ensure(run, "dataset")
+    click.echo(f"dataset {run.cfg.dataset.name} -> {out}")
+    click.echo(describe(read_json(out / "stats.json")))
 
 
 @esr.command()
@@ -27,10 +28,10 @@ def prepare(run) -> None:
 @run_options("embed")
 def embed(run) -> None:
     """Encode item and user texts; PCA item embeddings; similar users."""
-    from esrgraph.text.stage import embed as run_embed
+    from esrgraph.pipeline import ensure
 
     show_dataset(run)
-    click.echo(f"embeddings -> {run_embed(run)}")
+    click.echo(f"embeddings -> {ensure(run, 'embed')}")
 
 
 @esr.command("show-config")

@@ -14,9 +14,10 @@ def pretrain_gnn(run, resume: bool) -> None:
     """Contrastive pretraining of the relation-aware GAT on the item graph; print the quality probe."""
     from esrgraph.artifacts import read_manifest
     from esrgraph.gnn.probe import describe
-    from esrgraph.gnn.stage import load_probe, pretrain
+    from esrgraph.gnn.store import load_probe
+    from esrgraph.pipeline import ensure
 
-    out = pretrain(run, resume=resume)
+    out = ensure(run, "gnn", resume=resume)
     manifest = read_manifest(out) or {}
     click.echo(f"graph item embeddings of {run.cfg.dataset.name} -> {out}")
     if "epochs" in manifest:

@@ -11,11 +11,11 @@ from .app import esr, run_options
 @run_options("graph")
 def build_graph(run) -> None:
     """Build the item–attribute heterograph (brand, category, price); print its statistics."""
-    from esrgraph.graph.stage import build_graph as run_build_graph
-    from esrgraph.graph.stage import load_sidecar
+    from esrgraph.graph.io import load_sidecar
     from esrgraph.graph.stats import describe
+    from esrgraph.pipeline import ensure
 
-    out = run_build_graph(run)
+    out = ensure(run, "graph")
     meta = load_sidecar(out)
     click.echo(f"graph of {run.cfg.dataset.name} -> {out}")
     click.echo(describe(meta["stats"]))

@@ -14,7 +14,7 @@ def pipeline(run) -> None:
 
     Stages whose outputs are up to date are skipped; an interrupted stage continues.
     """
-    from esrgraph.eval.stage import report
+    from esrgraph.eval.report import report
     from esrgraph.pipeline import run_pipeline
 
     folder, metrics = run_pipeline(run)

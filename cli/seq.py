@@ -12,16 +12,17 @@ from .app import esr, run_options
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of an interrupted run.")
 def train_seq(run, resume: bool) -> None:
     """Train the sequential recommender (one model per seed), then evaluate it on the test split."""
-    from esrgraph.eval.stage import evaluate, report
-    from esrgraph.seq.distributed import finish
-    from esrgraph.seq.stage import train_seq as train
+    from esrgraph.artifacts import read_json
+    from esrgraph.eval.report import report
+    from esrgraph.pipeline import ensure
+    from esrgraph.training.distributed import finish
 
-    out = train(run, resume=resume)
+    out = ensure(run, "seq", resume=resume)
     if not finish():
         return  # under torchrun, rank 0 evaluates and reports
     click.echo(f"models -> {out}")
-    folder, metrics = evaluate(run)
-    click.echo(report(metrics, run.cfg.eval.ks))
+    folder = ensure(run, "eval")
+    click.echo(report(read_json(folder / "metrics.json"), run.cfg.eval.ks))
     click.echo(f"metrics -> {folder / 'metrics.json'}")
 
 
@@ -29,8 +30,10 @@ def train_seq(run, resume: bool) -> None:
 @run_options("eval")
 def evaluate(run) -> None:
     """Evaluate the trained models on the test split under both protocols."""
-    from esrgraph.eval.stage import evaluate as run_evaluate, report
+    from esrgraph.artifacts import read_json
+    from esrgraph.eval.report import report
+    from esrgraph.pipeline import ensure
 
-    folder, metrics = run_evaluate(run)
-    click.echo(report(metrics, run.cfg.eval.ks))
+    folder = ensure(run, "eval")
+    click.echo(report(read_json(folder / "metrics.json"), run.cfg.eval.ks))
     click.echo(f"metrics -> {folder / 'metrics.json'}")

@@ -23,6 +23,7 @@ import yaml
 from . import config_schema as schema
 from .config_schema import field
 from .errors import ConfigError
+from .training.device import check_device
 from .eval.config import EvalConfig
 from .gnn.config import GnnConfig
 from .graph.config import GraphConfig
@@ -46,17 +47,17 @@ class InteractionsConfig:
 class MetadataFields:
     """Which source field holds each attribute (null: the source has none)."""
 
-    title: Optional[str] = "title"
-    brand: Optional[str] = "brand"
-    categories: Optional[str] = "categories"
-    price: Optional[str] = "price"
-    description: Optional[str] = "description"
+    title: Optional[str] = field("title", help="source field of the item title")
+    brand: Optional[str] = field("brand", help="source field of the brand")
+    categories: Optional[str] = field("categories", help="source field of the categories (a list, path or string)")
+    price: Optional[str] = field("price", help="source field of the price (numbers or strings such as '$5.99')")
+    description: Optional[str] = field("description", help="source field of the description")
 
 
 @dataclass
 class MetadataConfig:
     path: Optional[str] = field(BUNDLED_PREFIX + "amazon-scientific/items.json.gz", help="item metadata file")
-    format: str = field("auto", choices=METADATA_FORMATS)
+    format: str = field("auto", choices=METADATA_FORMATS, help="file format; auto guesses from name and content")
     key: Optional[str] = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
     fields: MetadataFields = field(factory=MetadataFields)
     category_separator: Optional[str] = field(",", help="splits a categories string; null keeps it whole")
@@ -84,7 +85,7 @@ class GroupsConfig:
 
 @dataclass
 class DatasetConfig:
-    name: str = "amazon-scientific"
+    name: str = field("amazon-scientific", help="names the run directory and the reports")
     interactions: InteractionsConfig = field(factory=InteractionsConfig)
     metadata: MetadataConfig = field(factory=MetadataConfig)
     join: JoinConfig = field(factory=JoinConfig)
@@ -118,7 +119,7 @@ class EmbedConfig:
 class RunConfig:
     root: str = field("runs", help="folder that holds run directories")
     name: Optional[str] = field(None, help="run directory name; default <dataset>-<config hash>")
-    seed: int = field(42, min=0)
+    seed: int = field(42, min=0, help="seed of the graph pretraining")
 
 
 @dataclass
@@ -277,9 +278,9 @@ def _dataclass_type(cls: type, name: str) -> type | None:
 
 def _validate(cfg: Config) -> None:
     """Checks that involve more than one key, and defaults that follow other keys."""
-    for key, device in (("embed.device", cfg.embed.device), ("train.device", cfg.train.device)):
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-            raise ConfigError(f"{key}: {device!r} is not allowed; use auto, cpu, cuda, cuda:N or mps")
+    for key, device in (("embed.device", cfg.embed.device), ("gnn.device", cfg.gnn.device),
+                        ("train.device", cfg.train.device)):
+        check_device(device, key)
     if cfg.embed.pca_dim is None:
         cfg.embed.pca_dim = cfg.seq.hidden_size
     elif cfg.embed.pca_dim != cfg.seq.hidden_size and cfg.seq.variant != "plain":
@@ -291,15 +292,10 @@ def _validate(cfg: Config) -> None:
         cfg.seq.distill.k = cfg.embed.similar_users
     elif cfg.seq.distill.k > cfg.embed.similar_users:
         raise ConfigError(f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})")
-    if cfg.seq.heads.tune_theta and cfg.seq.heads.learn_theta:
-        raise ConfigError("seq.heads.tune_theta and seq.heads.learn_theta: choose one way to set θ")
-    if cfg.seq.heads.fit == "after" and cfg.seq.heads.learn_theta:
-        raise ConfigError("seq.heads.learn_theta: θ is learned in training, where heads fitted after it take no part; "
-                          "use seq.heads.tune_theta, or seq.heads.fit=joint")
-    if cfg.seq.heads.enabled and cfg.seq.heads.fit == "after" and cfg.seq.backbone == "bert4rec":
-        # the heads read each training position's output, and Bert4Rec's outputs see the next item
-        raise ConfigError("seq.heads.fit: heads fitted after training need a left-to-right backbone "
-                          "(sasrec or gru4rec); with bert4rec use seq.heads.fit=joint")
+    if cfg.seq.readouts.mode == "fitted" and cfg.seq.backbone == "bert4rec":
+        # the readouts read each training position's output, and Bert4Rec's outputs see the next item
+        raise ConfigError("seq.readouts.mode: readouts fitted after training need a left-to-right backbone "
+                          "(sasrec or gru4rec); with bert4rec use seq.readouts.mode=joint")
     if 10 not in cfg.eval.ks:
         raise ConfigError(f"eval.ks: {cfg.eval.ks} must include 10: early stopping, θ tuning and the ablation "
                           "read NDCG@10")

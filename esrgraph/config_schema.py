@@ -2,11 +2,9 @@
 
 Every dataclass field may carry constraints in its ``metadata``:
 ``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds),
-``gt`` / ``lt`` (exclusive bounds). Errors name the full dotted key and say
-what is allowed, so a typo in a YAML file or an override is found at once.
-``keyed_if_set`` marks a setting added after runs were made with the code
-before it: at its default it is left out of stage keys (:func:`key_dict`),
-so those runs stay up to date.
+``gt`` / ``lt`` (exclusive bounds); a ``Literal`` type lists the allowed
+values itself. Errors name the full dotted key and say what is allowed, so a
+typo in a YAML file or an override is found at once.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from .errors import ConfigError
 
@@ -63,6 +61,11 @@ def convert(tp: Any, value: Any, key: str, meta: typing.Mapping = types.MappingP
         raise ConfigError(f"{key}: expected one of {[_name(a) for a in args]}, got {_describe(value)}")
     if value is None:
         raise ConfigError(f"{key}: a value is required (null is not allowed here)")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
+        return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key + ".")
     if origin in (list, tuple):
@@ -123,11 +126,9 @@ def to_dict(obj: Any) -> Any:
 
 
 def key_dict(obj: Any) -> Any:
-    """Plain data for stage keys and run hashes: :func:`to_dict` less the
-    ``keyed_if_set`` fields that hold their default."""
+    """Plain data for stage keys and run hashes (config dataclasses anywhere inside ``obj``)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: key_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not (f.metadata.get("keyed_if_set") and getattr(obj, f.name) == f.default)}
+        return {f.name: key_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return type(obj)(key_dict(v) for v in obj)
     if isinstance(obj, dict):

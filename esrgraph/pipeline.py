@@ -1,29 +1,105 @@
-"""``esr pipeline``: every stage in one run directory, skipping what is up to date.
+"""Resolving the stage graph: run what is missing or stale, in order, and nothing else.
 
-embed → build-graph → pretrain-gnn → train-seq → evaluate. Each stage is
-skipped when its manifest key matches (same settings, same inputs), and an
-interrupted pretraining or training continues from its last checkpoint.
+The stages (:mod:`esrgraph.stages`) each declare what they read;
+:func:`ensure` brings a stage's upstream stages up to date first, then runs
+the stage itself unless its folder already holds an output with the same key
+(its config section, its upstream stages' keys and, for the first stage, the
+hashes of the input files). ``esr pipeline`` ensures every stage.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from .data import stage as data_stage
-from .eval import stage as eval_stage
-from .gnn import stage as gnn_stage
-from .graph import stage as graph_stage
+from .data.files import display_name, resolve_path
+from .artifacts import read_json, sha256_file
 from .runs import Run
-from .text import stage as text_stage
+from .stages import Stage, StageRun
+from .stages import embed, evaluate, gnn, graph, prepare, seq
+from .training.device import resolve_device
+from .training.distributed import DistContext
 
 log = logging.getLogger(__name__)
 
+STAGES: dict[str, Stage] = {s.name: s for s in (prepare.STAGE, embed.STAGE, graph.STAGE, gnn.STAGE, seq.STAGE,
+                                                 evaluate.STAGE)}
+ORDER = tuple(STAGES)  # each stage after every stage it can read
+
+
+def ensure(run: Run, name: str, resume: bool | str = "auto", **options: Any) -> Path:
+    """Bring stage ``name`` (and every stage it reads) up to date; returns its folder.
+
+    ``resume`` applies to this stage's checkpoints (True: continue, and refuse
+    checkpoints of other settings; False: start over; "auto": continue those
+    that match); the stages it reads always continue what matches.
+    """
+    stage = STAGES[name]
+    dist = _processes(run, stage)
+    if dist.is_main:
+        for upstream in stage.reads(run.cfg):
+            ensure(run, upstream)
+    dist.barrier()  # the other processes wait until rank 0 has brought the upstream stages up to date
+    key, section, upstream_keys, hashes = _key(run, stage)
+    current = dist.broadcast(float(run.is_current(name, key))) > 0 if dist.active else run.is_current(name, key)
+    if current:
+        log.info("%s: up to date in %s", name, run.stage_dir(name))
+        return run.stage_dir(name)
+    ctx = StageRun(run, {up: run.stage_dir(up) for up in stage.reads(run.cfg)}, key, resume, options, dist)
+    if dist.is_main:
+        out = run.run_stage(name, section, upstream_keys, lambda tmp: stage.produce(ctx, tmp), hashes)
+        if stage.checkpoints:
+            _clear_checkpoints(out)
+    else:
+        stage.produce(ctx, None)
+        out = run.stage_dir(name)
+    dist.barrier()
+    return out
+
+
+def current(run: Run, name: str) -> Path | None:
+    """The stage's folder when it and every stage it reads are up to date, else None; runs nothing."""
+    stage = STAGES[name]
+    if any(current(run, up) is None for up in stage.reads(run.cfg)):
+        return None
+    key = _key(run, stage)[0]
+    return run.stage_dir(name) if run.is_current(name, key) else None
+
 
 def run_pipeline(run: Run) -> tuple[Path, dict]:
-    """Run every stage; returns the evaluation folder and its metrics."""
-    data_stage.prepare(run)
-    text_stage.embed(run)
-    graph_stage.build_graph(run)
-    gnn_stage.pretrain(run, resume=True)
-    return eval_stage.evaluate(run, resume="auto")
+    """Every stage, the graph ones too whether or not the recommender reads them; returns the
+    evaluation folder and its metrics."""
+    for name in ORDER:
+        if name != "eval":
+            ensure(run, name)
+    out = ensure(run, "eval")
+    return out, read_json(out / "metrics.json")
+
+
+def _key(run: Run, stage: Stage) -> tuple[str, Any, dict[str, str], dict[str, str]]:
+    section = stage.section(run.cfg)
+    upstream = {up: run.stage_key(up) for up in stage.reads(run.cfg)}
+    hashes = input_hashes(run) if stage.input_files else {}
+    return run.key(stage.name, section, upstream, hashes), section, upstream, hashes
+
+
+def input_hashes(run: Run) -> dict[str, str]:
+    """sha256 of the dataset's input files, by their configured names (hashed once per run)."""
+    if not run.input_hashes:
+        paths = [run.cfg.dataset.interactions.path, run.cfg.dataset.metadata.path]
+        run.input_hashes.update({display_name(resolve_path(p)): sha256_file(resolve_path(p)) for p in paths if p})
+    return run.input_hashes
+
+
+def _processes(run: Run, stage: Stage) -> DistContext:
+    """The torchrun process group for a distributed stage (one process otherwise)."""
+    if not stage.distributed:
+        return DistContext()
+    return DistContext.from_env(resolve_device(stage.device(run.cfg)))
+
+
+def _clear_checkpoints(stage_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(stage_dir.with_name(stage_dir.name + ".checkpoints"), ignore_errors=True)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .artifacts import atomic_write_bytes, is_up_to_date, package_versions, read_manifest, sha256_file, sha256_json, stage_output, write_json, write_manifest
+from .artifacts import (atomic_write_bytes, is_up_to_date, package_versions, read_manifest, sha256_json, stage_output,
+                        write_json, write_manifest)
 from .config import Config, dump_yaml
 from .config_schema import key_dict
-from .data.files import display_name, resolve_path
 
 log = logging.getLogger(__name__)
 # Stages that differ between the variants of an ablation; the rest are shared.
@@ -31,7 +31,7 @@ class Run:
     cfg: Config
     force: frozenset[str] = frozenset()  # stages to recompute even when up to date
     variant: str | None = None  # names the model stages apart when several models share one run directory
-    _input_hashes: dict[str, str] | None = field(default=None, repr=False)
+    input_hashes: dict[str, str] = field(default_factory=dict, repr=False)  # the dataset's input files, once hashed
 
     @property
     def dir(self) -> Path:
@@ -47,13 +47,6 @@ class Run:
             return self.dir / f"{stage}-{self.variant}"
         return self.dir / stage
 
-    def input_hashes(self) -> dict[str, str]:
-        """sha256 of the dataset's input files, by their configured names."""
-        if self._input_hashes is None:
-            paths = [self.cfg.dataset.interactions.path, self.cfg.dataset.metadata.path]
-            self._input_hashes = {display_name(resolve_path(p)): sha256_file(resolve_path(p)) for p in paths if p}
-        return self._input_hashes
-
     def stage_key(self, stage: str) -> str:
         manifest = read_manifest(self.stage_dir(stage))
         return manifest["key"] if manifest else ""
@@ -64,7 +57,7 @@ class Run:
         write_json(self.dir / "manifest.json", {
             "config": self.cfg.to_dict(),
             "config_hash": self.cfg.digest(),
-            "inputs": self.input_hashes(),
+            "inputs": self.input_hashes,
             "versions": package_versions(),
         })
 

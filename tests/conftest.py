@@ -154,3 +154,18 @@ def cluster_sequences(users: int, items: int, cluster: int = 5, seed: int = 0) -
         length = rng.integers(4, 9)
         out.append([int(block * cluster + rng.integers(0, cluster)) + 1 for _ in range(length)])
     return out
+
+
+def synthetic_trainer(folder: Path, sequences: list[list[int]], num_items: int, *overrides: str, seed: int = 0,
+                      tail_share: float = 0.8, build_seed: int | None = None):
+    """A recommender and its trainer on generated sequences, built as the seq stage builds them
+    (``esrgraph.seq.build``): the config's defaults with ``overrides`` on top."""
+    from esrgraph.seq.build import RecommenderInputs, build_recommender, build_trainer
+    from esrgraph.training.checkpoint import CheckpointStore
+
+    small = ["seq.variant=plain", "seq.hidden_size=16", "seq.max_length=20", "train.batch_size=16", "train.lr=1e-2",
+             "train.patience=50", "eval.sampled_negatives=20", "train.eval_batch_size=128", "train.device=cpu"]
+    cfg = load_config(None, small + list(overrides))
+    inputs = RecommenderInputs(make_dataset(sequences, num_items, tail_share))
+    model = build_recommender(cfg, inputs, seed if build_seed is None else build_seed)
+    return build_trainer(cfg, inputs, model, CheckpointStore(folder, "test"))

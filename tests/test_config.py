@@ -104,27 +104,33 @@ def test_cross_key_checks():
         load_config(None, ["dataset.metadata.category_pattern=',('"])
     with pytest.raises(ConfigError, match=r"eval.ks: \[5, 20\] must include 10"):
         load_config(None, ["eval.ks=[5,20]"])
-    after = ["seq.heads.enabled=true", "seq.heads.fit=after"]
-    with pytest.raises(ConfigError, match="seq.heads.fit: heads fitted after training need a left-to-right backbone"):
-        load_config(None, after + ["seq.backbone=bert4rec"])
-    assert load_config(None, after + ["seq.backbone=gru4rec"]).seq.heads.fit == "after"
+    fitted = ["seq.readouts.mode=fitted"]
+    with pytest.raises(ConfigError, match="seq.readouts.mode: readouts fitted after training need a left-to-right"):
+        load_config(None, fitted + ["seq.backbone=bert4rec"])
+    assert load_config(None, fitted + ["seq.backbone=gru4rec"]).seq.readouts.mode == "fitted"
 
 
-def test_a_setting_added_later_leaves_keys_alone_at_its_default():
-    """Runs made before these settings existed stay up to date."""
-    from esrgraph.config_schema import key_dict
+def test_every_setting_is_keyed_and_explained():
+    """A stage key changes with any of its settings, and every setting carries help text for the reference."""
+    import dataclasses
+
+    from esrgraph.config import Config
 
     cfg = load_config()
-    plain = cfg.to_dict()
-    assert plain["seq"]["heads"].pop("shared_gradient") is True
-    assert plain["seq"]["heads"].pop("tune_theta") is False
-    assert plain["train"].pop("min_epochs") == 0
-    for name in ("fit", "fit_loss", "fit_epochs", "fit_lr", "fit_batch_size", "tune_on"):
-        plain["seq"]["heads"].pop(name)
-    assert key_dict(cfg) == plain
-    readout = load_config(None, ["seq.heads.shared_gradient=false"])
-    assert key_dict(readout)["seq"]["heads"]["shared_gradient"] is False
-    assert readout.digest() != cfg.digest()
+    assert load_config(None, ["train.floor_margin=0.2"]).digest() != cfg.digest()
+
+    import typing
+
+    def resolved(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from resolved(hints[f.name], prefix + f.name + ".")
+            else:
+                yield prefix + f.name, f.metadata.get("help", "")
+
+    missing = [key for key, text in resolved(Config, "") if not text]
+    assert not missing, missing
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -8,7 +8,7 @@ from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.eval.metrics import aggregate, metrics_from_ranks
 from esrgraph.eval.protocols import rank_targets, sampled_negatives
-from esrgraph.seq.batches import SequenceData
+from esrgraph.data.sequences import SequenceData
 from tests.conftest import make_dataset
 
 

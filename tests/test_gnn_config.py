@@ -5,7 +5,8 @@ import pytest
 from cli.main import main
 from esrgraph.config import load_config
 from esrgraph.errors import ConfigError
-from esrgraph.gnn.backends import resolve_backend, resolve_device
+from esrgraph.gnn.backends import resolve_backend
+from esrgraph.training.device import resolve_device
 
 
 @pytest.mark.parametrize("override, key", [
@@ -59,6 +60,7 @@ def test_backend_and_device_resolution():
         resolve_backend("tpu", cpu)
     import torch
 
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="gnn.device"):
-            resolve_device("cuda:0")
+    if not torch.cuda.is_available():  # refused when the config is read, naming the key
+        for key in ("gnn.device", "train.device", "embed.device"):
+            with pytest.raises(ConfigError, match=f"{key}: 'cuda:7', but this torch sees no CUDA device"):
+                load_config(None, [f"{key}=cuda:7"])

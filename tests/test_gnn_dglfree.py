@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     from esrgraph.gnn.config import GnnConfig
     from esrgraph.gnn.encoder import item_embeddings
     from esrgraph.gnn.model import ContrastiveModel, build_encoder
-    from esrgraph.gnn.stage import pretrain_into
+    from esrgraph.gnn.pretrain import pretrain_into
     from esrgraph.gnn.synthetic import synthetic_edges
     from esrgraph.gnn.tensors import GraphTensors
     from esrgraph.errors import ConfigError

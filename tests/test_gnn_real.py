@@ -13,12 +13,13 @@ from esrgraph.gnn.config import GnnConfig
 from esrgraph.gnn.encoder import GraphEncoder
 from esrgraph.gnn.model import ContrastiveModel, build_encoder
 from esrgraph.gnn.tensors import GraphTensors
-from esrgraph.graph.stage import build_graph, load_edges
+from esrgraph.graph.io import load_edges
+from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
 
 dgl = pytest.importorskip("dgl")
 from esrgraph.gnn.dgl_backend import tensors_from_dgl  # noqa: E402
-from esrgraph.graph.stage import load_graph  # noqa: E402
+from esrgraph.graph.io import load_graph  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,7 +32,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def graph_dir(root):
-    return build_graph(Run(load_config(None, [f"run.root={root}"])))
+    return ensure(Run(load_config(None, [f"run.root={root}"])), "graph")
 
 
 @pytest.fixture(scope="module")

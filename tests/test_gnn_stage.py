@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from esrgraph.gnn.stage import CHECKPOINTS, load_item_graph, pretrain
+from esrgraph.gnn.store import load_item_graph
+from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
 
+CHECKPOINTS = "gnn.checkpoints"
 FAST = ["gnn.hidden=16", "gnn.heads=2", "gnn.projection=16", "gnn.patience=100"]
 
 
@@ -35,16 +37,16 @@ def read(stage_dir, name):
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config, backend):
     settings = FAST + ["gnn.item_input=id", "gnn.epochs=6", f"gnn.backend={backend}",
                        "gnn.feat_drop=0.2", "gnn.attn_drop=0.2", "gnn.link_weight=0.5"]
-    full = pretrain(Run(tiny_config(*settings, "run.name=full")))
+    full = ensure(Run(tiny_config(*settings, "run.name=full")), "gnn")
 
     run = Run(tiny_config(*settings, "run.name=cut"))
     with pytest.raises(Interrupt):
-        pretrain(run, on_epoch_end=stop_after(3))
+        ensure(run, "gnn", on_epoch_end=stop_after(3))
     assert not run.stage_dir("gnn").exists()  # nothing half-written
     index = json.loads((run.dir / CHECKPOINTS / "checkpoint.json").read_text())
     assert index["epoch"] == 3 and len(list((run.dir / CHECKPOINTS).glob("epoch-*.pt"))) == 1
     torch.manual_seed(12345)  # whatever happened in between, the restored RNG state decides
-    resumed = pretrain(run, resume=True)
+    resumed = ensure(run, "gnn", resume=True)
 
     assert np.array_equal(load_item_graph(full), load_item_graph(resumed))
     assert [h["loss"] for h in read(full, "history.json")["history"]] == \
@@ -56,7 +58,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config,
 def test_checkpoints_load_with_weights_only(tiny_config):
     run = Run(tiny_config(*FAST, "gnn.item_input=id", "gnn.epochs=4"))
     with pytest.raises(Interrupt):
-        pretrain(run, on_epoch_end=stop_after(2))
+        ensure(run, "gnn", on_epoch_end=stop_after(2))
     (path,) = (run.dir / CHECKPOINTS).glob("epoch-*.pt")
     state = torch.load(path, weights_only=True)
     assert {"model", "optimizer", "best_model", "rng"} <= set(state)
@@ -67,28 +69,28 @@ def test_resume_with_other_settings_or_a_damaged_checkpoint_starts_over(tiny_con
     settings = FAST + ["gnn.item_input=id", "gnn.epochs=4"]
     run = Run(tiny_config(*settings))
     with pytest.raises(Interrupt):
-        pretrain(run, on_epoch_end=stop_after(2))
+        ensure(run, "gnn", on_epoch_end=stop_after(2))
     other_seed = Run(tiny_config(*settings, "run.seed=7"))  # same run folder: run.* is not in its name
     assert other_seed.dir == run.dir
-    out = pretrain(other_seed, resume=True)
-    assert read(out, "manifest.json")["resumed_from"] == 0 and "other gnn settings" in caplog.text
+    out = ensure(other_seed, "gnn", resume=True)
+    assert read(out, "manifest.json")["resumed_from"] == 0 and "other settings or inputs" in caplog.text
     assert not (run.dir / CHECKPOINTS).exists()  # the stale checkpoint goes once the stage is done
-    fresh = pretrain(Run(tiny_config(*settings, "run.seed=7", "run.name=fresh")))
+    fresh = ensure(Run(tiny_config(*settings, "run.seed=7", "run.name=fresh")), "gnn")
     assert np.array_equal(load_item_graph(out), load_item_graph(fresh))
 
     damaged = Run(tiny_config(*settings, "run.name=damaged"))
     with pytest.raises(Interrupt):
-        pretrain(damaged, on_epoch_end=stop_after(2))
+        ensure(damaged, "gnn", on_epoch_end=stop_after(2))
     (path,) = (damaged.dir / CHECKPOINTS).glob("epoch-*.pt")
     path.write_bytes(b"not a checkpoint")
-    assert read(pretrain(damaged, resume=True), "manifest.json")["resumed_from"] == 0
-    assert "checkpoint file missing or changed" in caplog.text
+    assert read(ensure(damaged, "gnn", resume=True), "manifest.json")["resumed_from"] == 0
+    assert "checkpoint file missing or damaged" in caplog.text
 
 
 def test_llm_items_and_attribute_text_inputs(tiny_config):
     run = Run(tiny_config(*FAST, "gnn.epochs=3", "gnn.attribute_input=text", "gnn.combine=attention",
                           "embed.max_tokens=64"))
-    out = pretrain(run)
+    out = ensure(run, "gnn")
     emb = load_item_graph(out)
     assert emb.shape == (9, 16) and emb.dtype == np.float32 and not emb[0].any() and np.isfinite(emb).all()
     assert np.linalg.norm(emb[1:], axis=1).min() > 0
@@ -101,4 +103,4 @@ def test_llm_items_and_attribute_text_inputs(tiny_config):
     assert len(read(out, "history.json")["history"]) == 3
     # up to date: a second call trains nothing
     mtime = (out / "item_graph.npy").stat().st_mtime_ns
-    assert pretrain(run) == out and (out / "item_graph.npy").stat().st_mtime_ns == mtime
+    assert ensure(run, "gnn") == out and (out / "item_graph.npy").stat().st_mtime_ns == mtime

@@ -12,7 +12,7 @@ import numpy as np
 
 from esrgraph.config import load_config
 from esrgraph.graph.io import load_sidecar
-from esrgraph.graph.stage import build_graph
+from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
 from tests.conftest import SHARED_DATA, needs_shared
 
@@ -73,7 +73,7 @@ def check(stats, want, num_items):
 
 
 def build(config, tmp_path):
-    return load_sidecar(build_graph(Run(load_config(CONFIGS / config, [f"run.root={tmp_path}"]))))
+    return load_sidecar(ensure(Run(load_config(CONFIGS / config, [f"run.root={tmp_path}"])), "graph"))
 
 
 @needs_shared

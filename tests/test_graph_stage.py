@@ -12,7 +12,7 @@ from cli.main import main
 from esrgraph.config import load_config
 from esrgraph.errors import ConfigError, InputError
 from esrgraph.graph.io import load_edges, load_graph, load_sidecar, node_values
-from esrgraph.graph.stage import build_graph
+from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
 from tests.conftest import tiny_overrides
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_stage_writes_graph_sidecar_and_edges(tiny, tmp_path):
     run = Run(load_config(None, tiny_overrides(tiny, tmp_path / "runs")))
-    out = build_graph(run)
+    out = ensure(run, "graph")
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["artifacts"]) == {"graph.bin", "graph.json", "edges.npz"}
     meta = load_sidecar(out, num_items=8)
@@ -39,11 +39,11 @@ def test_stage_writes_graph_sidecar_and_edges(tiny, tmp_path):
     for relation, (src, dst) in edges.edges.items():
         got_src, got_dst = graph.edges(etype=relation, order="eid")
         assert np.array_equal(got_src.numpy(), src) and np.array_equal(got_dst.numpy(), dst)
-    assert build_graph(run) == out and json.loads((out / "manifest.json").read_text())["created"] == manifest["created"]
+    assert ensure(run, "graph") == out and json.loads((out / "manifest.json").read_text())["created"] == manifest["created"]
 
 
 def test_loaders_refuse_a_graph_of_another_dataset(tiny, tmp_path):
-    out = build_graph(Run(load_config(None, tiny_overrides(tiny, tmp_path / "runs"))))
+    out = ensure(Run(load_config(None, tiny_overrides(tiny, tmp_path / "runs"))), "graph")
     for load in (load_graph, load_edges, load_sidecar):
         with pytest.raises(InputError, match="the graph has 8 items but the dataset has 7; it was built from other data"):
             load(out, num_items=7)
@@ -52,10 +52,10 @@ def test_loaders_refuse_a_graph_of_another_dataset(tiny, tmp_path):
 
 
 def test_edges_load_without_dgl(tiny, tmp_path):
-    out = build_graph(Run(load_config(None, tiny_overrides(tiny, tmp_path / "runs"))))
+    out = ensure(Run(load_config(None, tiny_overrides(tiny, tmp_path / "runs"))), "graph")
     code = (
         "import sys; sys.modules['dgl'] = None\n"  # any 'import dgl' now fails
-        "from esrgraph.graph.stage import load_edges, load_sidecar\n"
+        "from esrgraph.graph.io import load_edges, load_sidecar\n"
         f"e = load_edges({str(out)!r}, num_items=8); m = load_sidecar({str(out)!r})\n"
         "print(e.num_nodes['item'], len(m['vocab']['brand']['values']))\n"
     )

@@ -23,9 +23,9 @@ def only_flags(*variants):
 
 def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monkeypatch):
     root = tmp_path / "runs"
-    assert main(["pipeline"] + args(tiny, root, "seq.fusion=gate", "seq.heads.enabled=true")) == 0
+    assert main(["pipeline"] + args(tiny, root, "seq.fusion=view", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2")) == 0
     out = capsys.readouterr().out
-    assert "| full | overall |" in out
+    assert "| full | overall | model |" in out and "| full | overall | popularity |" in out
     for stage in ("dataset", "embed", "graph", "gnn", "seq", "eval"):
         assert (root / "r" / stage / "manifest.json").is_file(), stage
     seq_manifest = json.loads((root / "r" / "seq" / "manifest.json").read_text())
@@ -34,23 +34,28 @@ def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monke
     from esrgraph.seq import trainer
 
     monkeypatch.setattr(trainer.Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    assert main(["pipeline"] + args(tiny, root, "seq.fusion=gate", "seq.heads.enabled=true")) == 0
+    assert main(["pipeline"] + args(tiny, root, "seq.fusion=view", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2")) == 0
 
 
 def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     root = tmp_path / "runs"
-    only = ["sasrec", "llmesr", "llmesr+graph-gate", "llmesr+graph-view", "llmesr+graph+heads"]
-    assert main(["ablate", "--seeds", "2"] + only_flags(*only) + args(tiny, root)) == 0
+    only = ["sasrec", "llmesr", "llmesr+graph-init", "llmesr+graph-view", "llmesr+readouts-fitted", "full"]
+    assert main(["ablate", "--seeds", "2"] + only_flags(*only) + args(tiny, root, "seq.readouts.fit_epochs=2")) == 0
     folder = root / "r" / "ablation"
     results = json.loads((folder / "ablation.json").read_text())
     assert list(results["variants"]) == only
-    combined = results["variants"]["llmesr+graph+heads"]
-    valid = {v: sum(results["variants"][v]["valid_NDCG@10"]) for v in ("llmesr+graph-gate", "llmesr+graph-view")}
+    combined = results["variants"]["full"]
+    valid = {v: sum(results["variants"][v]["valid_NDCG@10"]) for v in ("llmesr+graph-init", "llmesr+graph-view")}
     best = max(valid, key=valid.get).rsplit("-", 1)[1]
     assert f"seq.fusion={best}" in combined["overrides"]  # chosen on validation, not test
+    assert "seq.readouts.mode=fitted" in combined["overrides"]
     assert set(results["gains_over_llmesr"]) == set(only) - {"llmesr"}
+    gain = results["gains_over_llmesr"]["sasrec"]["full"]["tail_users"]
+    assert gain["seed_std"] >= 0 and gain["seed_mean"] is not None  # paired per-seed changes
     assert (folder / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| llmesr+graph-gate | tail_users |" in (folder / "ablation.md").read_text()
+    table = (folder / "ablation.md").read_text()
+    assert "| llmesr+graph-view | tail_users |" in table and "| popularity (floor) | overall |" in table
+    assert results["popularity"]["full"]["overall"]["NDCG@10"] >= 0
     # shared stages ran once; each variant trained in its own stage folder
     assert (root / "r" / "gnn").is_dir() and (root / "r" / "seq-sasrec").is_dir() and (root / "r" / "seq-llmesr").is_dir()
 
@@ -60,11 +65,11 @@ def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeyp
 
     root = tmp_path / "runs"
     argv = ["ablate", "--seeds", "2", "--only", "sasrec"] + args(tiny, root)
-    fit, step = trainer.Trainer.fit, trainer.Trainer._step
+    fit, step = trainer.Trainer.fit, trainer.Trainer.step
     steps = {1: 0, 2: 0}
     current = {}
 
-    def fit_stopping_at_seed_2(self, seed, resume):
+    def fit_stopping_at_seed_2(self, seed, resume=False):
         current["seed"] = seed
         if seed == 2 and not resume and not current.get("stopped"):
             current["stopped"] = True
@@ -76,7 +81,7 @@ def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeyp
         return step(self, *a, **k)
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit_stopping_at_seed_2)
-    monkeypatch.setattr(trainer.Trainer, "_step", counting_step)
+    monkeypatch.setattr(trainer.Trainer, "step", counting_step)
     assert main(argv) == 130  # the command reports the interruption (as Ctrl-C) and stops
     trained_seed_1 = steps[1]
     assert trained_seed_1 > 0 and steps[2] == 0
@@ -87,9 +92,9 @@ def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeyp
 
 
 def test_ablation_rejects_an_unknown_variant(tiny, tmp_path, capsys):
-    assert main(["ablate", "--only", "llmesr+graph-gates"] + args(tiny, tmp_path / "runs")) == 2
+    assert main(["ablate", "--only", "llmesr+graph-views"] + args(tiny, tmp_path / "runs")) == 2
     err = capsys.readouterr().err
-    assert "unknown variant llmesr+graph-gates" in err and "llmesr+graph-gate," in err
+    assert "unknown variant llmesr+graph-views" in err and "llmesr+graph-view," in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -98,22 +103,23 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
 
     root = tmp_path / "runs"
     table = root / "r" / "ablation" / "ablation.json"
-    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph-gate") + args(tiny, root)) == 0
+    first = only_flags("llmesr+graph-init", "llmesr+readouts-joint")
+    assert main(["ablate", "--seeds", "1"] + first + args(tiny, root)) == 0
     fit = trainer.Trainer.fit
     trained = []
 
-    def recording_fit(self, seed, resume):
-        trained.append(self.model.heads is not None)
+    def recording_fit(self, seed, resume=False):
+        trained.append(self.model.readouts is not None)
         return fit(self, seed, resume)
 
     monkeypatch.setattr(trainer.Trainer, "fit", recording_fit)
-    # the baseline alone, then the combined variant with its fusion taken from the earlier call's gate run
-    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr", "llmesr+graph+heads") + args(tiny, root)) == 0
-    assert trained == [False, True]  # the gate variant was not trained again
+    # the baseline alone, then the combined variant with its fusion and mode taken from the earlier call's runs
+    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr", "full") + args(tiny, root)) == 0
+    assert trained == [False, True]  # the earlier variants were not trained again
     results = json.loads(table.read_text())
-    assert list(results["variants"]) == ["llmesr", "llmesr+graph-gate", "llmesr+graph+heads"]
-    assert "seq.fusion=gate" in results["variants"]["llmesr+graph+heads"]["overrides"]
-    assert set(results["gains_over_llmesr"]) == {"llmesr+graph-gate", "llmesr+graph+heads"}
+    assert list(results["variants"]) == ["llmesr", "llmesr+graph-init", "llmesr+readouts-joint", "full"]
+    assert {"seq.fusion=init", "seq.readouts.mode=joint"} <= set(results["variants"]["full"]["overrides"])
+    assert set(results["gains_over_llmesr"]) == {"llmesr+graph-init", "llmesr+readouts-joint", "full"}
     # results of another training config are stale: they stay out of the table
     assert main(["ablate", "--seeds", "1"] + only_flags("llmesr") + args(tiny, root, "train.epochs=1")) == 0
     results = json.loads(table.read_text())
@@ -124,33 +130,35 @@ def test_a_variant_another_call_finishes_while_the_combined_one_trains_joins_the
     from esrgraph.seq import trainer
 
     root = tmp_path / "runs"
-    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph-gate") + args(tiny, root)) == 0
+    first = only_flags("llmesr+graph-view", "llmesr+readouts-joint")
+    assert main(["ablate", "--seeds", "1"] + first + args(tiny, root)) == 0
     fit = trainer.Trainer.fit
     other_call = []
 
-    def fit_while_another_call_runs(self, seed, resume):
-        if self.model.heads is not None and not other_call:  # the combined variant: meanwhile another call finishes sasrec
+    def fit_while_another_call_runs(self, seed, resume=False):
+        if self.model.views.graph is not None and self.model.readouts is not None and not other_call:
+            # the combined variant: meanwhile another call finishes sasrec
             other_call.append(None)
             other_call[0] = main(["ablate", "--seeds", "1"] + only_flags("sasrec") + args(tiny, root))
         return fit(self, seed, resume)
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit_while_another_call_runs)
-    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph+heads") + args(tiny, root)) == 0
+    assert main(["ablate", "--seeds", "1"] + only_flags("full") + args(tiny, root)) == 0
     assert other_call == [0]
     variants = json.loads((root / "r" / "ablation" / "ablation.json").read_text())["variants"]
-    assert list(variants) == ["sasrec", "llmesr+graph-gate", "llmesr+graph+heads"]
+    assert list(variants) == ["sasrec", "llmesr+graph-view", "llmesr+readouts-joint", "full"]
 
 
-def test_combined_variant_needs_a_graph_variant(tiny, tmp_path, capsys):
-    assert main(["ablate", "--seeds", "1"] + only_flags("llmesr+graph+heads") + args(tiny, tmp_path / "runs")) == 2
-    assert "run at least one llmesr+graph-* variant" in capsys.readouterr().err
+def test_combined_variant_needs_graph_and_readout_variants(tiny, tmp_path, capsys):
+    assert main(["ablate", "--seeds", "1"] + only_flags("full") + args(tiny, tmp_path / "runs")) == 2
+    assert "run the llmesr+graph-* and llmesr+readouts-* variants first" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before anything was trained or written
 
 
 def test_a_variant_the_settings_rule_out_is_refused_before_any_training(tiny, tmp_path, capsys):
-    extra = only_flags("sasrec", "llmesr+heads-after") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
+    extra = only_flags("sasrec", "llmesr+readouts-fitted") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
     assert main(["ablate", "--seeds", "1"] + extra) == 2
-    assert "variant llmesr+heads-after: seq.heads.fit: heads fitted after training need" in capsys.readouterr().err
+    assert "variant llmesr+readouts-fitted: seq.readouts.mode: readouts fitted after training need" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 

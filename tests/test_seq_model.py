@@ -6,7 +6,7 @@ import torch
 
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
-from esrgraph.seq.batches import SequenceData
+from esrgraph.data.sequences import SequenceData
 from esrgraph.seq.config import SeqConfig
 from esrgraph.seq.distill import Distiller
 from esrgraph.seq.model import SeqRecommender

@@ -11,7 +11,7 @@ PROTOCOLS = ("sampled", "full")
 
 @dataclass
 class EvalConfig:
-    protocols: list[str] = field(factory=lambda: list(PROTOCOLS), choices=PROTOCOLS)
+    protocols: list[str] = field(factory=lambda: list(PROTOCOLS), choices=PROTOCOLS, help="protocols reported")
     sampled_negatives: int = field(100, min=1, help="sampled protocol: negatives per user, never interacted with")
     negative_seed: int = field(2024, min=0, help="fixes each user's sampled negatives, the same for every model")
-    ks: list[int] = field(factory=lambda: [5, 10, 20], min=1)
+    ks: list[int] = field(factory=lambda: [5, 10, 20], min=1, help="cut-offs K of HR@K and NDCG@K (must include 10)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..seq.batches import SequenceData
+from ..data.sequences import SequenceData
 from .config import EvalConfig
 from .metrics import grouped_metrics
 from .protocols import Scorer, rank_targets, sampled_negatives

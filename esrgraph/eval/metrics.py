@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 GROUPS = ("overall", "tail_users", "head_users", "tail_items", "head_items")
+VALID_METRIC = "NDCG@10"  # what early stopping, θ tuning and the ablation compare
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
@@ -67,15 +68,20 @@ def aggregate(runs: list[dict[str, dict[str, dict[str, float]]]]) -> dict:
     return out
 
 
-def format_table(summary: dict, ks: Sequence[int], seeds: int) -> str:
-    """A markdown table of aggregated metrics, the protocol named on every row."""
+def format_table(summary: dict, ks: Sequence[int], seeds: int, floor: dict | None = None) -> str:
+    """A markdown table of aggregated metrics, the protocol named on every row; with ``floor``
+    (the popularity baseline's metrics, one run) a popularity row follows each model row."""
     names = metric_names(ks)
-    header = "| protocol | group | users | " + " | ".join(names) + " |"
-    lines = [header, "|" + "---|" * (3 + len(names))]
+    header = "| protocol | group | model | users | " + " | ".join(names) + " |"
+    lines = [header, "|" + "---|" * (4 + len(names))]
     for protocol, groups in summary.items():
         for group, metrics in groups.items():
             cells = [_cell(metrics[n], seeds) for n in names]
-            lines.append(f"| {protocol} | {group} | {metrics['users']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {protocol} | {group} | model | {metrics['users']} | " + " | ".join(cells) + " |")
+            if floor is not None:
+                base = floor[protocol][group]
+                cells = [_cell({"mean": base[n], "std": 0.0}, 1) for n in names]
+                lines.append(f"| {protocol} | {group} | popularity | {base['users']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import EsrError
-from ..seq.batches import SequenceData
+from ..data.sequences import SequenceData
 
 SPLIT_CODES = {"valid": 1, "test": 2}
 

@@ -14,14 +14,6 @@ from .native import NativeOps
 from .tensors import GraphTensors
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"gnn.device is {device!r}, but this torch sees no CUDA device; use cpu or auto")
-    return torch.device(device)
-
-
 def dgl_importable() -> bool:
     try:
         _import_dgl_backend()

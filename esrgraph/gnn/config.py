@@ -65,7 +65,7 @@ class GnnConfig:
     link_samples: int = field(4096, min=1, help="positive item-attribute edges sampled per relation and step")
     # optimisation
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
-    weight_decay: float = field(1e-5, min=0.0)
+    weight_decay: float = field(1e-5, min=0.0, help="Adam weight decay")
     epochs: int = field(200, min=1, help="most epochs (one epoch: both views over the whole graph and the full loss)")
     patience: int = field(20, min=1, help="stop after this many epochs without a loss improvement of min_delta")
     min_delta: float = field(1e-3, min=0.0, help="smallest loss decrease that counts as an improvement")

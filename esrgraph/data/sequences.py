@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.dataset import Dataset
+from .dataset import Dataset
 
 
 @dataclass
@@ -29,14 +29,17 @@ class Batch:
     items: torch.Tensor
     lengths: torch.Tensor
     targets: torch.Tensor | None = None  # [B, T] next items (0 where no loss), or [B] for evaluation
+    history: "Batch | None" = None  # the unmasked training sequences, where ``items`` hides some (masked-item training)
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: t.to(device, non_blocking=True) if t is not None else None
-        return Batch(move(self.users), move(self.items), move(self.lengths), move(self.targets))
+        history = self.history.to(device) if self.history is not None else None
+        return Batch(move(self.users), move(self.items), move(self.lengths), move(self.targets), history)
 
     def rows(self, index: slice) -> "Batch":
         pick = lambda t: t[index] if t is not None else None
-        return Batch(pick(self.users), pick(self.items), pick(self.lengths), pick(self.targets))
+        history = self.history.rows(index) if self.history is not None else None
+        return Batch(pick(self.users), pick(self.items), pick(self.lengths), pick(self.targets), history)
 
 
 class SequenceData:
@@ -56,6 +59,14 @@ class SequenceData:
 
     def train_sequence(self, user: int) -> np.ndarray:
         return self.full[user][:-2]
+
+    def train_popularity(self) -> torch.Tensor:
+        """[N + 1] interactions per item in the training sequences (row 0 padding: 0)."""
+        counts = np.zeros(self.num_items + 1, dtype=np.int64)
+        for seq in self.full:
+            np.add.at(counts, seq[:-2], 1)
+        counts[0] = 0
+        return torch.from_numpy(counts)
 
     def trainable_users(self) -> np.ndarray:
         """Users with at least one training position (a training sequence of two or more items)."""

@@ -1,0 +1,130 @@
+"""Building a recommender and its trainer from a config and the arrays the earlier stages wrote.
+
+:class:`RecommenderInputs` gathers what a recommender is made from (the
+dataset, the LLM and PCA item embeddings, the graph item embeddings, the
+similar users); :func:`build_recommender` and :func:`build_trainer` are what
+the ``seq`` stage, the benchmarks and the tests all call, so none of them can
+drift from what ``esr train-seq`` trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.dataset import Dataset, load_dataset
+from ..data.sequences import SequenceData
+from ..eval.baselines import PopularityScorer
+from ..eval.evaluate import Evaluator
+from ..eval.metrics import VALID_METRIC
+from ..gnn.store import load_item_graph
+from ..text.reduce import pca
+from ..text.store import ITEM_LLM, ITEM_PCA, SIMILAR_USERS, load_array
+from ..training.checkpoint import CheckpointStore
+from .distill import Distiller
+from ..training.distributed import DistContext
+from .model import SeqRecommender
+from .trainer import Trainer
+from .views import ID_INIT_STD
+
+
+@dataclass
+class RecommenderInputs:
+    """Arrays a recommender is built from; ``None`` where the config does not use them."""
+
+    dataset: Dataset
+    llm: np.ndarray | None = None  # [N + 1, d_llm]
+    pca: np.ndarray | None = None  # [N + 1, d]
+    graph: np.ndarray | None = None  # [N + 1, d_g]
+    similar_users: np.ndarray | None = None  # [U, K]
+
+    @classmethod
+    def from_folders(cls, cfg, folders: dict[str, Path]) -> "RecommenderInputs":
+        """Read the stage folders a ``seq`` stage reads (``dataset``, and ``embed``/``gnn`` where used)."""
+        inputs = cls(load_dataset(folders["dataset"]))
+        if "embed" in folders:
+            inputs.llm = load_array(folders["embed"], ITEM_LLM)
+            inputs.pca = load_array(folders["embed"], ITEM_PCA)
+            inputs.similar_users = load_array(folders["embed"], SIMILAR_USERS)
+        if "gnn" in folders:
+            inputs.graph = load_item_graph(folders["gnn"])
+        return inputs
+
+    def sequences(self, cfg) -> SequenceData:
+        return SequenceData(self.dataset, cfg.seq.max_length, cfg.seq.reference_padding)
+
+
+def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | None]:
+    """Tensors the model is built from: LLM table, collaborative init, graph table, user groups."""
+    as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)) if a is not None else None
+    use_text = cfg.seq.variant != "plain"
+    llm, init = (as_tensor(inputs.llm), as_tensor(inputs.pca)) if use_text else (None, None)
+    graph = as_tensor(inputs.graph) if cfg.seq.fusion != "none" else None
+    if graph is not None:
+        if cfg.seq.fusion == "init" and init is not None:
+            init = fused_init(init, graph, cfg.seq.hidden_size)
+        # Graph rows leave a LayerNorm, far larger than the item embeddings they join: bring
+        # them to the collaborative view's starting scale, so a nearly closed gate (or a new
+        # view) starts nearly silent and the model must learn to let the graph in.
+        graph = graph * (_start_std(init) / graph[1:].std())
+    return {"llm": llm, "init": init, "graph": graph, "tail_users": torch.from_numpy(inputs.dataset.tail_users.copy())}
+
+
+def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:
+    """The configured recommender, its weights initialised from ``seed``."""
+    torch.manual_seed(seed)
+    model = SeqRecommender(cfg.seq, inputs.dataset.num_items, **model_tensors(cfg, inputs))
+    return model.to(device)
+
+
+def build_evaluator(cfg, data: SequenceData, device: torch.device | str = "cpu") -> Evaluator:
+    return Evaluator(data, cfg.eval, cfg.train.eval_batch_size, torch.device(device))
+
+
+def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:
+    """The popularity baseline's validation NDCG@10 under the early-stopping protocol."""
+    scorer = PopularityScorer(data.train_popularity().numpy(), evaluator.device)
+    metrics = evaluator.evaluate(scorer, "valid", [cfg.train.valid_protocol])
+    return metrics[cfg.train.valid_protocol]["overall"][VALID_METRIC]
+
+
+def build_trainer(cfg, inputs: RecommenderInputs, model: SeqRecommender, store: CheckpointStore,
+                  device: torch.device | str = "cpu", dist: DistContext | None = None,
+                  data: SequenceData | None = None, evaluator: Evaluator | None = None) -> Trainer:
+    """A trainer for ``model`` with the configured objective, distillation and early stopping."""
+    device = torch.device(device)
+    data = data or inputs.sequences(cfg)
+    evaluator = evaluator or build_evaluator(cfg, data, device)
+    distiller = None
+    if distills(cfg) and inputs.similar_users is not None:
+        distiller = Distiller(inputs.similar_users, cfg.seq.distill, data)
+    floor = popularity_floor(cfg, data, evaluator)
+    return Trainer(model, data, cfg.train, evaluator, distiller, device, store, dist, floor, cfg.seq.distill.alpha)
+
+
+def distills(cfg) -> bool:
+    return cfg.seq.variant == "llmesr" and cfg.seq.distill.alpha > 0
+
+
+def _start_std(init: torch.Tensor | None) -> float:
+    """The standard deviation the collaborative view starts at (PCA rows, or the random init)."""
+    return float(init[1:].std()) if init is not None else ID_INIT_STD
+
+
+def fused_init(pca_rows: torch.Tensor, graph: torch.Tensor, d: int) -> torch.Tensor:
+    """The seed project's fusion: PCA and graph embeddings concatenated and reduced to d dimensions.
+
+    Each block is scaled to unit standard deviation first, so the graph (whose
+    rows come out of a LayerNorm, far larger than the PCA rows) cannot drown the
+    text; the result is scaled back to the PCA rows' standard deviation, so the
+    collaborative view starts at the scale plain LLM-ESR starts at. Row 0 stays zero.
+    """
+    text, structure = pca_rows[1:].numpy(), graph[1:].numpy()
+    both = np.concatenate([text / text.std(), structure / structure.std()], axis=1)
+    fused = pca(both, d)
+    fused *= text.std() / fused.std()
+    return torch.cat([torch.zeros(1, d), torch.from_numpy(fused)])
+

@@ -1,0 +1,51 @@
+"""A trained ``seq`` stage folder: writing what rebuilds a model, and loading models back.
+
+``model.json`` holds the model's settings and the shapes of the tables it was
+built from; ``model-seed<S>.pt`` each seed's weights. Loading needs neither
+the earlier stages nor DGL: every table is restored from the state_dict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..artifacts import read_json
+from ..config_schema import build
+from ..errors import InputError
+from ..training.checkpoint import load_state
+from .config import SeqConfig
+from .model import SeqRecommender
+
+SPEC = "model.json"
+
+
+def model_spec(seq: SeqConfig, num_items: int, tensors: dict[str, torch.Tensor | None]) -> dict:
+    """The shapes the model was built with; its tables are restored from the state_dict."""
+    shapes = {name: list(t.shape) if t is not None else None for name, t in tensors.items() if name != "init"}
+    return {"seq": asdict(seq), "num_items": num_items, "shapes": shapes}
+
+
+def load_model(folder: Path, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:
+    """Rebuild the recommender of ``seed`` from ``model.json`` and its state_dict, in eval mode."""
+    folder = Path(folder)
+    try:
+        spec = read_json(folder / SPEC)
+    except (OSError, ValueError) as exc:
+        raise InputError(folder / SPEC, f"cannot read the model description ({exc}); run esr train-seq --force") from None
+    seq = build(SeqConfig, spec["seq"], "seq.")
+    empty = {name: torch.zeros(shape) if shape else None for name, shape in spec["shapes"].items()}
+    model = SeqRecommender(seq, spec["num_items"], **empty)
+    model.load_state_dict(load_state(folder / f"model-seed{seed}.pt"))
+    return model.to(device).eval()
+
+
+def trained_seeds(folder: Path) -> list[int]:
+    return sorted(int(p.stem.removeprefix("model-seed")) for p in Path(folder).glob("model-seed*.pt"))
+
+
+def histories(folder: Path) -> dict[int, list[dict]]:
+    return {seed: json.loads((Path(folder) / f"history-seed{seed}.json").read_text()) for seed in trained_seeds(folder)}

@@ -1,0 +1,46 @@
+"""The ``embed`` stage: item and user texts -> LLM embeddings, PCA, similar users."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import save_array
+from ..data.dataset import load_dataset
+from ..errors import EsrError
+from ..text.cache import EmbeddingCache, encode_cached
+from ..text.encoder import TextEncoder
+from ..text.reduce import pca
+from ..text.similar import top_k_similar
+from ..text.store import ARTIFACTS
+from ..text.templates import item_texts, user_texts
+from . import Stage, StageRun
+
+log = logging.getLogger(__name__)
+
+
+def produce(ctx: StageRun, out: Path) -> dict:
+    ds = load_dataset(ctx.inputs["dataset"])
+    cfg = ctx.cfg.embed
+    categories_are_path = ctx.cfg.dataset.metadata.categories_are_path
+    encoder = TextEncoder.load(cfg.model, cfg.device, cfg.precision, cfg.max_tokens)
+    cache = EmbeddingCache(ctx.run.cache_dir / "text", encoder.cache_key(), encoder.dim) if cfg.cache else None
+    items = item_texts(ds, cfg.item_template, categories_are_path, encoder.max_tokens)
+    users = user_texts(ds, cfg.user_item_template, cfg.user_separator, categories_are_path, encoder.max_tokens, items)
+    item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts")
+    user_vecs = encode_cached(encoder, users, cfg.batch_size, cache, "user texts")
+    item_llm = np.vstack([np.zeros((1, encoder.dim), np.float32), item_vecs])
+    item_pca = np.vstack([np.zeros((1, cfg.pca_dim), np.float32), pca(item_vecs, cfg.pca_dim)])
+    similar, scores = top_k_similar(user_vecs, cfg.similar_users, cfg.block_size)
+    arrays = dict(zip(ARTIFACTS, (item_llm, item_pca, user_vecs, similar, scores)))
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise EsrError(f"embed: {name} holds NaN or infinite values; nothing was written")
+        save_array(out / name, array)
+    return {"model": encoder.model_id, "device": encoder.device, "precision": encoder.precision,
+            "max_tokens": encoder.max_tokens, "texts": {"items": len(items), "users": len(users)}}
+
+
+STAGE = Stage("embed", reads=lambda cfg: ("dataset",), section=lambda cfg: cfg.embed, produce=produce)
