@@ -30,7 +30,7 @@ import numpy as np
 SYLLABLES = ["ka", "lo", "mi", "ra", "ve", "su", "to", "ne", "bi", "xo", "da", "pe", "qu", "zen", "or", "li"]
 NOUNS = ["cream", "serum", "brush", "lotion", "polish", "spray", "kit", "set", "gel", "oil", "mask", "tool"]
 ADJECTIVES = ["gentle", "daily", "pro", "classic", "ultra", "natural", "matte", "fresh", "deep", "soft"]
-JUNK_PRICES = ["Click here to see price", "TBD", "$", "<span class=\"a-price\">", "see site", "12,99 €", "free"]
+JUNK_PRICES = ["Click here to see price", "TBD", "$", '<span class="a-price">', "see site", "12,99 €", "free"]
 
 
 def word(k: int, parts: int = 3) -> str:
@@ -135,13 +135,22 @@ def child(meta_path: str, out_dir: str) -> None:
     built_at = time.perf_counter()
     save_graph(Path(out_dir), built, {}, {"metadata": meta_path})
     saved = time.perf_counter()
-    print(json.dumps({
-        "import_s": imported - start, "read_s": read - imported, "build_s": built_at - read, "save_s": saved - built_at,
-        "total_s": saved - imported, "cpu_s": time.process_time() - cpu_start,
-        "rss_when_saved_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "nodes": built.edges.num_nodes, "edges": built.edges.num_edges(),
-        "unparseable_prices": built.stats["prices"]["unparseable"],
-    }))
+    print(
+        json.dumps(
+            {
+                "import_s": imported - start,
+                "read_s": read - imported,
+                "build_s": built_at - read,
+                "save_s": saved - built_at,
+                "total_s": saved - imported,
+                "cpu_s": time.process_time() - cpu_start,
+                "rss_when_saved_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "nodes": built.edges.num_nodes,
+                "edges": built.edges.num_edges(),
+                "unparseable_prices": built.stats["prices"]["unparseable"],
+            }
+        )
+    )
 
 
 def measure(meta_path: Path, items: int) -> dict:
@@ -153,8 +162,9 @@ def measure(meta_path: Path, items: int) -> dict:
             raise SystemExit(f"benchmark child failed for {items:,} items:\n{stderr}")
         report = json.loads(stdout.strip().splitlines()[-1])
         report["bytes_saved"] = sum(f.stat().st_size for f in Path(out).iterdir())
-    report.update(items=items, file_mib=meta_path.stat().st_size / 2**20, process_wall_s=wall,
-                  peak_rss_mib=usage.ru_maxrss / 1024)
+    report.update(
+        items=items, file_mib=meta_path.stat().st_size / 2**20, process_wall_s=wall, peak_rss_mib=usage.ru_maxrss / 1024
+    )
     return report
 
 
@@ -174,16 +184,24 @@ def run_child(command: list[str]) -> tuple[int, str, str, resource.struct_rusage
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| items | file MiB | read s | build s | save s | file → saved graph s | (CPU s) | process wall s "
-             "| peak RSS MiB | nodes | edges |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| items | file MiB | read s | build s | save s | file → saved graph s | (CPU s) | process wall s "
+        "| peak RSS MiB | nodes | edges |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         nodes = sum(r["nodes"].values())
         cells = [f"{r['items']:,}", f"{r['file_mib']:.0f}"]
@@ -196,8 +214,12 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "esr-graph-bench",
-                        help="where the generated catalogues are kept (reused when present)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "esr-graph-bench",
+        help="where the generated catalogues are kept (reused when present)",
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", nargs=2, metavar=("META", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -43,7 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?")
     parser.add_argument("--texts", type=int, default=600, help="random sample of item and user texts")
-    parser.add_argument("--all", action="store_true", help="every item and user text (plain encode takes ~16 min on 2 cores)")
+    parser.add_argument(
+        "--all", action="store_true", help="every item and user text (plain encode takes ~16 min on 2 cores)"
+    )
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

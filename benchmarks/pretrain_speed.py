@@ -30,11 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATASET_CONFIGS = {"amazon-scientific": ROOT / "configs" / "amazon-scientific.yaml",
-                   "amazon-beauty": ROOT / "configs" / "amazon-beauty.yaml"}
+DATASET_CONFIGS = {
+    "amazon-scientific": ROOT / "configs" / "amazon-scientific.yaml",
+    "amazon-beauty": ROOT / "configs" / "amazon-beauty.yaml",
+}
 
 
 # ----------------------------------------------------------------- one case (child process)
+
 
 def run_case(case: dict) -> dict:
     import numpy as np
@@ -44,7 +47,7 @@ def run_case(case: dict) -> dict:
     from esrgraph.gnn.model import ContrastiveModel, build_encoder
     from esrgraph.gnn.synthetic import synthetic_edges
     from esrgraph.gnn.tensors import GraphTensors
-    from esrgraph.gnn.train import _step
+    from esrgraph.gnn.train import train_step
     from esrgraph.graph.edges import HeteroEdges
 
     if case.get("threads"):
@@ -61,22 +64,31 @@ def run_case(case: dict) -> dict:
     model = ContrastiveModel(build_encoder(cfg, graph, case["backend"], features), cfg.projection).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     for _ in range(case["warmup"]):
-        _step(model, graph, cfg, optimizer)
+        train_step(model, graph, cfg, optimizer)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = [_step(model, graph, cfg, optimizer)[1] for _ in range(case["epochs"])]
+    seconds = [train_step(model, graph, cfg, optimizer)[1] for _ in range(case["epochs"])]
     per_epoch = float(np.median(seconds))
     if device.type == "cuda":
         peak, peak_kind = torch.cuda.max_memory_allocated(device), "cuda max allocated"
     else:
         peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
-    return {**case, "items": n_nodes - 1, "edges_total": edges.num_edges(), "seconds_per_epoch": round(per_epoch, 4),
-            "epoch_seconds": [round(s, 4) for s in seconds], "edges_per_second": round(edges.num_edges() / per_epoch),
-            "items_per_second": round((n_nodes - 1) / per_epoch), "peak_memory_bytes": int(peak),
-            "peak_memory_kind": peak_kind, "threads": torch.get_num_threads()}
+    return {
+        **case,
+        "items": n_nodes - 1,
+        "edges_total": edges.num_edges(),
+        "seconds_per_epoch": round(per_epoch, 4),
+        "epoch_seconds": [round(s, 4) for s in seconds],
+        "edges_per_second": round(edges.num_edges() / per_epoch),
+        "items_per_second": round((n_nodes - 1) / per_epoch),
+        "peak_memory_bytes": int(peak),
+        "peak_memory_kind": peak_kind,
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ----------------------------------------------------------------- driver
+
 
 def available_devices(wanted: list[str]) -> list[str]:
     import torch
@@ -103,17 +115,21 @@ def dataset_edges(names: list[str], workdir: Path) -> tuple[dict[str, str], list
     """Build the shared datasets' graphs with the graph stage; (name -> edges.npz, skip notes)."""
     notes, paths = [], {}
     try:
-        from esrgraph.config import load_config
-        from esrgraph.graph.stage import build_graph
-        from esrgraph.runs import Run
         import dgl  # noqa: F401  (the graph stage writes a DGL graph)
+
+        from esrgraph.config import load_config
+        from esrgraph.pipeline import ensure
+        from esrgraph.runs import Run
     except Exception as exc:  # no DGL, or a broken install: the datasets need pre-built edges.npz files
-        return {}, [f"shared datasets skipped: cannot build graphs here ({type(exc).__name__}: {exc}); pass --edges NAME=edges.npz"]
+        return {}, [
+            f"shared datasets skipped: cannot build graphs here ({type(exc).__name__}: {exc}); "
+            "pass --edges NAME=edges.npz"
+        ]
     for name in names:
         cfg_path = DATASET_CONFIGS[name]
         try:
             run = Run(load_config(cfg_path, [f"run.root={workdir}", "gnn.item_input=id"]))
-            paths[name] = str(build_graph(run) / "edges.npz")
+            paths[name] = str(ensure(run, "graph") / "edges.npz")
         except Exception as exc:  # missing data files are reported, not fatal
             notes.append(f"{name} skipped: {type(exc).__name__}: {exc}")
     return paths, notes
@@ -123,8 +139,13 @@ def run_child(case: dict, timeout: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
-                              text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--case", json.dumps(case)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {**case, "error": f"timed out after {timeout} s"}
     if proc.returncode != 0:
@@ -138,9 +159,16 @@ def run_child(case: dict, timeout: int) -> dict:
 def machine() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "memory_gib": _memory_gib(),
-            "torch_threads": torch.get_num_threads(), "cuda": None}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": None,
+    }
     if torch.cuda.is_available():
         info["cuda"] = torch.cuda.get_device_name(0)
     try:
@@ -171,19 +199,24 @@ def _memory_gib() -> float | None:
 
 
 def markdown(results: list[dict], info: dict, notes: list[str]) -> str:
-    lines = [f"Machine: {info['cpu']}, {info['cpu_count']} cores, {info['memory_gib']} GiB RAM; "
-             f"GPU: {info['cuda'] or 'none'}; torch {info['torch']}, dgl {info['dgl']}.", "",
-             "| graph | items | edges | backend | device | threads | s / epoch | edges / s | items / s | peak memory |",
-             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Machine: {info['cpu']}, {info['cpu_count']} cores, {info['memory_gib']} GiB RAM; "
+        f"GPU: {info['cuda'] or 'none'}; torch {info['torch']}, dgl {info['dgl']}.",
+        "",
+        "| graph | items | edges | backend | device | threads | s / epoch | edges / s | items / s | peak memory |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['graph']} | | | {r['backend']} | {r['device']} | | failed: {r['error']} | | | |")
             continue
         kind = "RSS" if r["peak_memory_kind"] == "peak RSS" else "CUDA"
-        lines.append(f"| {r['graph']} | {r['items']:,} | {r['edges_total']:,} | {r['backend']} | {r['device']} | "
-                     f"{r['threads'] if r['device'] == 'cpu' else ''} | {r['seconds_per_epoch']:.3f} | "
-                     f"{r['edges_per_second']:,} | {r['items_per_second']:,} | "
-                     f"{r['peak_memory_bytes'] / 2**30:.2f} GiB {kind} |")
+        lines.append(
+            f"| {r['graph']} | {r['items']:,} | {r['edges_total']:,} | {r['backend']} | {r['device']} | "
+            f"{r['threads'] if r['device'] == 'cpu' else ''} | {r['seconds_per_epoch']:.3f} | "
+            f"{r['edges_per_second']:,} | {r['items_per_second']:,} | "
+            f"{r['peak_memory_bytes'] / 2**30:.2f} GiB {kind} |"
+        )
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -191,7 +224,9 @@ def markdown(results: list[dict], info: dict, notes: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="generated graphs, items")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="generated graphs, items"
+    )
     parser.add_argument("--edges", nargs="*", default=[], metavar="NAME=PATH", help="pre-built edges.npz files")
     parser.add_argument("--no-datasets", action="store_true", help="do not build the shared datasets' graphs")
     parser.add_argument("--datasets", nargs="*", default=list(DATASET_CONFIGS), choices=list(DATASET_CONFIGS))
@@ -227,14 +262,31 @@ def main() -> None:
                     notes.append(f"{backend} on {device}: skipped ({reason})")
                     continue
                 for name, source in graphs:
-                    case = {"graph": name, **source, "backend": backend, "device": device, "epochs": args.epochs,
-                            "warmup": args.warmup, "negatives": args.negatives, "item_input": args.item_input,
-                            "threads": args.threads}
+                    case = {
+                        "graph": name,
+                        **source,
+                        "backend": backend,
+                        "device": device,
+                        "epochs": args.epochs,
+                        "warmup": args.warmup,
+                        "negatives": args.negatives,
+                        "item_input": args.item_input,
+                        "threads": args.threads,
+                    }
                     result = run_child(case, args.timeout)
                     results.append(result)
                     print(json.dumps(result), file=sys.stderr, flush=True)
-    report = {"machine": info, "settings": {"negatives": args.negatives, "item_input": args.item_input,
-                                            "epochs": args.epochs, "warmup": args.warmup}, "results": results, "notes": notes}
+    report = {
+        "machine": info,
+        "settings": {
+            "negatives": args.negatives,
+            "item_input": args.item_input,
+            "epochs": args.epochs,
+            "warmup": args.warmup,
+        },
+        "results": results,
+        "notes": notes,
+    }
     table = markdown(results, info, notes)
     print(table)
     if args.json:

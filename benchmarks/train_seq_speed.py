@@ -28,29 +28,17 @@ def measure(config: str, backbone: str, variant: str, epochs: int, root: str, ov
     import numpy as np
     import torch
 
+    from esrgraph.api import build_recommender, build_trainer, recommender_inputs
     from esrgraph.config import load_config
-    from esrgraph.eval.evaluate import Evaluator
     from esrgraph.runs import Run
-    from esrgraph.seq import stage as seq_stage
-    from esrgraph.data.sequences import SequenceData
-    from esrgraph.seq.distill import Distiller
-    from esrgraph.seq.distributed import DistContext, resolve_device
-    from esrgraph.seq.model import SeqRecommender
-    from esrgraph.seq.trainer import Trainer
+    from esrgraph.training.checkpoint import CheckpointStore
 
     cfg = load_config(config, [f"run.root={root}", f"seq.backbone={backbone}", f"seq.variant={variant}"] + overrides)
     run = Run(cfg)
-    inputs, _ = seq_stage._upstream(run)
-    device = resolve_device(cfg.train.device)
-    data = SequenceData(inputs.ds, cfg.seq.max_length, cfg.seq.reference_padding)
-    tensors = seq_stage.model_inputs(cfg, inputs)
-    distiller = None
-    if variant == "llmesr":
-        distiller = Distiller(np.load(inputs.embed_dir / "similar_users.npy"), cfg.seq.distill, data)
-    torch.manual_seed(0)
-    model = SeqRecommender(cfg.seq, inputs.ds.num_items, **tensors).to(device)
-    evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device)
-    trainer = Trainer(model, data, cfg.seq, cfg.train, evaluator, distiller, device, DistContext(), run.dir / "bench.ckpt")
+    inputs = recommender_inputs(run)
+    model = build_recommender(cfg, run, seed=0, inputs=inputs)
+    device = next(model.parameters()).device
+    trainer = build_trainer(cfg, run, model, CheckpointStore(run.dir / "bench.ckpt", "bench"), inputs)
     rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -58,19 +46,23 @@ def measure(config: str, backbone: str, variant: str, epochs: int, root: str, ov
     for epoch in range(epochs):
         _sync(device)
         start = time.perf_counter()
-        trainer._epoch(rng, generator, epoch + 1)
+        trainer.train_epoch(rng, generator, epoch + 1)
         _sync(device)
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
-    trainer._validate()
+    trainer.validate()
     _sync(device)
     valid_s = time.perf_counter() - start
     sequences = len(trainer.users)
     per_epoch = float(np.median(times))
     return {
-        "dataset": cfg.dataset.name, "model": f"{backbone}/{variant}", "device": str(device),
-        "threads": torch.get_num_threads(), "users_trained": sequences,
-        "seconds_per_epoch": round(per_epoch, 2), "sequences_per_s": round(sequences / per_epoch, 1),
+        "dataset": cfg.dataset.name,
+        "model": f"{backbone}/{variant}",
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "users_trained": sequences,
+        "seconds_per_epoch": round(per_epoch, 2),
+        "sequences_per_s": round(sequences / per_epoch, 1),
         "validation_s": round(valid_s, 2),
         "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
     }
@@ -94,11 +86,15 @@ def run_child(args: list[str]) -> tuple[dict, float]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| dataset | model | device | s/epoch | sequences/s | validation s | peak RSS MiB | CUDA peak MiB |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| dataset | model | device | s/epoch | sequences/s | validation s | peak RSS MiB | CUDA peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['device']} | {r['seconds_per_epoch']} | {r['sequences_per_s']} "
-                     f"| {r['validation_s']} | {r['peak_rss_mib']:.0f} | {r['cuda_peak_mib'] or '–'} |")
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['device']} | {r['seconds_per_epoch']} | {r['sequences_per_s']} "
+            f"| {r['validation_s']} | {r['peak_rss_mib']:.0f} | {r['cuda_peak_mib'] or '–'} |"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="esr")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log; tables and results still print.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only warnings and errors in the log; tables and results still print."
+)
 def esr(verbose: int, quiet: bool) -> None:
     """Graph-aware, LLM-enhanced sequential recommendation for long-tail users and items.
 

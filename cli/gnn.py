@@ -23,7 +23,9 @@ def pretrain_gnn(run, resume: bool) -> None:
     if "epochs" in manifest:
         stop = "loss plateau" if manifest["stopped_early"] else "epoch limit"
         resumed = f", resumed after epoch {manifest['resumed_from']}" if manifest.get("resumed_from") else ""
-        click.echo(f"{manifest['backend']} on {manifest['device']}: {manifest['epochs']} epochs ({stop}{resumed}), "
-                   f"{manifest['seconds_per_epoch']:.3f} s/epoch, best loss {manifest['best_loss']:.4f} "
-                   f"at epoch {manifest['best_epoch']}")
+        click.echo(
+            f"{manifest['backend']} on {manifest['device']}: {manifest['epochs']} epochs ({stop}{resumed}), "
+            f"{manifest['seconds_per_epoch']:.3f} s/epoch, best loss {manifest['best_loss']:.4f} "
+            f"at epoch {manifest['best_epoch']}"
+        )
     click.echo(describe(load_probe(out)))

@@ -16,11 +16,13 @@ import click
 
 from esrgraph.errors import EsrError
 
-from . import data  # noqa: F401  (registers prepare, embed, show-config)
-from . import gnn  # noqa: F401  (registers pretrain-gnn)
-from . import graph  # noqa: F401  (registers build-graph)
-from . import pipeline  # noqa: F401  (registers pipeline, ablate)
-from . import seq  # noqa: F401  (registers train-seq, evaluate)
+from . import (
+    data,  # noqa: F401  (registers prepare, embed, show-config)
+    gnn,  # noqa: F401  (registers pretrain-gnn)
+    graph,  # noqa: F401  (registers build-graph)
+    pipeline,  # noqa: F401  (registers pipeline, ablate)
+    seq,  # noqa: F401  (registers train-seq, evaluate)
+)
 from .app import esr
 
 
@@ -73,8 +75,11 @@ def _one_line(text: str) -> str:
 
 
 def _interrupted(status: int) -> int:
-    click.echo("esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
-               "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself", err=True)
+    click.echo(
+        "esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
+        "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself",
+        err=True,
+    )
     return status
 
 

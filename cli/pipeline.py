@@ -28,7 +28,9 @@ def pipeline(run) -> None:
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1), help="Seeds per variant.")
 @click.option("--first-seed", default=1, show_default=True, type=int)
-@click.option("--only", multiple=True, metavar="VARIANT", help="Run only this variant (repeatable), e.g. llmesr+graph-view.")
+@click.option(
+    "--only", multiple=True, metavar="VARIANT", help="Run only this variant (repeatable), e.g. llmesr+graph-view."
+)
 def ablate(config, overrides, seeds: int, first_seed: int, only) -> None:
     """Train and evaluate every variant for several seeds; write a table and a plot of tail gains.
 

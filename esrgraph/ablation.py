@@ -46,11 +46,16 @@ FIXED_VARIANTS = [
     Variant("sasrec", BARE + ["seq.variant=plain"], "SASRec, id embeddings only"),
     Variant(BASELINE, BARE, "LLM-ESR"),
     *[Variant(f"llmesr+graph-{f}", BARE + [f"seq.fusion={f}"], f"LLM-ESR + graph ({f})") for f in FUSIONS],
-    *[Variant(f"llmesr+readouts-{m}", BARE + [f"seq.readouts.mode={m}"], f"LLM-ESR + user-group readouts ({m})")
-      for m in READOUT_MODES],
+    *[
+        Variant(f"llmesr+readouts-{m}", BARE + [f"seq.readouts.mode={m}"], f"LLM-ESR + user-group readouts ({m})")
+        for m in READOUT_MODES
+    ],
     # the control: one readout for every user, to tell the readout's effect from that of splitting users
-    Variant("llmesr+readouts-fitted-all", BARE + ["seq.readouts.mode=fitted", "seq.readouts.groups=all"],
-            "LLM-ESR + one readout for every user, fitted (control of llmesr+readouts-fitted)"),
+    Variant(
+        "llmesr+readouts-fitted-all",
+        BARE + ["seq.readouts.mode=fitted", "seq.readouts.groups=all"],
+        "LLM-ESR + one readout for every user, fitted (control of llmesr+readouts-fitted)",
+    ),
 ]
 
 
@@ -61,8 +66,9 @@ class Outcome:
     valid: list[float] = field(default_factory=list)  # validation NDCG@10 per seed (after readouts, where fitted)
 
 
-def run_ablation(config: str | None, overrides: list[str], seeds: list[int],
-                 only: list[str] | None = None) -> tuple[Path, dict]:
+def run_ablation(
+    config: str | None, overrides: list[str], seeds: list[int], only: list[str] | None = None
+) -> tuple[Path, dict]:
     """Train and evaluate the selected variants (all by default); returns the ablation folder and the results.
 
     The table holds every variant with up-to-date results in the run directory,
@@ -81,8 +87,10 @@ def run_ablation(config: str | None, overrides: list[str], seeds: list[int],
     outcomes = _gather(setting, trained)
     combined = _combined_variant(outcomes)
     if COMBINED in selected and combined is None:
-        raise EsrError(f"{COMBINED} takes the fusion and the readout mode with the best validation NDCG@10: "
-                       "run the llmesr+graph-* and llmesr+readouts-* variants first or in the same call")
+        raise EsrError(
+            f"{COMBINED} takes the fusion and the readout mode with the best validation NDCG@10: "
+            "run the llmesr+graph-* and llmesr+readouts-* variants first or in the same call"
+        )
     if combined is not None:  # trained here when selected, else its results of an earlier call, if any
         trained[COMBINED] = _outcome(setting, combined, train=COMBINED in selected)
     # the others' results are read after all training, so those another call finished meanwhile join the table
@@ -115,8 +123,11 @@ def _combined_variant(outcomes: dict[str, Outcome]) -> Variant | None:
     if graph is None or readouts is None:
         return None
     fusion, mode = graph.variant.name.rsplit("-", 1)[1], readouts.variant.name.rsplit("-", 1)[1]
-    return Variant(COMBINED, BARE + [f"seq.fusion={fusion}", f"seq.readouts.mode={mode}"],
-                   f"LLM-ESR + graph ({fusion}) + readouts ({mode}), each best on validation")
+    return Variant(
+        COMBINED,
+        BARE + [f"seq.fusion={fusion}", f"seq.readouts.mode={mode}"],
+        f"LLM-ESR + graph ({fusion}) + readouts ({mode}), each best on validation",
+    )
 
 
 def _check_variants(setting, variants: list[Variant]) -> None:
@@ -156,9 +167,16 @@ def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list
         "objective": base.train.loss,
         "selection": f"{COMBINED} uses the fusion and the readout mode with the best mean validation NDCG@10",
         "popularity": floor,
-        "variants": {name: {"description": o.variant.description, "overrides": o.variant.overrides,
-                            "valid_NDCG@10": o.valid, "summary": o.metrics["summary"],
-                            "per_seed": o.metrics.get("per_seed", {})} for name, o in outcomes.items()},
+        "variants": {
+            name: {
+                "description": o.variant.description,
+                "overrides": o.variant.overrides,
+                "valid_NDCG@10": o.valid,
+                "summary": o.metrics["summary"],
+                "per_seed": o.metrics.get("per_seed", {}),
+            }
+            for name, o in outcomes.items()
+        },
     }
     if BASELINE in outcomes and len(outcomes) > 1:
         results["gains_over_llmesr"] = gains(results["variants"])
@@ -184,14 +202,24 @@ def gains(variants: dict[str, dict]) -> dict:
         for protocol in v["summary"]:
             out[name][protocol] = {}
             for group in GAIN_GROUPS:
-                mean = _relative(v["summary"][protocol][group][VALID_METRIC]["mean"],
-                                 base["summary"][protocol][group][VALID_METRIC]["mean"])
-                paired = [_relative(v["per_seed"][s][protocol][group][VALID_METRIC],
-                                    base["per_seed"][s][protocol][group][VALID_METRIC])
-                          for s in v["per_seed"] if s in base["per_seed"]]
+                mean = _relative(
+                    v["summary"][protocol][group][VALID_METRIC]["mean"],
+                    base["summary"][protocol][group][VALID_METRIC]["mean"],
+                )
+                paired = [
+                    _relative(
+                        v["per_seed"][s][protocol][group][VALID_METRIC],
+                        base["per_seed"][s][protocol][group][VALID_METRIC],
+                    )
+                    for s in v["per_seed"]
+                    if s in base["per_seed"]
+                ]
                 paired = [p for p in paired if p is not None]
-                out[name][protocol][group] = {"change": mean, "seed_mean": float(np.mean(paired)) if paired else None,
-                                              "seed_std": float(np.std(paired, ddof=1)) if len(paired) > 1 else 0.0}
+                out[name][protocol][group] = {
+                    "change": mean,
+                    "seed_mean": float(np.mean(paired)) if paired else None,
+                    "seed_std": float(np.std(paired, ddof=1)) if len(paired) > 1 else 0.0,
+                }
     return out
 
 
@@ -201,16 +229,25 @@ def _relative(value: float | None, base: float | None) -> float | None:
 
 def markdown(results: dict, ks) -> str:
     seeds = len(results["seeds"])
-    lines = [f"# Ablation on {results['dataset']} ({seeds} seeds, mean ± std, test split, "
-             f"objective {results.get('objective', 'bce')})", ""]
+    lines = [
+        f"# Ablation on {results['dataset']} ({seeds} seeds, mean ± std, test split, "
+        f"objective {results.get('objective', 'bce')})",
+        "",
+    ]
     names = [f"NDCG@{k}" for k in ks] + [f"HR@{k}" for k in ks]
     floor = results.get("popularity")
     for protocol in ("sampled", "full"):
-        lines += [f"## {protocol} protocol", "", "| variant | group | " + " | ".join(names) + " | valid NDCG@10 |",
-                  "|" + "---|" * (len(names) + 3)]
+        lines += [
+            f"## {protocol} protocol",
+            "",
+            "| variant | group | " + " | ".join(names) + " | valid NDCG@10 |",
+            "|" + "---|" * (len(names) + 3),
+        ]
         if floor is not None:
             for group in GROUPS:
-                cells = ["–" if floor[protocol][group][n] is None else f"{floor[protocol][group][n]:.4f}" for n in names]
+                cells = [
+                    "–" if floor[protocol][group][n] is None else f"{floor[protocol][group][n]:.4f}" for n in names
+                ]
                 lines.append(f"| popularity (floor) | {group} | " + " | ".join(cells) + " |  |")
         for name, v in results["variants"].items():
             if protocol not in v["summary"]:
@@ -219,11 +256,17 @@ def markdown(results: dict, ks) -> str:
             for group in GROUPS:
                 m = v["summary"][protocol][group]
                 cells = ["–" if m[n]["mean"] is None else f"{m[n]['mean']:.4f} ± {m[n]['std']:.4f}" for n in names]
-                lines.append(f"| {name} | {group} | " + " | ".join(cells) + f" | {valid if group == 'overall' else ''} |")
+                lines.append(
+                    f"| {name} | {group} | " + " | ".join(cells) + f" | {valid if group == 'overall' else ''} |"
+                )
         lines.append("")
     if "gains_over_llmesr" in results:
-        lines += ["## NDCG@10 change over LLM-ESR (per-seed changes: mean ± std)", "",
-                  "| variant | protocol | overall | tail users | tail items |", "|---|---|---|---|---|"]
+        lines += [
+            "## NDCG@10 change over LLM-ESR (per-seed changes: mean ± std)",
+            "",
+            "| variant | protocol | overall | tail users | tail items |",
+            "|---|---|---|---|---|",
+        ]
         for name, per in results["gains_over_llmesr"].items():
             for protocol, g in per.items():
                 lines.append(f"| {name} | {protocol} | " + " | ".join(_gain_cell(g[k]) for k in GAIN_GROUPS) + " |")

@@ -22,9 +22,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,7 @@ def remove_abandoned(stage_dir: Path) -> None:
     process's, are left alone."""
     prefix = _tmp_prefix(stage_dir)
     for folder in stage_dir.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = folder.name[len(prefix):].split(".", 1)[0]
+        pid = folder.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -186,11 +187,11 @@ def _running(pid: int) -> bool:
     return True
 
 
-def write_manifest(out_dir: Path, stage: str, key: str, config: Any, inputs: dict[str, str], extra: dict | None = None) -> dict:
+def write_manifest(
+    out_dir: Path, stage: str, key: str, config: Any, inputs: dict[str, str], extra: dict | None = None
+) -> dict:
     """Record every file in ``out_dir`` with its hash, plus config, inputs and versions."""
-    artifacts = {
-        p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST
-    }
+    artifacts = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {
         "stage": stage,
         "key": key,

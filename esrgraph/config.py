@@ -16,109 +16,34 @@ import string
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
 from . import config_schema as schema
 from .config_schema import field
+from .data.config import (  # noqa: F401  (re-exported: the dataset section is read from here too)
+    BUNDLED_PREFIX,
+    DatasetConfig,
+    GroupsConfig,
+    InteractionsConfig,
+    JoinConfig,
+    MetadataConfig,
+    MetadataFields,
+)
 from .errors import ConfigError
-from .training.device import check_device
 from .eval.config import EvalConfig
 from .gnn.config import GnnConfig
 from .graph.config import GraphConfig
 from .seq.config import SeqConfig, TrainConfig
-
-INTERACTION_FORMATS = ("auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews")
-METADATA_FORMATS = ("auto", "json", "jsonl", "csv", "tsv")
-BUNDLED_PREFIX = "bundled:"
-
-
-@dataclass
-class InteractionsConfig:
-    path: str = field(BUNDLED_PREFIX + "amazon-scientific/interactions.json.gz", help="interaction file")
-    format: str = field("auto", choices=INTERACTION_FORMATS, help="file format; auto guesses from name and content")
-    user_column: Optional[str] = field(None, help="csv/tsv: user column (default user); amazon-reviews: reviewerID")
-    item_column: Optional[str] = field(None, help="csv/tsv: item column (default item); amazon-reviews: asin")
-    time_column: Optional[str] = field(None, help="csv/tsv: time column (default timestamp); amazon-reviews: unixReviewTime")
-
-
-@dataclass
-class MetadataFields:
-    """Which source field holds each attribute (null: the source has none)."""
-
-    title: Optional[str] = field("title", help="source field of the item title")
-    brand: Optional[str] = field("brand", help="source field of the brand")
-    categories: Optional[str] = field("categories", help="source field of the categories (a list, path or string)")
-    price: Optional[str] = field("price", help="source field of the price (numbers or strings such as '$5.99')")
-    description: Optional[str] = field("description", help="source field of the description")
-
-
-@dataclass
-class MetadataConfig:
-    path: Optional[str] = field(BUNDLED_PREFIX + "amazon-scientific/items.json.gz", help="item metadata file")
-    format: str = field("auto", choices=METADATA_FORMATS, help="file format; auto guesses from name and content")
-    key: Optional[str] = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
-    fields: MetadataFields = field(factory=MetadataFields)
-    category_separator: Optional[str] = field(",", help="splits a categories string; null keeps it whole")
-    category_pattern: Optional[str] = field(
-        None, help="a regular expression that splits a categories string instead of category_separator, "
-                   "e.g. ',(?=\\S)' where names hold ', ' (\"Tapes, Adhesives & Sealants\")")
-    categories_are_path: bool = field(True, help="categories are a path from the top level down")
-
-
-@dataclass
-class JoinConfig:
-    key_type: str = field("auto", choices=("auto", "int", "str"), help="how ids are compared")
-    offset: int = field(0, help="metadata key = interaction item id + offset (integer ids only)")
-
-
-@dataclass
-class GroupsConfig:
-    """Tail/head split: a Pareto split by share unless a fixed threshold is set."""
-
-    tail_user_share: float = field(0.8, gt=0.0, lt=1.0, help="share of users (shortest histories) that are tail")
-    tail_item_share: float = field(0.8, gt=0.0, lt=1.0, help="share of items (least popular) that are tail")
-    tail_user_max_length: Optional[int] = field(None, min=1, help="fixed: tail if history length <= this")
-    tail_item_max_popularity: Optional[int] = field(None, min=1, help="fixed: tail if interactions <= this")
-
-
-@dataclass
-class DatasetConfig:
-    name: str = field("amazon-scientific", help="names the run directory and the reports")
-    interactions: InteractionsConfig = field(factory=InteractionsConfig)
-    metadata: MetadataConfig = field(factory=MetadataConfig)
-    join: JoinConfig = field(factory=JoinConfig)
-    min_user_interactions: int = field(3, min=3, help="users with fewer are dropped (leave-one-out needs 3)")
-    groups: GroupsConfig = field(factory=GroupsConfig)
-
-
-DEFAULT_ITEM_TEMPLATE = ["{title}.", "Brand: {brand}.", "Categories: {categories}.", "Price: {price}.", "{description}"]
-
-
-@dataclass
-class EmbedConfig:
-    model: str = field("bundled", help="'bundled' (offline all-MiniLM-L6-v2), a model name or a local path")
-    item_template: list[str] = field(
-        factory=lambda: list(DEFAULT_ITEM_TEMPLATE),
-        help="parts joined by spaces; a part naming a missing field is left out",
-    )
-    user_item_template: str = field("{title}", help="one training item in a user's text")
-    user_separator: str = field("; ", help="joins a user's items, most recent first")
-    max_tokens: int = field(256, min=8, help="texts are truncated to this many tokens (and the model's limit)")
-    batch_size: int = field(16, min=1, help="texts per batch (16 measured fastest on a 2-core CPU)")
-    device: str = field("auto", help="auto, cpu, cuda or cuda:N")
-    precision: str = field("auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 where the chip has it")
-    pca_dim: Optional[int] = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
-    similar_users: int = field(10, min=1, help="K most similar users kept per user")
-    block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
-    cache: bool = field(True, help="reuse encodings of texts seen before (keyed by model and text)")
+from .text.config import EmbedConfig
+from .training.device import check_device
 
 
 @dataclass
 class RunConfig:
     root: str = field("runs", help="folder that holds run directories")
-    name: Optional[str] = field(None, help="run directory name; default <dataset>-<config hash>")
+    name: str | None = field(None, help="run directory name; default <dataset>-<config hash>")
     seed: int = field(42, min=0, help="seed of the graph pretraining")
 
 
@@ -168,8 +93,11 @@ class _Loader(yaml.SafeLoader):
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key is not None and key in first:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping (first on line {first[key]})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line {first[key]})",
+                    key_node.start_mark,
+                )
             first.setdefault(key, key_node.start_mark.line + 1)
         return super().construct_mapping(node, deep)
 
@@ -278,41 +206,56 @@ def _dataclass_type(cls: type, name: str) -> type | None:
 
 def _validate(cfg: Config) -> None:
     """Checks that involve more than one key, and defaults that follow other keys."""
-    for key, device in (("embed.device", cfg.embed.device), ("gnn.device", cfg.gnn.device),
-                        ("train.device", cfg.train.device)):
+    for key, device in (
+        ("embed.device", cfg.embed.device),
+        ("gnn.device", cfg.gnn.device),
+        ("train.device", cfg.train.device),
+    ):
         check_device(device, key)
     if cfg.embed.pca_dim is None:
         cfg.embed.pca_dim = cfg.seq.hidden_size
     elif cfg.embed.pca_dim != cfg.seq.hidden_size and cfg.seq.variant != "plain":
-        raise ConfigError(f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({cfg.seq.hidden_size}): "
-                          "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset")
+        raise ConfigError(
+            f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({cfg.seq.hidden_size}): "
+            "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
+        )
     if cfg.seq.hidden_size % cfg.seq.num_heads:
         raise ConfigError(f"seq.num_heads ({cfg.seq.num_heads}) must divide seq.hidden_size ({cfg.seq.hidden_size})")
     if cfg.seq.distill.k is None:
         cfg.seq.distill.k = cfg.embed.similar_users
     elif cfg.seq.distill.k > cfg.embed.similar_users:
-        raise ConfigError(f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})")
+        raise ConfigError(
+            f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})"
+        )
     if cfg.seq.readouts.mode == "fitted" and cfg.seq.backbone == "bert4rec":
         # the readouts read each training position's output, and Bert4Rec's outputs see the next item
-        raise ConfigError("seq.readouts.mode: readouts fitted after training need a left-to-right backbone "
-                          "(sasrec or gru4rec); with bert4rec use seq.readouts.mode=joint")
+        raise ConfigError(
+            "seq.readouts.mode: readouts fitted after training need a left-to-right backbone "
+            "(sasrec or gru4rec); with bert4rec use seq.readouts.mode=joint"
+        )
     if 10 not in cfg.eval.ks:
-        raise ConfigError(f"eval.ks: {cfg.eval.ks} must include 10: early stopping, θ tuning and the ablation "
-                          "read NDCG@10")
+        raise ConfigError(
+            f"eval.ks: {cfg.eval.ks} must include 10: early stopping, θ tuning and the ablation read NDCG@10"
+        )
     if not cfg.train.seeds:
         raise ConfigError("train.seeds: give at least one seed")
     for key, name in (("dataset.name", cfg.dataset.name), ("run.name", cfg.run.name)):
         if name is not None and not re.fullmatch(r"(?!\.)[\w.-]+", name):  # a folder name inside run.root
-            raise ConfigError(f"{key}: {name!r} is not allowed; use letters, digits, '.', '-' and '_' "
-                              "(not starting with '.')")
+            raise ConfigError(
+                f"{key}: {name!r} is not allowed; use letters, digits, '.', '-' and '_' (not starting with '.')"
+            )
     if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":
-        raise ConfigError("dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto")
+        raise ConfigError(
+            "dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto"
+        )
     if cfg.dataset.metadata.category_pattern is not None:
         try:
             re.compile(cfg.dataset.metadata.category_pattern)
         except re.error as exc:
-            raise ConfigError(f"dataset.metadata.category_pattern: {cfg.dataset.metadata.category_pattern!r} "
-                              f"is not a regular expression ({exc})") from None
+            raise ConfigError(
+                f"dataset.metadata.category_pattern: {cfg.dataset.metadata.category_pattern!r} "
+                f"is not a regular expression ({exc})"
+            ) from None
     for i, part in enumerate(cfg.embed.item_template):
         _check_template(part, f"embed.item_template[{i}]")
     _check_template(cfg.embed.user_item_template, "embed.user_item_template")
@@ -328,7 +271,9 @@ def _check_template(text: str, key: str) -> None:
         raise ConfigError(f"{key}: not a valid template ({exc})") from None
     for name in names:
         if name not in TEMPLATE_FIELDS:
-            raise ConfigError(f"{key}: unknown field {{{name}}}; use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+            raise ConfigError(
+                f"{key}: unknown field {{{name}}}; use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+            )
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -96,7 +96,11 @@ def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):
-            hint = " (values are read as YAML: quote a template, e.g. -o 'key=\"{title}\"')" if isinstance(value, dict) else ""
+            hint = (
+                " (values are read as YAML: quote a template, e.g. -o 'key=\"{title}\"')"
+                if isinstance(value, dict)
+                else ""
+            )
             raise ConfigError(f"{key}: expected a string, got {_describe(value)}{hint}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
@@ -148,7 +152,9 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def field(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str = "", **constraints: Any):
+def field(
+    default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str = "", **constraints: Any
+):
     """A dataclass field with a help text and validation constraints."""
     meta = dict(constraints, help=help)
     if factory is not dataclasses.MISSING:

@@ -13,18 +13,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .data.files import display_name, resolve_path
 from .artifacts import read_json, sha256_file
+from .data.files import display_name, resolve_path
 from .runs import Run
-from .stages import Stage, StageRun
-from .stages import embed, evaluate, gnn, graph, prepare, seq
+from .stages import Stage, StageRun, embed, evaluate, gnn, graph, prepare, seq
 from .training.device import resolve_device
 from .training.distributed import DistContext
 
 log = logging.getLogger(__name__)
 
-STAGES: dict[str, Stage] = {s.name: s for s in (prepare.STAGE, embed.STAGE, graph.STAGE, gnn.STAGE, seq.STAGE,
-                                                 evaluate.STAGE)}
+STAGES: dict[str, Stage] = {
+    s.name: s for s in (prepare.STAGE, embed.STAGE, graph.STAGE, gnn.STAGE, seq.STAGE, evaluate.STAGE)
+}
 ORDER = tuple(STAGES)  # each stage after every stage it can read
 
 

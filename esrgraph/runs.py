@@ -12,12 +12,21 @@ and left at its default keeps earlier runs up to date.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .artifacts import (atomic_write_bytes, is_up_to_date, package_versions, read_manifest, sha256_json, stage_output,
-                        write_json, write_manifest)
+from .artifacts import (
+    atomic_write_bytes,
+    is_up_to_date,
+    package_versions,
+    read_manifest,
+    sha256_json,
+    stage_output,
+    write_json,
+    write_manifest,
+)
 from .config import Config, dump_yaml
 from .config_schema import key_dict
 
@@ -54,12 +63,15 @@ class Run:
     def write_run_manifest(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.dir / "config.yaml", dump_yaml(self.cfg).encode())
-        write_json(self.dir / "manifest.json", {
-            "config": self.cfg.to_dict(),
-            "config_hash": self.cfg.digest(),
-            "inputs": self.input_hashes,
-            "versions": package_versions(),
-        })
+        write_json(
+            self.dir / "manifest.json",
+            {
+                "config": self.cfg.to_dict(),
+                "config_hash": self.cfg.digest(),
+                "inputs": self.input_hashes,
+                "versions": package_versions(),
+            },
+        )
 
     @staticmethod
     def key(stage: str, section: Any, upstream: dict[str, str], inputs: dict[str, str] | None = None) -> str:
@@ -69,8 +81,14 @@ class Run:
         """The stage folder holds a complete output with this key, and no --force asks to redo it."""
         return stage not in self.force and is_up_to_date(self.stage_dir(stage), key)
 
-    def run_stage(self, stage: str, section: Any, upstream: dict[str, str],
-                  produce: Callable[[Path], dict | None], inputs: dict[str, str] | None = None) -> Path:
+    def run_stage(
+        self,
+        stage: str,
+        section: Any,
+        upstream: dict[str, str],
+        produce: Callable[[Path], dict | None],
+        inputs: dict[str, str] | None = None,
+    ) -> Path:
         """Run ``produce(tmp_dir)`` unless the stage is up to date; returns the stage folder.
 
         ``upstream`` maps stage names to their keys; ``produce`` may return extra
@@ -84,7 +102,9 @@ class Run:
             return out
         with stage_output(out) as tmp:
             extra = produce(tmp) or {}
-            write_manifest(tmp, stage, key, key_dict(section), {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra)
+            write_manifest(
+                tmp, stage, key, key_dict(section), {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra
+            )
         self.write_run_manifest()  # after the stage: a failed run leaves the manifest describing what is there
         log.info("%s: wrote %s", stage, out)
         return out

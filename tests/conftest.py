@@ -27,7 +27,13 @@ TINY_SEQUENCES = {
     "u9": [1, 2],
 }
 TINY_ITEMS = {
-    1: {"title": "Red nail polish", "brand": "OPI", "categories": "Beauty,Makeup,Nails", "price": "$5.99", "description": "Glossy red."},
+    1: {
+        "title": "Red nail polish",
+        "brand": "OPI",
+        "categories": "Beauty,Makeup,Nails",
+        "price": "$5.99",
+        "description": "Glossy red.",
+    },
     2: {"title": "Blue nail polish", "brand": "OPI", "categories": "Beauty,Makeup,Nails", "price": "$6.49"},
     3: {"title": "Face cream", "brand": "L&#39;Oreal", "categories": "Beauty,Skin Care,Face", "price": "12.00"},
     4: {"title": "Night cream", "brand": "L&#39;Oreal", "categories": "Beauty,Skin Care,Face", "price": ""},
@@ -75,7 +81,15 @@ def write_tiny(folder: Path) -> dict[str, Path]:
         writer = csv.writer(handle)
         writer.writerow(["item_id", "title", "brand", "price", "categories"])
         for k, v in TINY_ITEMS.items():
-            writer.writerow([k, v.get("title", ""), v.get("brand", ""), v.get("price", ""), v.get("categories", "").replace(",", "|")])
+            writer.writerow(
+                [
+                    k,
+                    v.get("title", ""),
+                    v.get("brand", ""),
+                    v.get("price", ""),
+                    v.get("categories", "").replace(",", "|"),
+                ]
+            )
     return paths
 
 
@@ -127,8 +141,17 @@ def make_dataset(sequences: list[list[int]], num_items: int, tail_share: float =
     groups = GroupsConfig(tail_user_share=tail_share, tail_item_share=tail_share)
     tail_users, _ = _tail_users(lengths - 1, groups)
     tail_items, _ = _tail_items(popularity, groups)
-    return Dataset("synthetic", [str(u) for u in range(len(sequences))], [str(i) for i in range(1, num_items + 1)],
-                   offsets, items, [None] * num_items, popularity, tail_items, tail_users)
+    return Dataset(
+        "synthetic",
+        [str(u) for u in range(len(sequences))],
+        [str(i) for i in range(1, num_items + 1)],
+        offsets,
+        items,
+        [None] * num_items,
+        popularity,
+        tail_items,
+        tail_users,
+    )
 
 
 def cyclic_sequences(users: int, items: int, seed: int = 0, min_len: int = 4, max_len: int = 12) -> list[list[int]]:
@@ -156,15 +179,31 @@ def cluster_sequences(users: int, items: int, cluster: int = 5, seed: int = 0) -
     return out
 
 
-def synthetic_trainer(folder: Path, sequences: list[list[int]], num_items: int, *overrides: str, seed: int = 0,
-                      tail_share: float = 0.8, build_seed: int | None = None):
+def synthetic_trainer(
+    folder: Path,
+    sequences: list[list[int]],
+    num_items: int,
+    *overrides: str,
+    seed: int = 0,
+    tail_share: float = 0.8,
+    build_seed: int | None = None,
+):
     """A recommender and its trainer on generated sequences, built as the seq stage builds them
     (``esrgraph.seq.build``): the config's defaults with ``overrides`` on top."""
     from esrgraph.seq.build import RecommenderInputs, build_recommender, build_trainer
     from esrgraph.training.checkpoint import CheckpointStore
 
-    small = ["seq.variant=plain", "seq.hidden_size=16", "seq.max_length=20", "train.batch_size=16", "train.lr=1e-2",
-             "train.patience=50", "eval.sampled_negatives=20", "train.eval_batch_size=128", "train.device=cpu"]
+    small = [
+        "seq.variant=plain",
+        "seq.hidden_size=16",
+        "seq.max_length=20",
+        "train.batch_size=16",
+        "train.lr=1e-2",
+        "train.patience=50",
+        "eval.sampled_negatives=20",
+        "train.eval_batch_size=128",
+        "train.device=cpu",
+    ]
     cfg = load_config(None, small + list(overrides))
     inputs = RecommenderInputs(make_dataset(sequences, num_items, tail_share))
     model = build_recommender(cfg, inputs, seed if build_seed is None else build_seed)

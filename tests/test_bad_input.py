@@ -34,32 +34,81 @@ def _damaged_gzip() -> bytes:
     return bytes(damaged)
 
 
-@pytest.mark.parametrize("name, content, fmt, expected", [
-    ("inter.txt", "u1 1\nu1 2\nu1 3 4 5\n", "inter", "inter.txt, line 3: expected 'user item' (2 fields), got 4 fields"),
-    ("seq.txt", "u1 1 2 3\nu2\n", "sequences", "seq.txt, line 2: expected 'user item item ...'"),
-    ("i.json", '{"u1": [1, 2, 3],\n "u2": [4, 5 6]}', "json", "i.json, line 2: malformed JSON"),
-    ("i.json", '{"u1": [1, 2, 3], "u2": 7}', "json", "i.json, key 'u2': expected a list of items, got int"),
-    ("i.json", '{"u1": [1, 2.5, 3]}', "json", "i.json, key 'u1': item id must be a string or integer, got 2.5"),
-    ("i.json", '[1, 2]', "json", "i.json: expected a JSON object mapping each user to a list of items"),
-    ("i.csv", "user,item\nu1,1\n", "csv", "i.csv, line 1: missing column(s) ['timestamp']"),
-    ("i.csv", "user,item,timestamp\nu1,1,5\nu1,2,yesterday\n", "csv", "i.csv, line 3: timestamp 'yesterday' is not a number or an ISO date"),
-    ("i.csv", "user,item,timestamp\nu1,1,5\nu1,2\n", "csv", "i.csv, line 3: expected 3 fields as in the header, got 2"),
-    ("empty.txt", "\n\n", "auto", "empty.txt: the file is empty"),
-    ("latin.txt", b"u1 1 2 3\nu2 caf\xe9 1 2\n", "auto", "latin.txt, line 2: not UTF-8 text"),
-    ("r.json.gz", gzip.compress(b'{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\n{"reviewerID": "a"}\n'),
-     "amazon-reviews", "r.json.gz, line 2: missing field(s) ['asin', 'unixReviewTime']"),
-    ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\nnot json\n', "amazon-reviews", "r.jsonl, line 2: malformed JSON"),
-    ("few.txt", "u1 1 2\nu2 3\n", "sequences", "no user has at least 3 interactions"),
-    ("i.csv", "user,item,item,timestamp\nu1,1,2,5\n", "csv", "i.csv, line 1: column(s) ['item'] appear more than once"),
-    ("dup.json", '{"u0": [1, 2, 3], "u1": [1, 2, 3], "u0": [4, 5, 6]}', "json",
-     "dup.json, key 'u0': user appears more than once"),
-    ("deep.json", "[" * 100000 + "]" * 100000, "json", "deep.json: malformed JSON (nested too deeply to read)"),
-    ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1' + "0" * 400 + '}\n', "amazon-reviews",
-     "r.jsonl, line 1: unixReviewTime 1000"),
-    ("r.jsonl", '{"reviewerID": "a", "asin": "x", "unixReviewTime": "not a time"}\n', "amazon-reviews",
-     "r.jsonl, line 1: unixReviewTime 'not a time' is not a number or an ISO date"),
-    ("broken.txt.gz", _damaged_gzip(), "inter", "broken.txt.gz: cannot read the file (Error -3 while decompressing"),
-])
+@pytest.mark.parametrize(
+    "name, content, fmt, expected",
+    [
+        (
+            "inter.txt",
+            "u1 1\nu1 2\nu1 3 4 5\n",
+            "inter",
+            "inter.txt, line 3: expected 'user item' (2 fields), got 4 fields",
+        ),
+        ("seq.txt", "u1 1 2 3\nu2\n", "sequences", "seq.txt, line 2: expected 'user item item ...'"),
+        ("i.json", '{"u1": [1, 2, 3],\n "u2": [4, 5 6]}', "json", "i.json, line 2: malformed JSON"),
+        ("i.json", '{"u1": [1, 2, 3], "u2": 7}', "json", "i.json, key 'u2': expected a list of items, got int"),
+        ("i.json", '{"u1": [1, 2.5, 3]}', "json", "i.json, key 'u1': item id must be a string or integer, got 2.5"),
+        ("i.json", "[1, 2]", "json", "i.json: expected a JSON object mapping each user to a list of items"),
+        ("i.csv", "user,item\nu1,1\n", "csv", "i.csv, line 1: missing column(s) ['timestamp']"),
+        (
+            "i.csv",
+            "user,item,timestamp\nu1,1,5\nu1,2,yesterday\n",
+            "csv",
+            "i.csv, line 3: timestamp 'yesterday' is not a number or an ISO date",
+        ),
+        (
+            "i.csv",
+            "user,item,timestamp\nu1,1,5\nu1,2\n",
+            "csv",
+            "i.csv, line 3: expected 3 fields as in the header, got 2",
+        ),
+        ("empty.txt", "\n\n", "auto", "empty.txt: the file is empty"),
+        ("latin.txt", b"u1 1 2 3\nu2 caf\xe9 1 2\n", "auto", "latin.txt, line 2: not UTF-8 text"),
+        (
+            "r.json.gz",
+            gzip.compress(b'{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\n{"reviewerID": "a"}\n'),
+            "amazon-reviews",
+            "r.json.gz, line 2: missing field(s) ['asin', 'unixReviewTime']",
+        ),
+        (
+            "r.jsonl",
+            '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\nnot json\n',
+            "amazon-reviews",
+            "r.jsonl, line 2: malformed JSON",
+        ),
+        ("few.txt", "u1 1 2\nu2 3\n", "sequences", "no user has at least 3 interactions"),
+        (
+            "i.csv",
+            "user,item,item,timestamp\nu1,1,2,5\n",
+            "csv",
+            "i.csv, line 1: column(s) ['item'] appear more than once",
+        ),
+        (
+            "dup.json",
+            '{"u0": [1, 2, 3], "u1": [1, 2, 3], "u0": [4, 5, 6]}',
+            "json",
+            "dup.json, key 'u0': user appears more than once",
+        ),
+        ("deep.json", "[" * 100000 + "]" * 100000, "json", "deep.json: malformed JSON (nested too deeply to read)"),
+        (
+            "r.jsonl",
+            '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1' + "0" * 400 + "}\n",
+            "amazon-reviews",
+            "r.jsonl, line 1: unixReviewTime 1000",
+        ),
+        (
+            "r.jsonl",
+            '{"reviewerID": "a", "asin": "x", "unixReviewTime": "not a time"}\n',
+            "amazon-reviews",
+            "r.jsonl, line 1: unixReviewTime 'not a time' is not a number or an ISO date",
+        ),
+        (
+            "broken.txt.gz",
+            _damaged_gzip(),
+            "inter",
+            "broken.txt.gz: cannot read the file (Error -3 while decompressing",
+        ),
+    ],
+)
 def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
     path = write(tmp_path, name, content)
     rc, root = run_prepare(tmp_path, path, None, f"dataset.interactions.format={fmt}")
@@ -73,21 +122,51 @@ def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
 GOOD = "u1 1 2 3\nu2 2 3 1\n"
 
 
-@pytest.mark.parametrize("name, content, extra, expected", [
-    ("m.json", '{"1": {"title": "a"}, "2": "oops"}', [], "m.json, key '2': expected an object of item fields, got str"),
-    ("m.json", '{"1": {"title": "a"},, }', [], "m.json, line 1: malformed JSON"),
-    ("m.jsonl", '{"asin": "1"}\n{"title": "no id"}\n', ["dataset.metadata.key=asin"], "m.jsonl, line 2: missing id field 'asin'"),
-    ("m.csv", "item_id,title\n1,a\n2\n", ["dataset.metadata.key=item_id", "dataset.metadata.fields.brand=null",
-                                          "dataset.metadata.fields.price=null", "dataset.metadata.fields.categories=null",
-                                          "dataset.metadata.fields.description=null"], "m.csv, line 3: expected 2 fields"),
-    ("m.csv", "id,title\n1,a\n", ["dataset.metadata.key=item_id"], "m.csv, line 1: missing id column 'item_id'"),
-    ("m.json", b'{"1": {"title": "\xff"}}', [], "m.json, line 1: not UTF-8 text"),
-    ("m.json", "", [], "m.json: the file is empty"),
-    ("m.csv", 'item_id,title\n1,"open quote\n2,b\n', ["dataset.metadata.key=item_id", "dataset.metadata.fields.brand=null",
-                                                      "dataset.metadata.fields.price=null", "dataset.metadata.fields.categories=null",
-                                                      "dataset.metadata.fields.description=null"],
-     "m.csv, line 2: malformed CSV row (unexpected end of data)"),
-])
+@pytest.mark.parametrize(
+    "name, content, extra, expected",
+    [
+        (
+            "m.json",
+            '{"1": {"title": "a"}, "2": "oops"}',
+            [],
+            "m.json, key '2': expected an object of item fields, got str",
+        ),
+        ("m.json", '{"1": {"title": "a"},, }', [], "m.json, line 1: malformed JSON"),
+        (
+            "m.jsonl",
+            '{"asin": "1"}\n{"title": "no id"}\n',
+            ["dataset.metadata.key=asin"],
+            "m.jsonl, line 2: missing id field 'asin'",
+        ),
+        (
+            "m.csv",
+            "item_id,title\n1,a\n2\n",
+            [
+                "dataset.metadata.key=item_id",
+                "dataset.metadata.fields.brand=null",
+                "dataset.metadata.fields.price=null",
+                "dataset.metadata.fields.categories=null",
+                "dataset.metadata.fields.description=null",
+            ],
+            "m.csv, line 3: expected 2 fields",
+        ),
+        ("m.csv", "id,title\n1,a\n", ["dataset.metadata.key=item_id"], "m.csv, line 1: missing id column 'item_id'"),
+        ("m.json", b'{"1": {"title": "\xff"}}', [], "m.json, line 1: not UTF-8 text"),
+        ("m.json", "", [], "m.json: the file is empty"),
+        (
+            "m.csv",
+            'item_id,title\n1,"open quote\n2,b\n',
+            [
+                "dataset.metadata.key=item_id",
+                "dataset.metadata.fields.brand=null",
+                "dataset.metadata.fields.price=null",
+                "dataset.metadata.fields.categories=null",
+                "dataset.metadata.fields.description=null",
+            ],
+            "m.csv, line 2: malformed CSV row (unexpected end of data)",
+        ),
+    ],
+)
 def test_bad_metadata(tmp_path, capsys, name, content, extra, expected):
     interactions = write(tmp_path, "seq.txt", GOOD)
     path = write(tmp_path, name, content)
@@ -154,8 +233,17 @@ def test_names_and_roots_that_are_not_folders(tmp_path, capsys):
     rc, _ = run_prepare(tmp_path, path, None, "dataset.name=../../elsewhere")
     assert rc == 2 and "dataset.name: '../../elsewhere' is not allowed" in capsys.readouterr().err
     root = write(tmp_path, "a-file", "")
-    rc = main(["prepare", "-o", f"dataset.interactions.path={path}", "-o", "dataset.metadata.path=null",
-               "-o", f"run.root={root}"])
+    rc = main(
+        [
+            "prepare",
+            "-o",
+            f"dataset.interactions.path={path}",
+            "-o",
+            "dataset.metadata.path=null",
+            "-o",
+            f"run.root={root}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "a-file" in err and "Not a directory" in err and err.count("\n") == 1
 

@@ -13,8 +13,16 @@ def test_defaults_point_at_bundled_data():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["embed.batch_size=64", "dataset.groups.tail_user_share=0.75", "embed.cache=false",
-                             "embed.item_template=['{title}']", "run.name=x"])
+    cfg = load_config(
+        None,
+        [
+            "embed.batch_size=64",
+            "dataset.groups.tail_user_share=0.75",
+            "embed.cache=false",
+            "embed.item_template=['{title}']",
+            "run.name=x",
+        ],
+    )
     assert cfg.embed.batch_size == 64 and cfg.dataset.groups.tail_user_share == 0.75
     assert cfg.embed.cache is False and cfg.embed.item_template == ["{title}"] and cfg.run.name == "x"
 
@@ -43,22 +51,25 @@ def test_extends_and_paths_relative_to_each_file(tmp_path):
     assert cfg.embed.pca_dim == 32  # follows seq.hidden_size
 
 
-@pytest.mark.parametrize("override, message", [
-    ("embed.batch_siz=3", "embed.batch_siz: unknown key (did you mean 'batch_size'?)"),
-    ("nosuch.key=1", "nosuch: unknown key"),
-    ("embed.batch_size=abc", "embed.batch_size: expected an integer"),
-    ("embed.batch_size=2.5", "embed.batch_size: expected an integer"),
-    ("embed.batch_size=0", "embed.batch_size: 0 is out of range; expected a value >= 1"),
-    ("dataset.groups.tail_user_share=1.0", "dataset.groups.tail_user_share: 1.0 is out of range"),
-    ("embed.precision=fp8", "embed.precision: 'fp8' is not allowed; choose one of auto, fp32, bf16, fp16"),
-    ("embed.cache=yes please", "embed.cache: expected true or false"),
-    ("embed.model=null", "embed.model: a value is required"),
-    ("embed.batch_size.x=1", "embed.batch_size: is a value, not a section"),
-    ("dataset.min_user_interactions=2", "dataset.min_user_interactions: 2 is out of range"),
-    ("embed.item_template=['{titel}']", "embed.item_template[0]: unknown field {titel}"),
-    ("embed.device=gpu", "embed.device: 'gpu' is not allowed"),
-    ("embed", "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("embed.batch_siz=3", "embed.batch_siz: unknown key (did you mean 'batch_size'?)"),
+        ("nosuch.key=1", "nosuch: unknown key"),
+        ("embed.batch_size=abc", "embed.batch_size: expected an integer"),
+        ("embed.batch_size=2.5", "embed.batch_size: expected an integer"),
+        ("embed.batch_size=0", "embed.batch_size: 0 is out of range; expected a value >= 1"),
+        ("dataset.groups.tail_user_share=1.0", "dataset.groups.tail_user_share: 1.0 is out of range"),
+        ("embed.precision=fp8", "embed.precision: 'fp8' is not allowed; choose one of auto, fp32, bf16, fp16"),
+        ("embed.cache=yes please", "embed.cache: expected true or false"),
+        ("embed.model=null", "embed.model: a value is required"),
+        ("embed.batch_size.x=1", "embed.batch_size: is a value, not a section"),
+        ("dataset.min_user_interactions=2", "dataset.min_user_interactions: 2 is out of range"),
+        ("embed.item_template=['{titel}']", "embed.item_template[0]: unknown field {titel}"),
+        ("embed.device=gpu", "embed.device: 'gpu' is not allowed"),
+        ("embed", "expected KEY=VALUE"),
+    ],
+)
 def test_bad_settings_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
@@ -75,7 +86,9 @@ def test_bad_yaml_names_file_and_line(tmp_path):
 def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n")
-    with pytest.raises(ConfigError, match=r"dup.yaml, line 4: .*key 'lr' appears twice in one mapping \(first on line 2\)"):
+    with pytest.raises(
+        ConfigError, match=r"dup.yaml, line 4: .*key 'lr' appears twice in one mapping \(first on line 2\)"
+    ):
         load_config(path)
 
 
@@ -133,7 +146,9 @@ def test_every_setting_is_keyed_and_explained():
     assert not missing, missing
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg.dataset.name and cfg.seq.hidden_size == cfg.embed.pca_dim

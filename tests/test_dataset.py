@@ -41,16 +41,25 @@ def test_join_with_offset_keeps_items_without_metadata(tiny_config):
 
 
 def test_string_join_through_raw_dump(tiny, tmp_path):
-    cfg = load_config(None, [f"dataset.interactions.path={tiny['reviews']}", f"dataset.metadata.path={tiny['items_jsonl']}",
-                             "dataset.metadata.key=asin", "dataset.metadata.fields.categories=category"])
+    cfg = load_config(
+        None,
+        [
+            f"dataset.interactions.path={tiny['reviews']}",
+            f"dataset.metadata.path={tiny['items_jsonl']}",
+            "dataset.metadata.key=asin",
+            "dataset.metadata.fields.categories=category",
+        ],
+    )
     ds = build_dataset(cfg.dataset)
     assert ds.stats["join"]["key_type"] == "str" and ds.stats["join"]["coverage"] == 1.0
     assert ds.item_ids[0] == "A001" and ds.item_meta[0]["categories"] == ["Beauty", "Makeup", "Nails"]
 
 
 def test_int_key_type_rejects_non_integer_ids(tiny):
-    cfg = load_config(None, [f"dataset.interactions.path={tiny['reviews']}", "dataset.metadata.path=null",
-                             "dataset.join.key_type=int"])
+    cfg = load_config(
+        None,
+        [f"dataset.interactions.path={tiny['reviews']}", "dataset.metadata.path=null", "dataset.join.key_type=int"],
+    )
     with pytest.raises(EsrError, match="item id 'A00\\d' is not an integer, but dataset.join.key_type is int"):
         build_dataset(cfg.dataset)
 
@@ -61,8 +70,11 @@ def test_integer_ids_written_two_ways_are_refused_unless_compared_as_strings(tmp
     cfg = load_config(None, [f"dataset.interactions.path={seqs}", "dataset.metadata.path=null"])
     with pytest.raises(EsrError, match="s.txt: item ids '03' and '3' are the same integer"):
         build_dataset(cfg.dataset)
-    ds = build_dataset(load_config(None, [f"dataset.interactions.path={seqs}", "dataset.metadata.path=null",
-                                         "dataset.join.key_type=str"]).dataset)
+    ds = build_dataset(
+        load_config(
+            None, [f"dataset.interactions.path={seqs}", "dataset.metadata.path=null", "dataset.join.key_type=str"]
+        ).dataset
+    )
     assert ds.item_ids == ["1", "2", "03", "3"]  # numeric order, the two kept apart
 
 
@@ -79,7 +91,9 @@ def test_pareto_groups_by_share(tiny_config):
 
 
 def test_fixed_group_thresholds(tiny_config):
-    ds = build_dataset(tiny_config("dataset.groups.tail_user_max_length=3", "dataset.groups.tail_item_max_popularity=4").dataset)
+    ds = build_dataset(
+        tiny_config("dataset.groups.tail_user_max_length=3", "dataset.groups.tail_item_max_popularity=4").dataset
+    )
     assert ds.tail_users.tolist() == [(len(TINY_SEQUENCES[u]) - 1) <= 3 for u in ds.user_ids]
     assert ds.tail_items[1:].tolist() == (ds.item_popularity[1:] <= 4).tolist()
 
@@ -94,12 +108,16 @@ def test_save_load_roundtrip(tiny_config, tmp_path):
 
 
 @needs_shared
-@pytest.mark.parametrize("name, users, items, interactions", [
-    ("amazon-beauty", 22363, 12101, 198502),
-    ("amazon-giftcards-raw", 458, 148, 2972),
-])
+@pytest.mark.parametrize(
+    "name, users, items, interactions",
+    [
+        ("amazon-beauty", 22363, 12101, 198502),
+        ("amazon-giftcards-raw", 458, 148, 2972),
+    ],
+)
 def test_real_datasets_through_config(name, users, items, interactions):
     from pathlib import Path
+
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     ds = build_dataset(cfg.dataset)
     assert (ds.num_users, ds.num_items, ds.stats["interactions"]) == (users, items, interactions)

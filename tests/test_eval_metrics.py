@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from esrgraph.data.sequences import SequenceData
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.eval.metrics import aggregate, metrics_from_ranks
 from esrgraph.eval.protocols import rank_targets, sampled_negatives
-from esrgraph.data.sequences import SequenceData
 from tests.conftest import make_dataset
 
 
@@ -61,7 +61,9 @@ def test_full_ranking_matches_brute_force(split):
 def test_sampled_ranking_matches_brute_force():
     data, table = random_world(1)
     negatives = sampled_negatives(data, "test", 10, seed=5)
-    _, targets, ranks = rank_targets(TableScorer(table, data, "test"), data, "test", "sampled", 8, torch.device("cpu"), negatives)
+    _, targets, ranks = rank_targets(
+        TableScorer(table, data, "test"), data, "test", "sampled", 8, torch.device("cpu"), negatives
+    )
     for u in range(data.num_users):
         assert ranks[u] == sum(table[u, n] >= table[u, targets[u]] for n in negatives[u])
 
@@ -83,7 +85,9 @@ def test_a_user_with_fewer_unseen_items_than_negatives_meets_each_once():
     assert sorted(negatives[0].tolist()) == [0, 0, 8, 9, 10]
     table = np.zeros((2, 11))
     table[0] = [9.0, 0, 0, 0, 0, 0, 0, 0.5, 0.9, 0.1, 0.2]  # item 0 (padding) would outscore the target
-    _, _, ranks = rank_targets(TableScorer(table, data, "test"), data, "test", "sampled", 4, torch.device("cpu"), negatives)
+    _, _, ranks = rank_targets(
+        TableScorer(table, data, "test"), data, "test", "sampled", 4, torch.device("cpu"), negatives
+    )
     assert ranks[0] == 1  # only item 8 beats the target 7
 
 
@@ -123,11 +127,14 @@ def test_metric_formulas():
 def test_groups_partition_users_and_items():
     data, table = random_world(5)
     result = Evaluator(data, EvalConfig(sampled_negatives=5), 16, torch.device("cpu")).evaluate(
-        TableScorer(table, data, "test"), "test", ["full"])["full"]
+        TableScorer(table, data, "test"), "test", ["full"]
+    )["full"]
     assert result["tail_users"]["users"] + result["head_users"]["users"] == data.num_users
     assert result["tail_items"]["users"] + result["head_items"]["users"] == data.num_users
-    mixed = (result["tail_users"]["HR@10"] * result["tail_users"]["users"]
-             + result["head_users"]["HR@10"] * result["head_users"]["users"]) / data.num_users
+    mixed = (
+        result["tail_users"]["HR@10"] * result["tail_users"]["users"]
+        + result["head_users"]["HR@10"] * result["head_users"]["users"]
+    ) / data.num_users
     assert mixed == pytest.approx(result["overall"]["HR@10"])
 
 

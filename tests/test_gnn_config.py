@@ -9,23 +9,26 @@ from esrgraph.gnn.backends import resolve_backend
 from esrgraph.training.device import resolve_device
 
 
-@pytest.mark.parametrize("override, key", [
-    ("gnn.tau=0", "gnn.tau"),
-    ("gnn.tau=-0.5", "gnn.tau"),
-    ("gnn.view1.edge_drop=1.0", "gnn.view1.edge_drop"),
-    ("gnn.view2.edge_drop=-0.1", "gnn.view2.edge_drop"),
-    ("gnn.view1.feature_mask=1.5", "gnn.view1.feature_mask"),
-    ("gnn.feat_drop=1", "gnn.feat_drop"),
-    ("gnn.attn_drop=1.0", "gnn.attn_drop"),
-    ("gnn.backend=cudnn", "gnn.backend"),
-    ("gnn.combine=max", "gnn.combine"),
-    ("gnn.negatives=all", "gnn.negatives"),
-    ("gnn.item_input=random", "gnn.item_input"),
-    ("gnn.device=gpu", "gnn.device"),
-    ("gnn.heads=5", "gnn.heads"),
-    ("gnn.layers=0", "gnn.layers"),
-    ("gnn.view3.edge_drop=0.1", "gnn.view3"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("gnn.tau=0", "gnn.tau"),
+        ("gnn.tau=-0.5", "gnn.tau"),
+        ("gnn.view1.edge_drop=1.0", "gnn.view1.edge_drop"),
+        ("gnn.view2.edge_drop=-0.1", "gnn.view2.edge_drop"),
+        ("gnn.view1.feature_mask=1.5", "gnn.view1.feature_mask"),
+        ("gnn.feat_drop=1", "gnn.feat_drop"),
+        ("gnn.attn_drop=1.0", "gnn.attn_drop"),
+        ("gnn.backend=cudnn", "gnn.backend"),
+        ("gnn.combine=max", "gnn.combine"),
+        ("gnn.negatives=all", "gnn.negatives"),
+        ("gnn.item_input=random", "gnn.item_input"),
+        ("gnn.device=gpu", "gnn.device"),
+        ("gnn.heads=5", "gnn.heads"),
+        ("gnn.layers=0", "gnn.layers"),
+        ("gnn.view3.edge_drop=0.1", "gnn.view3"),
+    ],
+)
 def test_bad_setting_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])

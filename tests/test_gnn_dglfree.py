@@ -45,8 +45,9 @@ SCRIPT = textwrap.dedent("""
 
 def test_native_path_runs_without_dgl(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")  # a tiny graph: one thread, no stalls on a shared machine
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["importable"] is False and out["backend"] == "native" and out["stage_backend"] == "native"

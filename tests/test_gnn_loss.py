@@ -88,8 +88,10 @@ def test_link_loss_prefers_true_links():
     n_items, n_brands = 40, 5
     item = torch.arange(1, n_items)
     brand = item % n_brands
-    graph = GraphTensors({"item": n_items, "brand": n_brands},
-                         {("item", "has_brand", "brand"): (item, brand), ("brand", "brand_of", "item"): (brand, item)})
+    graph = GraphTensors(
+        {"item": n_items, "brand": n_brands},
+        {("item", "has_brand", "brand"): (item, brand), ("brand", "brand_of", "item"): (brand, item)},
+    )
     torch.manual_seed(0)
     brands = torch.randn(n_brands, 16)
     aligned = {"item": torch.cat([torch.zeros(1, 16), brands[brand]]), "brand": brands}

@@ -10,10 +10,13 @@ def test_labels_are_the_brand_and_the_most_specific_category():
     # categories: 0 = top level (all items), 1 = "a" (items 1-3), 2 = "a > x" (items 1-2); item 4 has none
     cat_src = np.array([1, 1, 1, 2, 2, 2, 3, 3, 5])
     cat_dst = np.array([0, 1, 2, 2, 0, 1, 0, 1, 0])
-    edges = HeteroEdges({"item": 6, "category": 3, "brand": 2}, {
-        ("item", "in_category", "category"): (cat_src, cat_dst),
-        ("item", "has_brand", "brand"): (np.array([2, 3]), np.array([1, 0])),
-    })
+    edges = HeteroEdges(
+        {"item": 6, "category": 3, "brand": 2},
+        {
+            ("item", "in_category", "category"): (cat_src, cat_dst),
+            ("item", "has_brand", "brand"): (np.array([2, 3]), np.array([1, 0])),
+        },
+    )
     labels = item_labels(edges)
     assert labels["category"].tolist() == [-1, 2, 2, 1, -1, 0]
     assert labels["brand"].tolist() == [-1, -1, 1, 0, -1, -1]
@@ -30,6 +33,11 @@ def test_neighbour_agreement_and_chance():
 
 
 def test_describe_lists_every_row():
-    text = describe({"k": 10, "chance": {"category": 0.01}, "rows": {"untrained encoder": {"category": 0.2},
-                                                                      "trained encoder": {"category": 0.3}}})
+    text = describe(
+        {
+            "k": 10,
+            "chance": {"category": 0.01},
+            "rows": {"untrained encoder": {"category": 0.2}, "trained encoder": {"category": 0.3}},
+        }
+    )
     assert "category@10" in text and "untrained encoder" in text and "0.300" in text and "chance" in text

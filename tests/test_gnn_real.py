@@ -21,7 +21,6 @@ dgl = pytest.importorskip("dgl")
 from esrgraph.gnn.dgl_backend import tensors_from_dgl  # noqa: E402
 from esrgraph.graph.io import load_graph  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -60,15 +59,23 @@ def outputs_and_gradients(encoder: GraphEncoder, graph: GraphTensors, weights: d
 
 def assert_close(a, b):
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5, msg=lambda m, key=key: f"{key}: {m}")
 
 
 @pytest.mark.parametrize("combine", ["sum", "mean", "attention"])
 def test_dgl_and_native_paths_agree_on_the_real_graph(graph, combine):
     torch.manual_seed(0)
     features = {"item": torch.nn.functional.normalize(torch.randn(graph.num_nodes["item"], 384), dim=1)}
-    native = GraphEncoder(graph.num_nodes, graph.relations(), dim=64, layers=2, heads=4, combine=combine,
-                          features=features, backend="native").eval()
+    native = GraphEncoder(
+        graph.num_nodes,
+        graph.relations(),
+        dim=64,
+        layers=2,
+        heads=4,
+        combine=combine,
+        features=features,
+        backend="native",
+    ).eval()
     with_dgl = copy.deepcopy(native)
     with_dgl.backend = "dgl"
     weights = {t: torch.randn(n, 64) for t, n in graph.num_nodes.items()}

@@ -35,8 +35,14 @@ def read(stage_dir, name):
 
 @pytest.mark.parametrize("backend", ["auto", "native"])
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config, backend):
-    settings = FAST + ["gnn.item_input=id", "gnn.epochs=6", f"gnn.backend={backend}",
-                       "gnn.feat_drop=0.2", "gnn.attn_drop=0.2", "gnn.link_weight=0.5"]
+    settings = FAST + [
+        "gnn.item_input=id",
+        "gnn.epochs=6",
+        f"gnn.backend={backend}",
+        "gnn.feat_drop=0.2",
+        "gnn.attn_drop=0.2",
+        "gnn.link_weight=0.5",
+    ]
     full = ensure(Run(tiny_config(*settings, "run.name=full")), "gnn")
 
     run = Run(tiny_config(*settings, "run.name=cut"))
@@ -49,8 +55,9 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config,
     resumed = ensure(run, "gnn", resume=True)
 
     assert np.array_equal(load_item_graph(full), load_item_graph(resumed))
-    assert [h["loss"] for h in read(full, "history.json")["history"]] == \
-        [h["loss"] for h in read(resumed, "history.json")["history"]]
+    assert [h["loss"] for h in read(full, "history.json")["history"]] == [
+        h["loss"] for h in read(resumed, "history.json")["history"]
+    ]
     assert read(resumed, "manifest.json")["resumed_from"] == 3
     assert not (run.dir / CHECKPOINTS).exists()  # a finished stage drops its checkpoints
 
@@ -88,8 +95,9 @@ def test_resume_with_other_settings_or_a_damaged_checkpoint_starts_over(tiny_con
 
 
 def test_llm_items_and_attribute_text_inputs(tiny_config):
-    run = Run(tiny_config(*FAST, "gnn.epochs=3", "gnn.attribute_input=text", "gnn.combine=attention",
-                          "embed.max_tokens=64"))
+    run = Run(
+        tiny_config(*FAST, "gnn.epochs=3", "gnn.attribute_input=text", "gnn.combine=attention", "embed.max_tokens=64")
+    )
     out = ensure(run, "gnn")
     emb = load_item_graph(out)
     assert emb.shape == (9, 16) and emb.dtype == np.float32 and not emb[0].any() and np.isfinite(emb).all()

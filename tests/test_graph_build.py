@@ -25,23 +25,27 @@ PRICES = st.one_of(
 )
 ITEM = st.one_of(
     st.none(),
-    st.fixed_dictionaries({
-        "title": st.just("t"),
-        "brand": st.one_of(st.none(), st.sampled_from(BRANDS)),
-        "categories": st.lists(st.sampled_from(LEVELS), max_size=4),
-        "price": st.one_of(st.none(), PRICES),
-        "description": st.none(),
-    }),
+    st.fixed_dictionaries(
+        {
+            "title": st.just("t"),
+            "brand": st.one_of(st.none(), st.sampled_from(BRANDS)),
+            "categories": st.lists(st.sampled_from(LEVELS), max_size=4),
+            "price": st.one_of(st.none(), PRICES),
+            "description": st.none(),
+        }
+    ),
 )
-CONFIG = st.fixed_dictionaries({
-    "min_count": st.fixed_dictionaries({t: st.integers(1, 3) for t in ("brand", "category", "price")}),
-    "category_levels": st.sampled_from(["all", "leaf"]),
-    "category_hierarchy": st.booleans(),
-    "category_drop_top": st.integers(0, 1),
-    "category_max_depth": st.one_of(st.none(), st.integers(1, 3)),
-    "price_buckets": st.integers(1, 6),
-    "price_bucketing": st.sampled_from(["quantile", "log"]),
-})
+CONFIG = st.fixed_dictionaries(
+    {
+        "min_count": st.fixed_dictionaries({t: st.integers(1, 3) for t in ("brand", "category", "price")}),
+        "category_levels": st.sampled_from(["all", "leaf"]),
+        "category_hierarchy": st.booleans(),
+        "category_drop_top": st.integers(0, 1),
+        "category_max_depth": st.one_of(st.none(), st.integers(1, 3)),
+        "price_buckets": st.integers(1, 6),
+        "price_bucketing": st.sampled_from(["quantile", "log"]),
+    }
+)
 
 
 def expected_paths(meta, cfg, norm, as_path):
@@ -56,9 +60,9 @@ def expected_paths(meta, cfg, norm, as_path):
             break
         if not levels or levels[-1] != v:
             levels.append(v)
-    levels = levels[cfg.category_drop_top:]
+    levels = levels[cfg.category_drop_top :]
     if cfg.category_max_depth is not None:
-        levels = levels[:cfg.category_max_depth]
+        levels = levels[: cfg.category_max_depth]
     return [" > ".join(levels[:k]) for k in range(1, len(levels) + 1)]
 
 
@@ -98,7 +102,9 @@ def test_edges_match_an_independent_oracle(items, config, as_path):
     counts = Counter(b for b in brand if b is not None)
     kept = {b for b, c in counts.items() if c >= cfg.min_count.brand}
     assert set(vocab["brand"].values) == kept
-    assert pairs(edges, RELATIONS[0], vocab["brand"].values) == sorted((i, b) for i, b in enumerate(brand, 1) if b in kept)
+    assert pairs(edges, RELATIONS[0], vocab["brand"].values) == sorted(
+        (i, b) for i, b in enumerate(brand, 1) if b in kept
+    )
     assert [counts[v] for v in vocab["brand"].values] == vocab["brand"].counts.tolist()
 
     # categories: items carrying each prefix; kept prefixes linked (all levels or the deepest kept)
@@ -115,7 +121,9 @@ def test_edges_match_an_independent_oracle(items, config, as_path):
     if as_path and cfg.category_hierarchy:
         child_of = pairs(edges, CATEGORY_RELATIONS[0], vocab["category"].values)
         names = vocab["category"].values
-        assert sorted((names[c], p) for c, p in child_of) == sorted((v, v.rsplit(" > ", 1)[0]) for v in kept if " > " in v)
+        assert sorted((names[c], p) for c, p in child_of) == sorted(
+            (v, v.rsplit(" > ", 1)[0]) for v in kept if " > " in v
+        )
         check_mirror(edges, *CATEGORY_RELATIONS)
 
     # prices: one edge per item with a parsed price in a kept bucket; bucket order follows price order
@@ -155,14 +163,27 @@ def test_tiny_graph_values_and_node_order():
     assert built.vocab["brand"].counts.tolist() == [2, 2]
     cats = built.vocab["category"]
     # "accessories" under hair care and under makeup are different levels, each with one item: dropped
-    assert cats.values == ["beauty", "beauty > makeup", "beauty > makeup > nails", "beauty > skin care",
-                           "beauty > skin care > face"]
+    assert cats.values == [
+        "beauty",
+        "beauty > makeup",
+        "beauty > makeup > nails",
+        "beauty > skin care",
+        "beauty > skin care > face",
+    ]
     assert cats.counts.tolist() == [7, 4, 2, 2, 2]
     s = built.stats
-    assert s["attributes"]["brand"] == {"values_seen": 3, "values_kept": 2, "values_dropped": 1, "items_with_value": 5,
-                                        "items_linked": 4, "min_count": 2}
+    assert s["attributes"]["brand"] == {
+        "values_seen": 3,
+        "values_kept": 2,
+        "values_dropped": 1,
+        "items_with_value": 5,
+        "items_linked": 4,
+        "min_count": 2,
+    }
     assert s["attributes"]["category"]["values_dropped"] == 4
-    assert s["prices"]["present"] == 6 and s["prices"]["parsed"] == 5 and s["prices"]["unparseable_examples"] == ["junk"]
+    assert (
+        s["prices"]["present"] == 6 and s["prices"]["parsed"] == 5 and s["prices"]["unparseable_examples"] == ["junk"]
+    )
     assert s["items_without_attribute"] == 1 and s["coverage"]["brand"] == 0.5
     assert s["edges"]["in_category"] == 7 + 4 + 2 + 2 + 2
     assert built.edges.num_nodes == {"item": 9, "brand": 2, "category": 5, "price": len(built.vocab["price"])}
@@ -174,12 +195,24 @@ def test_leaf_level_and_hierarchy():
     names = built.vocab["category"].values
     src, dst = built.edges.edges[("item", "in_category", "category")]
     linked = {int(s): names[int(d)] for s, d in zip(src, dst)}
-    assert linked == {1: "beauty > makeup > nails", 2: "beauty > makeup > nails", 3: "beauty > skin care > face",
-                      4: "beauty > skin care > face", 5: "beauty", 6: "beauty > makeup", 8: "beauty > makeup"}
+    assert linked == {
+        1: "beauty > makeup > nails",
+        2: "beauty > makeup > nails",
+        3: "beauty > skin care > face",
+        4: "beauty > skin care > face",
+        5: "beauty",
+        6: "beauty > makeup",
+        8: "beauty > makeup",
+    }
     assert built.vocab["category"].counts.tolist() == [7, 4, 2, 2, 2]  # support, not leaf edges
     parents = built.vocab["category"].extra["parents"]
-    assert [names[p] if p >= 0 else None for p in parents] == [None, "beauty", "beauty > makeup", "beauty",
-                                                                "beauty > skin care"]
+    assert [names[p] if p >= 0 else None for p in parents] == [
+        None,
+        "beauty",
+        "beauty > makeup",
+        "beauty",
+        "beauty > skin care",
+    ]
     assert built.edges.edges[("category", "child_of", "category")][0].tolist() == [1, 2, 3, 4]
 
 
@@ -187,15 +220,26 @@ def test_drop_top_and_plain_categories():
     cfg = build_config(GraphConfig, {"category_drop_top": 1, "category_max_depth": 1})
     assert build_graph_data(TINY, cfg, True).vocab["category"].values == ["makeup", "skin care"]
     plain = build_graph_data(TINY, GraphConfig(), False).vocab["category"]
-    assert dict(zip(plain.values, plain.counts.tolist())) == {"beauty": 7, "makeup": 4, "accessories": 2, "nails": 2,
-                                                              "skin care": 2, "face": 2}
+    assert dict(zip(plain.values, plain.counts.tolist())) == {
+        "beauty": 7,
+        "makeup": 4,
+        "accessories": 2,
+        "nails": 2,
+        "skin care": 2,
+        "face": 2,
+    }
 
 
 def test_no_usable_attribute_names_the_source():
-    items = [{"brand": "Unknown", "categories": [], "price": "junk"},
-             {"brand": "Solo", "categories": ["Only"], "price": None}]
-    with pytest.raises(EsrError, match=r"^meta\.json: no usable attribute.*brand: 1 items with a value, 1 values under "
-                                       r"graph\.min_count\.brand=2"):
+    items = [
+        {"brand": "Unknown", "categories": [], "price": "junk"},
+        {"brand": "Solo", "categories": ["Only"], "price": None},
+    ]
+    with pytest.raises(
+        EsrError,
+        match=r"^meta\.json: no usable attribute.*brand: 1 items with a value, 1 values under "
+        r"graph\.min_count\.brand=2",
+    ):
         build_graph_data(items, GraphConfig(), True, source="meta.json")
 
 

@@ -47,9 +47,12 @@ def expected(items, prices=None):
     has_category = [any(p in kept_categories for p in path) for _, path in items]
     has_price = [p is not None for p in prices] if prices is not None else [False] * len(items)
     return {
-        "brand_values": len(brands), "brand_nodes": len(kept_brands), "brand_edges": sum(has_brand),
+        "brand_values": len(brands),
+        "brand_nodes": len(kept_brands),
+        "brand_edges": sum(has_brand),
         "brand_items": sum(b is not None for b, _ in items),
-        "category_values": len(categories), "category_nodes": len(kept_categories),
+        "category_values": len(categories),
+        "category_nodes": len(kept_categories),
         "category_edges": sum(c for p, c in categories.items() if p in kept_categories),
         "category_items": sum(bool(path) for _, path in items),
         "without": sum(not (a or b or c) for a, b, c in zip(has_brand, has_category, has_price)),
@@ -60,13 +63,20 @@ def expected(items, prices=None):
 def check(stats, want, num_items):
     a = stats["attributes"]
     assert stats["items"] == num_items
-    assert (a["brand"]["values_seen"], stats["nodes"]["brand"], stats["edges"]["has_brand"], stats["edges"]["brand_of"]) == (
-        want["brand_values"], want["brand_nodes"], want["brand_edges"], want["brand_edges"])
+    assert (
+        a["brand"]["values_seen"],
+        stats["nodes"]["brand"],
+        stats["edges"]["has_brand"],
+        stats["edges"]["brand_of"],
+    ) == (want["brand_values"], want["brand_nodes"], want["brand_edges"], want["brand_edges"])
     assert a["brand"]["items_with_value"] == want["brand_items"]
     assert a["brand"]["values_dropped"] == want["brand_values"] - want["brand_nodes"]
     assert stats["degree"]["brand_of"]["max"] == want["max_brand_degree"]
     assert (a["category"]["values_seen"], stats["nodes"]["category"], stats["edges"]["in_category"]) == (
-        want["category_values"], want["category_nodes"], want["category_edges"])
+        want["category_values"],
+        want["category_nodes"],
+        want["category_edges"],
+    )
     assert a["category"]["items_with_value"] == want["category_items"]
     assert stats["coverage"]["brand"] == round(want["brand_edges"] / num_items, 4)
     assert stats["items_without_attribute"] == want["without"]
@@ -109,7 +119,9 @@ def test_real_scientific_statistics(tmp_path):
     used = sorted({int(i) for seq in users.values() if len(seq) >= 3 for i in seq})
     rows = [records[str(i)] for i in used]
     # a comma followed by a space belongs to a name ("Tapes, Adhesives & Sealants")
-    items = [(norm(r.get("brand")), prefixes(re.split(r",(?=\S)", r.get("categories") or ""), drop_top=1)) for r in rows]
+    items = [
+        (norm(r.get("brand")), prefixes(re.split(r",(?=\S)", r.get("categories") or ""), drop_top=1)) for r in rows
+    ]
     meta = build("amazon-scientific.yaml", tmp_path)
     stats = meta["stats"]
     check(stats, expected(items), len(rows))

@@ -39,13 +39,18 @@ def test_stage_writes_graph_sidecar_and_edges(tiny, tmp_path):
     for relation, (src, dst) in edges.edges.items():
         got_src, got_dst = graph.edges(etype=relation, order="eid")
         assert np.array_equal(got_src.numpy(), src) and np.array_equal(got_dst.numpy(), dst)
-    assert ensure(run, "graph") == out and json.loads((out / "manifest.json").read_text())["created"] == manifest["created"]
+    assert (
+        ensure(run, "graph") == out
+        and json.loads((out / "manifest.json").read_text())["created"] == manifest["created"]
+    )
 
 
 def test_loaders_refuse_a_graph_of_another_dataset(tiny, tmp_path):
     out = ensure(Run(load_config(None, tiny_overrides(tiny, tmp_path / "runs"))), "graph")
     for load in (load_graph, load_edges, load_sidecar):
-        with pytest.raises(InputError, match="the graph has 8 items but the dataset has 7; it was built from other data"):
+        with pytest.raises(
+            InputError, match="the graph has 8 items but the dataset has 7; it was built from other data"
+        ):
             load(out, num_items=7)
     with pytest.raises(InputError, match="graph edges not found"):
         load_edges(tmp_path)
@@ -86,15 +91,18 @@ def test_cli_no_usable_attribute_exit_2(tiny, tmp_path, capsys):
     assert not (root / "r" / "graph").exists() and not list((root / "r").glob(".graph*"))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("graph.price_buckets=0", "graph.price_buckets: 0 is out of range; expected a value >= 1"),
-    ("graph.category_levels=middle", "graph.category_levels: 'middle' is not allowed; choose one of all, leaf"),
-    ("graph.min_count.brand=0", "graph.min_count.brand: 0 is out of range"),
-    ("graph.price_bucketing=linear", "graph.price_bucketing: 'linear' is not allowed; choose one of quantile, log"),
-    ("graph.placeholders=unknown", "graph.placeholders: expected a list"),
-    ("graph.min_count=3", "graph.min_count: expected a mapping"),
-    ("graph.category_max_depth=0", "graph.category_max_depth: 0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("graph.price_buckets=0", "graph.price_buckets: 0 is out of range; expected a value >= 1"),
+        ("graph.category_levels=middle", "graph.category_levels: 'middle' is not allowed; choose one of all, leaf"),
+        ("graph.min_count.brand=0", "graph.min_count.brand: 0 is out of range"),
+        ("graph.price_bucketing=linear", "graph.price_bucketing: 'linear' is not allowed; choose one of quantile, log"),
+        ("graph.placeholders=unknown", "graph.placeholders: expected a list"),
+        ("graph.min_count=3", "graph.min_count: expected a mapping"),
+        ("graph.category_max_depth=0", "graph.category_max_depth: 0 is out of range"),
+    ],
+)
 def test_bad_graph_config_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_config(None, [override])

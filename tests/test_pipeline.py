@@ -5,9 +5,19 @@ import json
 from cli.main import main
 from tests.conftest import tiny_overrides
 
-QUICK = ["train.epochs=2", "seq.hidden_size=8", "seq.max_length=10", "eval.sampled_negatives=3",
-         "embed.max_tokens=32", "embed.similar_users=2", "gnn.epochs=3", "gnn.hidden=8", "gnn.heads=2",
-         "gnn.projection=8", "run.name=r"]
+QUICK = [
+    "train.epochs=2",
+    "seq.hidden_size=8",
+    "seq.max_length=10",
+    "eval.sampled_negatives=3",
+    "embed.max_tokens=32",
+    "embed.similar_users=2",
+    "gnn.epochs=3",
+    "gnn.hidden=8",
+    "gnn.heads=2",
+    "gnn.projection=8",
+    "run.name=r",
+]
 
 
 def args(tiny, root, *extra):
@@ -23,7 +33,12 @@ def only_flags(*variants):
 
 def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monkeypatch):
     root = tmp_path / "runs"
-    assert main(["pipeline"] + args(tiny, root, "seq.fusion=view", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2")) == 0
+    assert (
+        main(
+            ["pipeline"] + args(tiny, root, "seq.fusion=view", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2")
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| full | overall | model |" in out and "| full | overall | popularity |" in out
     for stage in ("dataset", "embed", "graph", "gnn", "seq", "eval"):
@@ -34,7 +49,12 @@ def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monke
     from esrgraph.seq import trainer
 
     monkeypatch.setattr(trainer.Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    assert main(["pipeline"] + args(tiny, root, "seq.fusion=view", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2")) == 0
+    assert (
+        main(
+            ["pipeline"] + args(tiny, root, "seq.fusion=view", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2")
+        )
+        == 0
+    )
 
 
 def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
@@ -57,7 +77,9 @@ def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     assert "| llmesr+graph-view | tail_users |" in table and "| popularity (floor) | overall |" in table
     assert results["popularity"]["full"]["overall"]["NDCG@10"] >= 0
     # shared stages ran once; each variant trained in its own stage folder
-    assert (root / "r" / "gnn").is_dir() and (root / "r" / "seq-sasrec").is_dir() and (root / "r" / "seq-llmesr").is_dir()
+    assert (
+        (root / "r" / "gnn").is_dir() and (root / "r" / "seq-sasrec").is_dir() and (root / "r" / "seq-llmesr").is_dir()
+    )
 
 
 def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeypatch):
@@ -158,7 +180,10 @@ def test_combined_variant_needs_graph_and_readout_variants(tiny, tmp_path, capsy
 def test_a_variant_the_settings_rule_out_is_refused_before_any_training(tiny, tmp_path, capsys):
     extra = only_flags("sasrec", "llmesr+readouts-fitted") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
     assert main(["ablate", "--seeds", "1"] + extra) == 2
-    assert "variant llmesr+readouts-fitted: seq.readouts.mode: readouts fitted after training need" in capsys.readouterr().err
+    assert (
+        "variant llmesr+readouts-fitted: seq.readouts.mode: readouts fitted after training need"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "runs").exists()
 
 

@@ -46,7 +46,9 @@ def test_iso_times_without_a_zone_are_read_as_utc_wherever_the_machine_is(tmp_pa
     time.tzset()
     try:
         path = tmp_path / "t.csv"
-        path.write_text("user,item,timestamp\nx,b,2020-03-08T03:10:00\nx,a,2020-03-08T02:30:00\nx,c,2020-03-08T02:50:00Z\n")
+        path.write_text(
+            "user,item,timestamp\nx,b,2020-03-08T03:10:00\nx,a,2020-03-08T02:30:00\nx,c,2020-03-08T02:50:00Z\n"
+        )
         assert read_interactions(InteractionsConfig(path=str(path)))[0] == {"x": ["a", "c", "b"]}
     finally:
         monkeypatch.undo()
@@ -64,10 +66,13 @@ def test_detect_inter_versus_sequences(tiny):
     assert detect_format(tiny["sequences"]) == "sequences"
 
 
-@pytest.mark.parametrize("fmt, text", [
-    ("inter", "\nuser_id item_id\nx 1\nx 2\ny 1\n"),
-    ("sequences", "UserID ItemIDs\nx 1 2\ny 1\n"),
-])
+@pytest.mark.parametrize(
+    "fmt, text",
+    [
+        ("inter", "\nuser_id item_id\nx 1\nx 2\ny 1\n"),
+        ("sequences", "UserID ItemIDs\nx 1 2\ny 1\n"),
+    ],
+)
 def test_a_header_line_of_whitespace_formats_is_skipped(tmp_path, fmt, text, caplog):
     path = tmp_path / "h.txt"
     path.write_text(text)
@@ -88,8 +93,13 @@ def _meta(path, **kw):
 def test_metadata_json_object(tiny):
     records, stats = _meta(tiny["items_json"])
     assert stats["format"] == "json" and len(records) == len(TINY_ITEMS)
-    assert records["1"] == {"title": "Red nail polish", "brand": "OPI", "price": "$5.99",
-                            "description": "Glossy red.", "categories": ["Beauty", "Makeup", "Nails"]}
+    assert records["1"] == {
+        "title": "Red nail polish",
+        "brand": "OPI",
+        "price": "$5.99",
+        "description": "Glossy red.",
+        "categories": ["Beauty", "Makeup", "Nails"],
+    }
     assert records["7"]["brand"] is None and records["6"]["price"] is None
 
 
@@ -101,7 +111,9 @@ def test_metadata_jsonl_with_list_categories(tiny):
 
 
 def test_metadata_csv_with_path_separator(tiny):
-    records, stats = _meta(tiny["items_csv"], key="item_id", category_separator="|", fields=MetadataFields(description=None))
+    records, stats = _meta(
+        tiny["items_csv"], key="item_id", category_separator="|", fields=MetadataFields(description=None)
+    )
     assert stats["format"] == "csv"
     assert records["8"]["categories"] == ["Beauty", "Makeup", "Eyes"]
     assert records["7"]["brand"] is None  # empty cell = missing
@@ -140,7 +152,9 @@ def test_metadata_duplicate_keys_first_wins(tmp_path):
 
 def test_description_lists_are_joined(tmp_path):
     path = tmp_path / "m.json"
-    path.write_text(json.dumps({"1": {"title": ["A", " b "], "description": ["x", "", "y"], "categories": [["P", "Q"]]}}))
+    path.write_text(
+        json.dumps({"1": {"title": ["A", " b "], "description": ["x", "", "y"], "categories": [["P", "Q"]]}})
+    )
     records, _ = _meta(path)
     assert records["1"]["title"] == "A b" and records["1"]["description"] == "x y"
     assert records["1"]["categories"] == ["P", "Q"]
@@ -149,7 +163,12 @@ def test_description_lists_are_joined(tmp_path):
 def test_a_category_pattern_keeps_names_that_hold_the_separator(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"1": {"categories": "Industrial & Scientific,Tapes, Adhesives & Sealants,Duct Tape"}}))
-    assert _meta(path)[0]["1"]["categories"] == ["Industrial & Scientific", "Tapes", "Adhesives & Sealants", "Duct Tape"]
+    assert _meta(path)[0]["1"]["categories"] == [
+        "Industrial & Scientific",
+        "Tapes",
+        "Adhesives & Sealants",
+        "Duct Tape",
+    ]
     records, _ = _meta(path, category_pattern=r",(?=\S)")
     assert records["1"]["categories"] == ["Industrial & Scientific", "Tapes, Adhesives & Sealants", "Duct Tape"]
 
@@ -169,6 +188,7 @@ def test_several_category_paths_keep_the_first_as_the_path_or_all_as_a_set(tmp_p
 
 # ------------------------------------------------------------------ real data
 
+
 @needs_shared
 def test_real_scientific():
     seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-scientific/interactions.json")))
@@ -184,8 +204,12 @@ def test_real_scientific():
 def test_real_beauty():
     seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-beauty/sequences.txt")))
     assert fmt == "sequences" and len(seqs) == 22363 and sum(map(len, seqs.values())) == 198502
-    records, _ = _meta(SHARED_DATA / "amazon-beauty/items.csv", key="item_id", category_separator="|",
-                       fields=MetadataFields(description=None))
+    records, _ = _meta(
+        SHARED_DATA / "amazon-beauty/items.csv",
+        key="item_id",
+        category_separator="|",
+        fields=MetadataFields(description=None),
+    )
     assert len(records) == 12101
     assert sum(bool(r["title"]) for r in records.values()) == 12094
     assert sum(bool(r["price"]) for r in records.values()) == 11516
@@ -193,7 +217,11 @@ def test_real_beauty():
 
 @needs_shared
 def test_real_giftcards_raw():
-    seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-giftcards-raw/Gift_Cards_5.json.gz")))
+    seqs, fmt = read_interactions(
+        InteractionsConfig(path=str(SHARED_DATA / "amazon-giftcards-raw/Gift_Cards_5.json.gz"))
+    )
     assert fmt == "amazon-reviews" and len(seqs) == 458 and sum(map(len, seqs.values())) == 2972
-    records, stats = _meta(SHARED_DATA / "amazon-giftcards-raw/meta_Gift_Cards.json.gz", fields=MetadataFields(categories="category"))
+    records, stats = _meta(
+        SHARED_DATA / "amazon-giftcards-raw/meta_Gift_Cards.json.gz", fields=MetadataFields(categories="category")
+    )
     assert stats["format"] == "jsonl" and len(records) + stats["duplicate_keys"] == 1547

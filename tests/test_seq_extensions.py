@@ -18,8 +18,14 @@ BCE = Objective("bce")
 
 def build(fusion="none", mode="none", theta=(0.5, 0.5), variant="llmesr", seed=0, groups="head_tail"):
     torch.manual_seed(seed)
-    cfg = SeqConfig(hidden_size=8, num_heads=1, dropout=0.0, fusion=fusion, variant=variant,
-                    readouts=ReadoutsConfig(mode=mode, groups=groups, theta_head=theta[0], theta_tail=theta[1]))
+    cfg = SeqConfig(
+        hidden_size=8,
+        num_heads=1,
+        dropout=0.0,
+        fusion=fusion,
+        variant=variant,
+        readouts=ReadoutsConfig(mode=mode, groups=groups, theta_head=theta[0], theta_tail=theta[1]),
+    )
     llm, pca, graph = torch.randn(N + 1, 12), torch.randn(N + 1, 8), torch.randn(N + 1, 6)
     for t in (llm, pca, graph):
         t[0] = 0
@@ -105,23 +111,37 @@ def test_frozen_graph_is_a_buffer_and_finetuned_a_parameter():
 
 
 @pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
-@pytest.mark.parametrize("fusion, mode, cross, loss", [
-    ("none", "none", True, "bce"), ("init", "joint", False, "ce"), ("view", "joint", True, "gbce"),
-    ("view", "none", False, "sampled_softmax"),
-])
+@pytest.mark.parametrize(
+    "fusion, mode, cross, loss",
+    [
+        ("none", "none", True, "bce"),
+        ("init", "joint", False, "ce"),
+        ("view", "joint", True, "gbce"),
+        ("view", "none", False, "sampled_softmax"),
+    ],
+)
 def test_every_combination_trains_and_scores(backbone, fusion, mode, cross, loss):
     from esrgraph.seq.objectives import NegativeSampler
 
     torch.manual_seed(0)
-    cfg = SeqConfig(backbone=backbone, hidden_size=8, num_heads=2, dropout=0.1, fusion=fusion, cross_attention=cross,
-                    readouts=ReadoutsConfig(mode=mode))
+    cfg = SeqConfig(
+        backbone=backbone,
+        hidden_size=8,
+        num_heads=2,
+        dropout=0.1,
+        fusion=fusion,
+        cross_attention=cross,
+        readouts=ReadoutsConfig(mode=mode),
+    )
     graph = torch.randn(N + 1, 6) if fusion == "view" else None
     m = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), graph, TAIL).train()
     items, lengths, users = histories()
     targets = torch.roll(items, -1, 1) * (items > 0)
     objective = Objective(loss)
     candidates = NegativeSampler(objective, 4, N, torch.ones(N + 1)).draw(targets, torch.Generator().manual_seed(0))
-    value, students = m(Batch(users, items, lengths, targets, Batch(users, items, lengths)), candidates, 10.0, objective)
+    value, students = m(
+        Batch(users, items, lengths, targets, Batch(users, items, lengths)), candidates, 10.0, objective
+    )
     value.backward()
     assert torch.isfinite(value) and students.shape == (U, m.user_dim)
     assert all(p.grad is not None for n, p in m.named_parameters() if "views.ids" in n or "encoder" in n)
@@ -154,8 +174,12 @@ def test_graph_table_enters_at_the_collaborative_scale():
 
     rng = np.random.default_rng(0)
     pca_rows = rng.normal(scale=0.1, size=(N + 1, 64)).astype(np.float32)
-    inputs = RecommenderInputs(make_dataset([[1, 2, 3], [4, 5, 6, 7]], N), llm=rng.normal(size=(N + 1, 12)),
-                               pca=pca_rows, graph=rng.normal(scale=8.0, size=(N + 1, 64)))
+    inputs = RecommenderInputs(
+        make_dataset([[1, 2, 3], [4, 5, 6, 7]], N),
+        llm=rng.normal(size=(N + 1, 12)),
+        pca=pca_rows,
+        graph=rng.normal(scale=8.0, size=(N + 1, 64)),
+    )
     tensors = model_tensors(load_config(None, ["seq.fusion=view"]), inputs)
     assert tensors["graph"][1:].std().item() == pytest.approx(torch.from_numpy(pca_rows[1:]).std().item(), rel=1e-4)
 

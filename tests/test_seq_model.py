@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from esrgraph.data.sequences import SequenceData
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
-from esrgraph.data.sequences import SequenceData
 from esrgraph.seq.config import SeqConfig
 from esrgraph.seq.distill import Distiller
 from esrgraph.seq.model import SeqRecommender
@@ -17,8 +17,15 @@ N = 20
 
 def model(backbone="sasrec", variant="llmesr", **kw):
     torch.manual_seed(0)
-    cfg = SeqConfig(backbone=backbone, variant=variant, hidden_size=8, num_heads=2, max_length=kw.pop("max_length", 30),
-                    dropout=0.0, **kw)
+    cfg = SeqConfig(
+        backbone=backbone,
+        variant=variant,
+        hidden_size=8,
+        num_heads=2,
+        max_length=kw.pop("max_length", 30),
+        dropout=0.0,
+        **kw,
+    )
     llm = torch.randn(N + 1, 12)
     llm[0] = 0
     return SeqRecommender(cfg, N, llm, torch.randn(N + 1, 8)).eval()
@@ -61,7 +68,7 @@ def test_reference_padding_attends_to_padding():
 def _left(rows, width):
     items = torch.zeros(len(rows), width, dtype=torch.long)
     for r, seq in enumerate(rows):
-        items[r, width - len(seq):] = torch.tensor(seq)
+        items[r, width - len(seq) :] = torch.tensor(seq)
     return items, torch.tensor([len(s) for s in rows])
 
 
@@ -91,11 +98,11 @@ def test_collaborative_view_starts_from_pca_and_llm_stays_frozen():
     torch.manual_seed(0)
     pca, llm = torch.randn(N + 1, 8), torch.randn(N + 1, 12)
     m = SeqRecommender(SeqConfig(hidden_size=8, num_heads=1), N, llm, pca)
-    assert torch.allclose(m.views.ids.weight[1: N + 1], pca[1:]) and not m.views.ids.weight[0].any()
+    assert torch.allclose(m.views.ids.weight[1 : N + 1], pca[1:]) and not m.views.ids.weight[0].any()
     assert "views.semantic.table" in dict(m.named_buffers())
     assert all("table" not in n for n, _ in m.named_parameters())
     plain = SeqRecommender(SeqConfig(hidden_size=8, num_heads=1, variant="plain"), N, llm, pca)
-    assert plain.views.names == ["collaborative"] and not torch.allclose(plain.views.ids.weight[1: N + 1], pca[1:])
+    assert plain.views.names == ["collaborative"] and not torch.allclose(plain.views.ids.weight[1 : N + 1], pca[1:])
 
 
 def test_teacher_is_the_mean_of_neighbour_encodings_without_grad():
@@ -124,7 +131,9 @@ def test_epoch_teachers_equal_live_teachers_for_the_same_weights():
     cached = Distiller(similar, DistillConfig(k=2, teacher="epoch"), data)
     cached.start_epoch(m, torch.device("cpu"))
     users = np.array([4, 0, 2])
-    assert torch.allclose(live.teachers(m, users, torch.device("cpu")), cached.teachers(m, users, torch.device("cpu")), atol=1e-5)
+    assert torch.allclose(
+        live.teachers(m, users, torch.device("cpu")), cached.teachers(m, users, torch.device("cpu")), atol=1e-5
+    )
 
 
 def test_bert4rec_inputs_are_never_longer_than_in_training():

@@ -26,8 +26,15 @@ ITEMS = 40
 
 
 def train(folder, mode="none", epochs=4):
-    trainer = synthetic_trainer(folder, cluster_sequences(200, ITEMS), ITEMS, f"seq.readouts.mode={mode}",
-                                "seq.dropout=0.3", f"train.epochs={epochs}", tail_share=0.5)
+    trainer = synthetic_trainer(
+        folder,
+        cluster_sequences(200, ITEMS),
+        ITEMS,
+        f"seq.readouts.mode={mode}",
+        "seq.dropout=0.3",
+        f"train.epochs={epochs}",
+        tail_share=0.5,
+    )
     return trainer.model, trainer.data, trainer.fit(0)
 
 
@@ -102,8 +109,14 @@ def test_readouts_fitted_after_training_need_a_left_to_right_backbone():
 
 def test_train_seq_fits_the_readouts_after_training_and_saves_them(tiny, tmp_path):
     root = tmp_path / "runs"
-    args = run_cli(tiny, root, "seq.variant=plain", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=3",
-                   "dataset.groups.tail_user_share=0.5")
+    args = run_cli(
+        tiny,
+        root,
+        "seq.variant=plain",
+        "seq.readouts.mode=fitted",
+        "seq.readouts.fit_epochs=3",
+        "dataset.groups.tail_user_share=0.5",
+    )
     assert main(["train-seq"] + args) == 0
     stage = root / "r" / "seq"
     readouts = json.loads((stage / "manifest.json").read_text())["seeds"]["42"]["readouts"]
@@ -115,8 +128,13 @@ def test_train_seq_fits_the_readouts_after_training_and_saves_them(tiny, tmp_pat
 
 
 def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, tmp_path, monkeypatch):
-    settings = ("seq.variant=plain", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2", "train.seeds=[1,2]",
-                "dataset.groups.tail_user_share=0.5")
+    settings = (
+        "seq.variant=plain",
+        "seq.readouts.mode=fitted",
+        "seq.readouts.fit_epochs=2",
+        "train.seeds=[1,2]",
+        "dataset.groups.tail_user_share=0.5",
+    )
     whole = tmp_path / "whole"
     assert main(["train-seq"] + run_cli(tiny, whole, *settings)) == 0
     fitted, train, fit = [], Trainer.fit, seq_stage.fit_readouts
@@ -148,8 +166,14 @@ def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, t
 
 
 def test_readouts_fitted_after_training_reuse_a_model_trained_with_the_same_settings(tiny, tmp_path):
-    base = tiny_overrides(tiny, tmp_path / "runs") + ["run.name=r", "train.epochs=2", "seq.variant=plain",
-                                                      "seq.hidden_size=8", "seq.max_length=10", "eval.sampled_negatives=3"]
+    base = tiny_overrides(tiny, tmp_path / "runs") + [
+        "run.name=r",
+        "train.epochs=2",
+        "seq.variant=plain",
+        "seq.hidden_size=8",
+        "seq.max_length=10",
+        "eval.sampled_negatives=3",
+    ]
     plain_dir = ensure(Run(load_config(None, base), variant="plain"), "seq")
     after = base + ["seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2"]
     after_dir = ensure(Run(load_config(None, after), variant="after"), "seq")

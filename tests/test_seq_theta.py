@@ -14,8 +14,15 @@ ITEMS = 40
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small model with joint readouts that has learned the cluster pattern, and its evaluator."""
-    trainer = synthetic_trainer(tmp_path_factory.mktemp("ckpt"), cluster_sequences(300, ITEMS), ITEMS,
-                                "seq.readouts.mode=joint", "seq.dropout=0.3", "train.epochs=12", tail_share=0.5)
+    trainer = synthetic_trainer(
+        tmp_path_factory.mktemp("ckpt"),
+        cluster_sequences(300, ITEMS),
+        ITEMS,
+        "seq.readouts.mode=joint",
+        "seq.dropout=0.3",
+        "train.epochs=12",
+        tail_share=0.5,
+    )
     assert 0 < trainer.data.tail_users.sum() < len(trainer.data.tail_users)  # both groups have users
     trainer.fit(0)
     return trainer.model, trainer.evaluator

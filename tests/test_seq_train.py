@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cli.main import main
+from esrgraph.data.sequences import SequenceData
 from esrgraph.errors import EsrError
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
-from esrgraph.data.sequences import SequenceData
 from esrgraph.seq.config import SeqConfig, TrainConfig
 from esrgraph.seq.model import SeqRecommender
 from esrgraph.seq.trainer import Trainer, batch_bounds
@@ -23,9 +23,18 @@ ITEMS = 40
 
 
 def setup(backbone, folder, epochs, loss="bce", seed=0, max_length=20, dropout=0.0, build_seed=None):
-    trainer = synthetic_trainer(folder / "ckpt", cluster_sequences(300, ITEMS), ITEMS, f"seq.backbone={backbone}",
-                                f"train.epochs={epochs}", f"train.loss={loss}", f"seq.max_length={max_length}",
-                                f"seq.dropout={dropout}", seed=seed, build_seed=build_seed)
+    trainer = synthetic_trainer(
+        folder / "ckpt",
+        cluster_sequences(300, ITEMS),
+        ITEMS,
+        f"seq.backbone={backbone}",
+        f"train.epochs={epochs}",
+        f"train.loss={loss}",
+        f"seq.max_length={max_length}",
+        f"seq.dropout={dropout}",
+        seed=seed,
+        build_seed=build_seed,
+    )
     return trainer, trainer.evaluator
 
 
@@ -76,7 +85,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         broken.fit(seed=3)
     monkeypatch.setattr(Trainer, "step", original)
-    resumed, _ = setup("sasrec", tmp_path / "b", epochs=4, build_seed=99)  # fresh weights: all must come from the checkpoint
+    resumed, _ = setup(
+        "sasrec", tmp_path / "b", epochs=4, build_seed=99
+    )  # fresh weights: all must come from the checkpoint
     result = resumed.fit(seed=3, resume=True)
     assert result.epochs == 4
     a, b = straight.model.state_dict(), resumed.model.state_dict()
@@ -111,9 +122,19 @@ def test_an_interruption_between_the_checkpoint_files_resumes_exactly(tmp_path, 
 
 def run_cli(tiny, root, *overrides):
     args = []
-    for o in tiny_overrides(tiny, root) + ["train.epochs=2", "seq.hidden_size=8", "seq.max_length=10",
-                                          "eval.sampled_negatives=3", "embed.max_tokens=32", "embed.similar_users=2",
-                                          "run.name=r"] + list(overrides):
+    for o in (
+        tiny_overrides(tiny, root)
+        + [
+            "train.epochs=2",
+            "seq.hidden_size=8",
+            "seq.max_length=10",
+            "eval.sampled_negatives=3",
+            "embed.max_tokens=32",
+            "embed.similar_users=2",
+            "run.name=r",
+        ]
+        + list(overrides)
+    ):
         args += ["-o", o]
     return args
 
@@ -153,7 +174,15 @@ def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path):
     for procs in (1, 2):
         root = tmp_path / f"p{procs}"
         args = ["train-seq"] + run_cli(tiny, root, *common)
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m", "cli.main"]
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={procs}",
+            "-m",
+            "cli.main",
+        ]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         done = subprocess.run(launcher + args, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -183,10 +212,10 @@ def test_length_buckets_keep_every_user_once_and_cut_padding(tmp_path):
     order = trainer.user_order(np.random.default_rng(0))
     assert sorted(order.tolist()) == sorted(trainer.users.tolist())
     lengths = trainer.train_lengths
-    batches = [order[lo: lo + 16] for lo in range(0, len(order), 16)]
+    batches = [order[lo : lo + 16] for lo in range(0, len(order), 16)]
     padded = sum(len(b) * lengths[b].max() for b in batches)
     plain = np.random.default_rng(0).permutation(trainer.users)
-    padded_plain = sum(len(b) * lengths[b].max() for b in (plain[lo: lo + 16] for lo in range(0, len(plain), 16)))
+    padded_plain = sum(len(b) * lengths[b].max() for b in (plain[lo : lo + 16] for lo in range(0, len(plain), 16)))
     assert padded < padded_plain
 
 
@@ -214,8 +243,14 @@ def test_a_terminated_run_leaves_no_temporary_folder_and_keeps_its_checkpoints(t
 
 def test_tuned_theta_is_recorded_and_saved_with_the_model(tiny, tmp_path):
     root = tmp_path / "runs"
-    args = run_cli(tiny, root, "seq.variant=plain", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2",
-                   "dataset.groups.tail_user_share=0.5")
+    args = run_cli(
+        tiny,
+        root,
+        "seq.variant=plain",
+        "seq.readouts.mode=fitted",
+        "seq.readouts.fit_epochs=2",
+        "dataset.groups.tail_user_share=0.5",
+    )
     assert main(["train-seq"] + args) == 0
     manifest = json.loads((root / "r" / "seq" / "manifest.json").read_text())
     chosen = manifest["seeds"]["42"]["readouts"]["theta"]
@@ -240,8 +275,26 @@ def test_an_early_popularity_peak_does_not_stop_training(tmp_path, monkeypatch):
     must reach the later, higher peak (patience counts only once the floor is beaten by the margin)."""
     trainer, _ = setup("sasrec", tmp_path, epochs=40)
     trainer.cfg.patience, trainer.cfg.floor_margin, trainer.floor = 3, 0.1, 0.18
-    curve = [0.170, 0.183, 0.180, 0.178, 0.176, 0.177, 0.179, 0.186, 0.19, 0.21, 0.23, 0.25, 0.26, 0.255, 0.25,
-             0.248, 0.247, 0.246] + [0.24] * 30
+    curve = [
+        0.170,
+        0.183,
+        0.180,
+        0.178,
+        0.176,
+        0.177,
+        0.179,
+        0.186,
+        0.19,
+        0.21,
+        0.23,
+        0.25,
+        0.26,
+        0.255,
+        0.25,
+        0.248,
+        0.247,
+        0.246,
+    ] + [0.24] * 30
     scores = iter(curve)
     monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
     monkeypatch.setattr(Trainer, "train_epoch", lambda self, rng, gen, epoch: 1.0)
@@ -274,5 +327,13 @@ def test_more_processes_than_users_to_train_is_refused(tmp_path):
     seq = SeqConfig(variant="plain", hidden_size=16, num_heads=1, max_length=20)
     evaluator = Evaluator(data, EvalConfig(sampled_negatives=20), 128, torch.device("cpu"))
     with pytest.raises(EsrError, match="3 users have a training sequence, fewer than the 4 processes"):
-        Trainer(SeqRecommender(seq, ITEMS), data, TrainConfig(), evaluator, None, torch.device("cpu"),
-                CheckpointStore(tmp_path, "test"), DistContext(rank=0, world=4))
+        Trainer(
+            SeqRecommender(seq, ITEMS),
+            data,
+            TrainConfig(),
+            evaluator,
+            None,
+            torch.device("cpu"),
+            CheckpointStore(tmp_path, "test"),
+            DistContext(rank=0, world=4),
+        )

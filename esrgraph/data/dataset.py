@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import atomic_write_bytes, read_json, save_arrays, write_json
-from ..config import DatasetConfig, GroupsConfig
 from ..errors import EsrError, InputError
+from .config import DatasetConfig, GroupsConfig
 from .interactions import Sequences, read_interactions
 from .metadata import ItemMeta, read_metadata
 
@@ -48,7 +48,7 @@ class Dataset:
         return len(self.item_ids)
 
     def sequence(self, user: int) -> np.ndarray:
-        return self.items[self.offsets[user]: self.offsets[user + 1]]
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
 
     def train_sequence(self, user: int) -> np.ndarray:
         return self.sequence(user)[:-2]
@@ -86,8 +86,13 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
     items = np.fromiter((item_index[i] for u in user_ids for i in kept[u]), dtype=np.int64, count=int(offsets[-1]))
     item_meta, join_stats = _join_metadata(item_ids, records, key_type, cfg.join.offset)
     if records and join_stats["items_with_metadata"] == 0:
-        log.warning("%s: no interaction item id matches a metadata key (ids compared as %s, offset %d); "
-                    "check dataset.join and the key field", cfg.metadata.path, key_type, cfg.join.offset)
+        log.warning(
+            "%s: no interaction item id matches a metadata key (ids compared as %s, offset %d); "
+            "check dataset.join and the key field",
+            cfg.metadata.path,
+            key_type,
+            cfg.join.offset,
+        )
     popularity = np.bincount(items, minlength=len(item_ids) + 1).astype(np.int64)
     tail_users, user_threshold = _tail_users(lengths - 1, cfg.groups)
     tail_items, item_threshold = _tail_items(popularity, cfg.groups)
@@ -140,12 +145,15 @@ def _key_type(sequences: Sequences, records: dict[str, ItemMeta], cfg: DatasetCo
         if join.key_type == "int":
             bad = next(((u, i) for u, s in sequences.items() for i in s if not _is_int(i)), None)
             if bad is not None:
-                raise EsrError(f"{cfg.interactions.path}: user {bad[0]!r}: item id {bad[1]!r} is not an integer, "
-                               "but dataset.join.key_type is int")
+                raise EsrError(
+                    f"{cfg.interactions.path}: user {bad[0]!r}: item id {bad[1]!r} is not an integer, "
+                    "but dataset.join.key_type is int"
+                )
             key = next((k for k in records if not _is_int(k)), None)
             if key is not None:
-                raise EsrError(f"{cfg.metadata.path}: metadata key {key!r} is not an integer, "
-                               "but dataset.join.key_type is int")
+                raise EsrError(
+                    f"{cfg.metadata.path}: metadata key {key!r} is not an integer, but dataset.join.key_type is int"
+                )
         return join.key_type
     items_int = all(_is_int(i) for s in sequences.values() for i in s)
     keys_int = all(_is_int(k) for k in records)
@@ -162,8 +170,10 @@ def _check_integer_ids_distinct(items: set[str], records: dict[str, ItemMeta], c
     for path, ids, what in ((cfg.interactions.path, items, "item ids"), (cfg.metadata.path, records, "metadata keys")):
         pair = _same_integer(ids)
         if pair is not None:
-            raise EsrError(f"{path}: {what} {pair[0]!r} and {pair[1]!r} are the same integer, and ids are "
-                           "compared as integers (dataset.join.key_type); write each id one way, or set key_type: str")
+            raise EsrError(
+                f"{path}: {what} {pair[0]!r} and {pair[1]!r} are the same integer, and ids are "
+                "compared as integers (dataset.join.key_type); write each id one way, or set key_type: str"
+            )
 
 
 def _same_integer(ids) -> tuple[str, str] | None:
@@ -220,6 +230,7 @@ def _share_threshold(values: np.ndarray, share: float) -> int:
 
 # ---------------------------------------------------------------- saving / loading
 
+
 def save_dataset(ds: Dataset, out_dir: Path) -> None:
     save_arrays(
         out_dir / "dataset.npz",
@@ -245,8 +256,16 @@ def load_dataset(stage_dir: Path) -> Dataset:
         raise InputError(stage_dir, f"cannot load the prepared dataset ({exc}); run it again with --force") from None
     item_meta = [json.loads(line) for line in meta_text.splitlines()]
     return Dataset(
-        ids["name"], ids["users"], ids["items"], arrays["offsets"], arrays["items"], item_meta,
-        arrays["item_popularity"], arrays["tail_items"], arrays["tail_users"], stats,
+        ids["name"],
+        ids["users"],
+        ids["items"],
+        arrays["offsets"],
+        arrays["items"],
+        item_meta,
+        arrays["item_popularity"],
+        arrays["tail_items"],
+        arrays["tail_users"],
+        stats,
     )
 
 
@@ -258,12 +277,18 @@ def describe(stats: dict[str, Any]) -> str:
         f"dropped {stats['users_dropped_short']:,} with too few interactions)",
         f"items            {stats['items']:>10,}",
         f"interactions     {stats['interactions']:>10,}",
-        f"average length   {stats['average_length']:>10.2f}   (median {stats['median_length']:g}, max {stats['max_length']:,})",
+        f"average length   {stats['average_length']:>10.2f}   "
+        f"(median {stats['median_length']:g}, max {stats['max_length']:,})",
         f"metadata join    {join['items_with_metadata']:>10,} items with metadata ({join['coverage']:.1%}); "
         f"{join['items_without_metadata']:,} without (kept); {join['metadata_without_interactions_dropped']:,} "
         f"records of items nobody interacted with (dropped); ids compared as {join['key_type']}"
-        + (f"; {repeats:,} repeated records (the first kept)" if (repeats := stats["metadata"].get("duplicate_keys")) else ""),
-        f"tail users       {stats['tail_user_share']:>10.1%}   (history before test <= {groups['tail_user_max_length']})",
+        + (
+            f"; {repeats:,} repeated records (the first kept)"
+            if (repeats := stats["metadata"].get("duplicate_keys"))
+            else ""
+        ),
+        f"tail users       {stats['tail_user_share']:>10.1%}   "
+        f"(history before test <= {groups['tail_user_max_length']})",
         f"tail items       {stats['tail_item_share']:>10.1%}   (popularity <= {groups['tail_item_max_popularity']}; "
         f"{stats['tail_item_interaction_share']:.1%} of interactions)",
     ]

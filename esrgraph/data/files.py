@@ -7,11 +7,12 @@ import gzip
 import json
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..config import BUNDLED_PREFIX
 from ..errors import InputError
+from .config import BUNDLED_PREFIX
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -22,7 +23,7 @@ _READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
 def resolve_path(path: str) -> Path:
     """Turn a config path (possibly ``bundled:<name>``) into an existing file path."""
     if path.startswith(BUNDLED_PREFIX):
-        resolved = RESOURCES / path[len(BUNDLED_PREFIX):]
+        resolved = RESOURCES / path[len(BUNDLED_PREFIX) :]
         if not resolved.is_file():
             available = sorted(str(p.relative_to(RESOURCES)) for p in RESOURCES.rglob("*.gz"))
             raise InputError(path, f"no such bundled file; bundled: {', '.join(available)}")
@@ -72,7 +73,9 @@ def read_text(path: Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(display_name(path), f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot be decoded)", line=line) from None
+        raise InputError(
+            display_name(path), f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot be decoded)", line=line
+        ) from None
     if not text.strip():
         raise InputError(display_name(path), "the file is empty")
     return text.lstrip("\ufeff")
@@ -92,7 +95,9 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise InputError(name, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be decoded)", line=number) from None
+                    raise InputError(
+                        name, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be decoded)", line=number
+                    ) from None
                 if number == 1:
                     line = line.lstrip("\ufeff")
                 if line.strip():
@@ -166,7 +171,9 @@ def load_json_document(path: Path) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
-        raise InputError(display_name(path), f"malformed JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
+        raise InputError(
+            display_name(path), f"malformed JSON ({exc.msg}, column {exc.colno})", line=exc.lineno
+        ) from None
     except RecursionError:
         raise InputError(display_name(path), "malformed JSON (nested too deeply to read)") from None
 

@@ -15,13 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
-from ..config import InteractionsConfig
 from ..errors import InputError
-from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, iter_table, load_json_document, resolve_path
+from .config import InteractionsConfig
+from .files import (
+    check_header,
+    display_name,
+    format_by_suffix,
+    iter_json_lines,
+    iter_lines,
+    iter_table,
+    load_json_document,
+    resolve_path,
+)
 
 Sequences = dict[str, list[str]]
 log = logging.getLogger(__name__)
@@ -130,10 +139,13 @@ def _read_json(path: Path, cfg: InteractionsConfig, fmt: str) -> Sequences:
     name = display_name(path)
     data = load_json_document(path)
     if not isinstance(data, dict):
-        raise InputError(name, f"expected a JSON object mapping each user to a list of items, got {type(data).__name__}")
+        raise InputError(
+            name, f"expected a JSON object mapping each user to a list of items, got {type(data).__name__}"
+        )
     if data.repeated:
-        raise InputError(name, "user appears more than once in the object (one list per user expected)",
-                         key=data.repeated[0][0])
+        raise InputError(
+            name, "user appears more than once in the object (one list per user expected)", key=data.repeated[0][0]
+        )
     sequences: Sequences = {}
     for user, items in data.items():
         if not isinstance(items, list):

@@ -16,12 +16,22 @@ import logging
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from ..config import MetadataConfig
 from ..errors import InputError
-from .files import check_header, display_name, format_by_suffix, iter_json_lines, iter_lines, iter_table, load_json_document, resolve_path
+from .config import MetadataConfig
+from .files import (
+    check_header,
+    display_name,
+    format_by_suffix,
+    iter_json_lines,
+    iter_lines,
+    iter_table,
+    load_json_document,
+    resolve_path,
+)
 
 ItemMeta = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -48,8 +58,13 @@ def read_metadata(cfg: MetadataConfig) -> tuple[dict[str, ItemMeta], dict[str, A
     if not records:
         raise InputError(name, f"no item records found (read as {fmt})")
     normalise.warn()
-    return records, {"format": fmt, "records": len(records), "duplicate_keys": duplicates,
-                     "category_paths_dropped": normalise.extra_paths, "object_values_ignored": dict(normalise.objects)}
+    return records, {
+        "format": fmt,
+        "records": len(records),
+        "duplicate_keys": duplicates,
+        "category_paths_dropped": normalise.extra_paths,
+        "object_values_ignored": dict(normalise.objects),
+    }
 
 
 @contextlib.contextmanager
@@ -109,7 +124,11 @@ def _table_records(path: Path, cfg: MetadataConfig, fmt: str) -> Iterator[tuple[
     wanted = [c for c in _configured_fields(cfg).values() if c is not None]
     missing = [c for c in wanted if c not in header]
     if missing:
-        raise InputError(name, f"missing column(s) {missing} named in dataset.metadata.fields; the header has {header}", line=header_line)
+        raise InputError(
+            name,
+            f"missing column(s) {missing} named in dataset.metadata.fields; the header has {header}",
+            line=header_line,
+        )
     for number, row in rows:
         if len(row) != len(header):
             raise InputError(name, f"expected {len(header)} fields as in the header, got {len(row)}", line=number)
@@ -125,7 +144,13 @@ def _record_key(value: Any, name: str, line: int) -> str:
 
 def _configured_fields(cfg: MetadataConfig) -> dict[str, str | None]:
     f = cfg.fields
-    return {"title": f.title, "brand": f.brand, "categories": f.categories, "price": f.price, "description": f.description}
+    return {
+        "title": f.title,
+        "brand": f.brand,
+        "categories": f.categories,
+        "price": f.price,
+        "description": f.description,
+    }
 
 
 class RecordNormaliser:
@@ -162,11 +187,20 @@ class RecordNormaliser:
 
     def warn(self) -> None:
         if self.extra_paths:
-            log.warning("%s: %d category paths beyond each item's first were left out "
-                        "(one path per item when dataset.metadata.categories_are_path)", self.name, self.extra_paths)
+            log.warning(
+                "%s: %d category paths beyond each item's first were left out "
+                "(one path per item when dataset.metadata.categories_are_path)",
+                self.name,
+                self.extra_paths,
+            )
         for field_name, count in self.objects.items():
-            log.warning("%s: %d records give %s (field %r) as an object, not text; read as missing",
-                        self.name, count, field_name, self.fields[field_name])
+            log.warning(
+                "%s: %d records give %s (field %r) as an object, not text; read as missing",
+                self.name,
+                count,
+                field_name,
+                self.fields[field_name],
+            )
 
 
 def _text(value: Any) -> str | None:

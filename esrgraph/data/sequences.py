@@ -29,14 +29,14 @@ class Batch:
     items: torch.Tensor
     lengths: torch.Tensor
     targets: torch.Tensor | None = None  # [B, T] next items (0 where no loss), or [B] for evaluation
-    history: "Batch | None" = None  # the unmasked training sequences, where ``items`` hides some (masked-item training)
+    history: Batch | None = None  # the unmasked training sequences, where ``items`` hides some (masked-item training)
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         move = lambda t: t.to(device, non_blocking=True) if t is not None else None
         history = self.history.to(device) if self.history is not None else None
         return Batch(move(self.users), move(self.items), move(self.lengths), move(self.targets), history)
 
-    def rows(self, index: slice) -> "Batch":
+    def rows(self, index: slice) -> Batch:
         pick = lambda t: t[index] if t is not None else None
         history = self.history.rows(index) if self.history is not None else None
         return Batch(pick(self.users), pick(self.items), pick(self.lengths), pick(self.targets), history)
@@ -84,7 +84,7 @@ class SequenceData:
         for row, seq in enumerate(cut):
             if len(seq):
                 if self.reference_padding:
-                    out[row, width - len(seq):] = seq
+                    out[row, width - len(seq) :] = seq
                 else:
                     out[row, : len(seq)] = seq
         return torch.from_numpy(out), torch.from_numpy(lengths)

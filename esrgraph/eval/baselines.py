@@ -24,12 +24,16 @@ class PopularityScorer:
 
     def __init__(self, popularity: np.ndarray, device: torch.device | str = "cpu"):
         counts = np.asarray(popularity, dtype=np.float64)
-        ties = np.random.default_rng(TIE_SEED).permutation(len(counts)) / (2.0 * len(counts))  # < 0.5: order within a count
+        ties = np.random.default_rng(TIE_SEED).permutation(len(counts)) / (
+            2.0 * len(counts)
+        )  # < 0.5: order within a count
         scores = counts + ties
         scores[0] = -np.inf  # padding
         self.table = torch.from_numpy(scores).unsqueeze(1).to(device)
 
-    def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+    def user_vectors(
+        self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return torch.ones((len(lengths), 1), dtype=self.table.dtype, device=self.table.device)
 
     def item_tables(self) -> torch.Tensor:

@@ -23,7 +23,9 @@ class Evaluator:
 
     def negatives(self, split: str) -> np.ndarray:
         if split not in self._negatives:
-            self._negatives[split] = sampled_negatives(self.data, split, self.cfg.sampled_negatives, self.cfg.negative_seed)
+            self._negatives[split] = sampled_negatives(
+                self.data, split, self.cfg.sampled_negatives, self.cfg.negative_seed
+            )
         return self._negatives[split]
 
     def ranks(self, model: Scorer, split: str, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,8 +41,9 @@ class Evaluator:
             out = {}
             for protocol in protocols or self.cfg.protocols:
                 users, targets, ranks = self.ranks(model, split, protocol)
-                out[protocol] = grouped_metrics(ranks, users, targets, self.data.tail_users.numpy(),
-                                                self.data.tail_items.numpy(), self.cfg.ks)
+                out[protocol] = grouped_metrics(
+                    ranks, users, targets, self.data.tail_users.numpy(), self.data.tail_items.numpy(), self.cfg.ks
+                )
             return out
         finally:
             if was_training:

@@ -8,7 +8,7 @@ rank < K, MRR = 1 / (rank + 1).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,13 +34,27 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float 
     return out
 
 
-def group_masks(users: np.ndarray, targets: np.ndarray, tail_users: np.ndarray, tail_items: np.ndarray) -> dict[str, np.ndarray]:
+def group_masks(
+    users: np.ndarray, targets: np.ndarray, tail_users: np.ndarray, tail_items: np.ndarray
+) -> dict[str, np.ndarray]:
     tu, ti = tail_users[users], tail_items[targets]
-    return {"overall": np.ones(len(users), bool), "tail_users": tu, "head_users": ~tu, "tail_items": ti, "head_items": ~ti}
+    return {
+        "overall": np.ones(len(users), bool),
+        "tail_users": tu,
+        "head_users": ~tu,
+        "tail_items": ti,
+        "head_items": ~ti,
+    }
 
 
-def grouped_metrics(ranks: np.ndarray, users: np.ndarray, targets: np.ndarray, tail_users: np.ndarray,
-                    tail_items: np.ndarray, ks: Sequence[int]) -> dict[str, dict[str, float]]:
+def grouped_metrics(
+    ranks: np.ndarray,
+    users: np.ndarray,
+    targets: np.ndarray,
+    tail_users: np.ndarray,
+    tail_items: np.ndarray,
+    ks: Sequence[int],
+) -> dict[str, dict[str, float]]:
     """{group: {metric: value, "users": count}} for every group."""
     out = {}
     for group, mask in group_masks(users, targets, tail_users, tail_items).items():

@@ -16,8 +16,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..errors import EsrError
 from ..data.sequences import SequenceData
+from ..errors import EsrError
 
 SPLIT_CODES = {"valid": 1, "test": 2}
 
@@ -25,7 +25,9 @@ SPLIT_CODES = {"valid": 1, "test": 2}
 class Scorer(Protocol):
     appended_tokens: int  # positions user_vectors adds after a history (histories are cut to leave room)
 
-    def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor: ...
+    def user_vectors(
+        self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
     def item_tables(self) -> torch.Tensor: ...
     def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor: ...
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
@@ -44,7 +46,7 @@ def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.n
         if free <= 4 * n:  # small complement: sample from it directly
             pool = np.setdiff1d(np.arange(1, data.num_items + 1), np.fromiter(seen, np.int64))
             drawn = rng.choice(pool, size=min(n, free), replace=False)
-            out[user, :len(drawn)] = drawn
+            out[user, : len(drawn)] = drawn
             continue
         picked: list[int] = []
         chosen: set[int] = set()
@@ -60,9 +62,16 @@ def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.n
 
 
 @torch.no_grad()
-def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, batch_size: int,
-                 device: torch.device, negatives: np.ndarray | None = None,
-                 users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rank_targets(
+    model: Scorer,
+    data: SequenceData,
+    split: str,
+    protocol: str,
+    batch_size: int,
+    device: torch.device,
+    negatives: np.ndarray | None = None,
+    users: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank of each user's ``split`` target; returns (users, targets, ranks)."""
     users = np.arange(data.num_users) if users is None else users
     tables = model.item_tables() if protocol == "full" else None
@@ -70,7 +79,7 @@ def rank_targets(model: Scorer, data: SequenceData, split: str, protocol: str, b
     order = np.argsort([len(data.full[u]) for u in users], kind="stable")
     ranks, targets = [], []
     for lo in range(0, len(users), batch_size):
-        chunk = users[order[lo: lo + batch_size]]
+        chunk = users[order[lo : lo + batch_size]]
         batch = data.history_batch(chunk, split, model.appended_tokens).to(device)
         vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
         if protocol == "full":

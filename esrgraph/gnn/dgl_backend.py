@@ -12,7 +12,7 @@ import torch
 from .tensors import GraphTensors
 
 
-def relation_graph(graph: GraphTensors, rel) -> "dgl.DGLGraph":
+def relation_graph(graph: GraphTensors, rel) -> dgl.DGLGraph:
     """A one-relation DGL graph over ``graph``'s edge tensors for ``rel`` (same edge order)."""
     src_type, _, dst_type = rel
     src, dst = graph.edges[rel]
@@ -20,7 +20,7 @@ def relation_graph(graph: GraphTensors, rel) -> "dgl.DGLGraph":
     return dgl.heterograph({rel: (src, dst)}, num_nodes_dict=sizes, idtype=torch.int64, device=src.device)
 
 
-def tensors_from_dgl(g: "dgl.DGLGraph") -> GraphTensors:
+def tensors_from_dgl(g: dgl.DGLGraph) -> GraphTensors:
     """Edge-index tensors of every relation of a DGL heterograph, in edge-id order."""
     num_nodes = {t: g.num_nodes(t) for t in g.ntypes}
     edges = {}

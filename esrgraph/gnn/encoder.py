@@ -39,16 +39,20 @@ class NodeInputs(nn.Module):
             if t in features:
                 x = features[t].float()
                 if x.shape[0] != n:
-                    raise ValueError(f"input features of node type {t!r} have {x.shape[0]} rows, the graph has {n} nodes")
+                    raise ValueError(
+                        f"input features of node type {t!r} have {x.shape[0]} rows, the graph has {n} nodes"
+                    )
                 self.register_buffer(f"features_{t}", x, persistent=False)
                 self.projections[t] = nn.Linear(x.shape[1], dim)
             else:
                 self.embeddings[t] = nn.Embedding(n, dim)
-                nn.init.normal_(self.embeddings[t].weight, std=dim ** -0.5)
+                nn.init.normal_(self.embeddings[t].weight, std=dim**-0.5)
 
     def input_dims(self) -> dict[str, int]:
-        return {t: (getattr(self, f"features_{t}").shape[1] if t in self.projections else self.embeddings[t].embedding_dim)
-                for t in self.types}
+        return {
+            t: (getattr(self, f"features_{t}").shape[1] if t in self.projections else self.embeddings[t].embedding_dim)
+            for t in self.types
+        }
 
     def forward(self, masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         out = {}
@@ -75,9 +79,20 @@ class GraphEncoder(nn.Module):
     None); :meth:`items` returns the item rows ``[N_item, dim]`` only.
     """
 
-    def __init__(self, num_nodes: dict[str, int], relations: list[Relation], dim: int = 64, layers: int = 2,
-                 heads: int = 4, combine: str = "mean", feat_drop: float = 0.0, attn_drop: float = 0.0,
-                 negative_slope: float = 0.2, features: dict[str, torch.Tensor] | None = None, backend: str = "native"):
+    def __init__(
+        self,
+        num_nodes: dict[str, int],
+        relations: list[Relation],
+        dim: int = 64,
+        layers: int = 2,
+        heads: int = 4,
+        combine: str = "mean",
+        feat_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        negative_slope: float = 0.2,
+        features: dict[str, torch.Tensor] | None = None,
+        backend: str = "native",
+    ):
         super().__init__()
         self.backend = backend
         self.dim = dim
@@ -87,8 +102,9 @@ class GraphEncoder(nn.Module):
             for _ in range(layers)
         )
 
-    def forward(self, graph: GraphTensors, masks: dict[str, torch.Tensor] | None = None,
-                outputs: set[str] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, graph: GraphTensors, masks: dict[str, torch.Tensor] | None = None, outputs: set[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         ops = make_ops(self.backend, graph)
         h = self.inputs(masks)
         for i, layer in enumerate(self.layers):

@@ -96,14 +96,27 @@ class HeteroGATLayer(nn.Module):
     are skipped: a last layer need not update nodes nobody reads).
     """
 
-    def __init__(self, node_types: list[str], relations: list[Relation], dim: int, heads: int,
-                 combine: str = "mean", feat_drop: float = 0.0, attn_drop: float = 0.0, negative_slope: float = 0.2):
+    def __init__(
+        self,
+        node_types: list[str],
+        relations: list[Relation],
+        dim: int,
+        heads: int,
+        combine: str = "mean",
+        feat_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        negative_slope: float = 0.2,
+    ):
         super().__init__()
         self.relations = list(relations)
-        self.convs = nn.ModuleDict({relation_key(r): RelationGATConv(dim, heads, negative_slope, attn_drop) for r in relations})
+        self.convs = nn.ModuleDict(
+            {relation_key(r): RelationGATConv(dim, heads, negative_slope, attn_drop) for r in relations}
+        )
         incoming = Counter(r[2] for r in relations)
         # a node type reached by one relation has nothing to weigh: no attention weights for it
-        self.combine = nn.ModuleDict({t: RelationCombine(combine if n > 1 else "sum", dim) for t, n in sorted(incoming.items())})
+        self.combine = nn.ModuleDict(
+            {t: RelationCombine(combine if n > 1 else "sum", dim) for t, n in sorted(incoming.items())}
+        )
         self.norms = nn.ModuleDict({t: nn.LayerNorm(dim) for t in node_types})
         self.feat_drop = nn.Dropout(feat_drop)
 

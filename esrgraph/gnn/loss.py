@@ -30,7 +30,9 @@ SCORE_BLOCK = {"cpu": 1 << 20, "cuda": 1 << 26}
 KEEP_SCORES = 1 << 27
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, tau: float, negatives: str = "in-batch", batch_size: int = 1024) -> torch.Tensor:
+def info_nce(
+    z1: torch.Tensor, z2: torch.Tensor, tau: float, negatives: str = "in-batch", batch_size: int = 1024
+) -> torch.Tensor:
     """Symmetric InfoNCE between two views ``z1, z2 [n, d]`` -> scalar (mean over the 2n rows)."""
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     n = z1.shape[0]
@@ -166,8 +168,10 @@ def link_loss(h: dict[str, torch.Tensor], graph: GraphTensors, samples: int, tau
         negative = torch.randint(attrs.shape[0], (samples,), device=src.device)
         pos = (items * attrs[dst[pick]]).sum(1) / tau
         neg = (items * attrs[negative]).sum(1) / tau
-        terms.append(F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                     + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+        terms.append(
+            F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+            + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
+        )
     if not terms:
         return next(iter(h.values())).new_zeros(())
     return torch.stack(terms).mean()

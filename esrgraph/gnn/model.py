@@ -17,11 +17,22 @@ from .loss import info_nce, link_loss
 from .tensors import GraphTensors
 
 
-def build_encoder(cfg: GnnConfig, graph: GraphTensors, backend: str,
-                  features: dict[str, torch.Tensor] | None = None) -> GraphEncoder:
-    return GraphEncoder(graph.num_nodes, graph.relations(), dim=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-                        combine=cfg.combine, feat_drop=cfg.feat_drop, attn_drop=cfg.attn_drop,
-                        negative_slope=cfg.negative_slope, features=features, backend=backend)
+def build_encoder(
+    cfg: GnnConfig, graph: GraphTensors, backend: str, features: dict[str, torch.Tensor] | None = None
+) -> GraphEncoder:
+    return GraphEncoder(
+        graph.num_nodes,
+        graph.relations(),
+        dim=cfg.hidden,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        combine=cfg.combine,
+        feat_drop=cfg.feat_drop,
+        attn_drop=cfg.attn_drop,
+        negative_slope=cfg.negative_slope,
+        features=features,
+        backend=backend,
+    )
 
 
 class ContrastiveModel(nn.Module):
@@ -51,6 +62,8 @@ class ContrastiveModel(nn.Module):
         z1, z2 = self.head(h1[ITEM][1:]), self.head(h2[ITEM][1:])
         loss = info_nce(z1, z2, cfg.tau, cfg.negatives, cfg.batch_size)
         if cfg.link_weight > 0:
-            link = (link_loss(h1, graph, cfg.link_samples, cfg.tau) + link_loss(h2, graph, cfg.link_samples, cfg.tau)) / 2
+            link = (
+                link_loss(h1, graph, cfg.link_samples, cfg.tau) + link_loss(h2, graph, cfg.link_samples, cfg.tau)
+            ) / 2
             loss = loss + cfg.link_weight * link
         return loss

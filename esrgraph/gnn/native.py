@@ -58,7 +58,9 @@ class _EdgeSoftmax(torch.autograd.Function):
         return weighted - scores * _segment_sum(weighted, dst, ctx.num_dst).index_select(0, dst), None, None
 
 
-def u_mul_e_sum(x: torch.Tensor, weights: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, num_dst: int) -> torch.Tensor:
+def u_mul_e_sum(
+    x: torch.Tensor, weights: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, num_dst: int
+) -> torch.Tensor:
     """``out[v] = sum over edges (u -> v) of weights[e] * x[u]``.
 
     ``x [Ns, H, F]``, ``weights [E, H]``, ``src, dst [E]`` -> ``[num_dst, H, F]``.

@@ -16,8 +16,8 @@ by :func:`~.backends.resolve_backend`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,10 +39,16 @@ from .train import TrainResult, train
 log = logging.getLogger(__name__)
 
 
-
-def pretrain_into(out: Path, cfg: GnnConfig, seed: int, edges: HeteroEdges, features: dict[str, np.ndarray],
-                  store: CheckpointStore | None = None, resume: bool = False,
-                  on_epoch_end: Callable[[int, float], None] | None = None) -> dict:
+def pretrain_into(
+    out: Path,
+    cfg: GnnConfig,
+    seed: int,
+    edges: HeteroEdges,
+    features: dict[str, np.ndarray],
+    store: CheckpointStore | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, float], None] | None = None,
+) -> dict:
     """Train on ``edges`` and write the artifacts into ``out``; returns manifest entries."""
     device = resolve_device(cfg.device)
     backend = resolve_backend(cfg.backend, device)
@@ -61,22 +67,35 @@ def pretrain_into(out: Path, cfg: GnnConfig, seed: int, edges: HeteroEdges, feat
         rows["input features (LLM item embeddings)"] = probe(features[ITEM], labels, cfg.probe_k)
     rows["untrained encoder"] = probe(untrained, labels, cfg.probe_k)
     rows["trained encoder"] = probe(trained, labels, cfg.probe_k)
-    report = {"k": cfg.probe_k, "chance": {a: round(chance_agreement(l), 4) for a, l in labels.items()}, "rows": rows}
+    report = {
+        "k": cfg.probe_k,
+        "chance": {a: round(chance_agreement(values), 4) for a, values in labels.items()},
+        "rows": rows,
+    }
     save_array(out / EMBEDDINGS, trained.astype(np.float32))
     write_json(out / PROBE, report)
     write_json(out / HISTORY, history(result))
-    return {"backend": backend, "device": str(device), **summary(result), "probe": report,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "backend": backend,
+        "device": str(device),
+        **summary(result),
+        "probe": report,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def summary(result: TrainResult) -> dict:
     stop = result.stopping
     seconds = [h["seconds"] for h in result.history if h["epoch"] > result.resumed_from]
-    return {"epochs": stop.epoch, "best_epoch": stop.best_epoch, "best_loss": round(stop.best, 6),
-            "stopped_early": stop.stopped, "resumed_from": result.resumed_from,
-            "seconds_per_epoch": round(float(np.median(seconds)), 4) if seconds else None}
+    return {
+        "epochs": stop.epoch,
+        "best_epoch": stop.best_epoch,
+        "best_loss": round(stop.best, 6),
+        "stopped_early": stop.stopped,
+        "resumed_from": result.resumed_from,
+        "seconds_per_epoch": round(float(np.median(seconds)), 4) if seconds else None,
+    }
 
 
 def history(result: TrainResult) -> dict:
     return {**summary(result), "history": result.history}
-

@@ -46,8 +46,14 @@ def chance_agreement(label: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (total * (total - 1))) if total > 1 else 0.0
 
 
-def neighbour_agreement(emb: np.ndarray | torch.Tensor, label: np.ndarray, k: int = 10,
-                        max_queries: int = 5000, seed: int = 0, block: int = 1024) -> float:
+def neighbour_agreement(
+    emb: np.ndarray | torch.Tensor,
+    label: np.ndarray,
+    k: int = 10,
+    max_queries: int = 5000,
+    seed: int = 0,
+    block: int = 1024,
+) -> float:
     """Mean share of each query item's ``k`` nearest labelled items (cosine) with its label."""
     labelled = np.flatnonzero(label >= 0)
     if len(labelled) <= k:
@@ -58,7 +64,7 @@ def neighbour_agreement(emb: np.ndarray | torch.Tensor, label: np.ndarray, k: in
     queries = np.sort(rng.choice(len(labelled), size=min(max_queries, len(labelled)), replace=False))
     hits = 0
     for start in range(0, len(queries), block):
-        rows = torch.as_tensor(queries[start: start + block])
+        rows = torch.as_tensor(queries[start : start + block])
         sims = x[rows] @ x.T
         sims[torch.arange(len(rows)), rows] = float("-inf")  # an item is not its own neighbour
         nearest = sims.topk(k, dim=1).indices

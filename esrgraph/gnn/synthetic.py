@@ -19,9 +19,16 @@ def zipf_choice(rng: np.random.Generator, n_values: int, size: int, exponent: fl
     return rng.choice(n_values, size=size, p=weights / weights.sum())
 
 
-def synthetic_edges(num_items: int, seed: int = 0, brands_per_item: float = 0.17, brand_coverage: float = 0.83,
-                    leaf_categories_per_item: float = 0.02, category_coverage: float = 0.99,
-                    price_buckets: int = 5, price_coverage: float = 0.95) -> HeteroEdges:
+def synthetic_edges(
+    num_items: int,
+    seed: int = 0,
+    brands_per_item: float = 0.17,
+    brand_coverage: float = 0.83,
+    leaf_categories_per_item: float = 0.02,
+    category_coverage: float = 0.99,
+    price_buckets: int = 5,
+    price_coverage: float = 0.95,
+) -> HeteroEdges:
     """A :class:`HeteroEdges` with ``num_items`` items (nodes 1..num_items), defaults shaped like amazon-beauty."""
     rng = np.random.default_rng(seed)
     items = np.arange(1, num_items + 1, dtype=np.int64)
@@ -48,5 +55,10 @@ def synthetic_edges(num_items: int, seed: int = 0, brands_per_item: float = 0.17
     }.items():
         edges[("item", forward, attr)] = (src.astype(np.int64), dst.astype(np.int64))
         edges[(attr, backward, "item")] = (dst.astype(np.int64), src.astype(np.int64))
-    num_nodes = {"item": num_items + 1, "brand": n_brands, "category": n_leaves + n_parents + n_tops, "price": price_buckets}
+    num_nodes = {
+        "item": num_items + 1,
+        "brand": n_brands,
+        "category": n_leaves + n_parents + n_tops,
+        "price": price_buckets,
+    }
     return HeteroEdges(num_nodes, edges)

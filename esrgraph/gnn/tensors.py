@@ -23,10 +23,12 @@ class GraphTensors:
     edges: dict[Relation, tuple[torch.Tensor, torch.Tensor]]  # relation -> (src [E], dst [E]), int64
 
     @classmethod
-    def from_edges(cls, graph: HeteroEdges, device: str | torch.device = "cpu") -> "GraphTensors":
+    def from_edges(cls, graph: HeteroEdges, device: str | torch.device = "cpu") -> GraphTensors:
         edges = {
-            rel: (torch.as_tensor(np.asarray(src, dtype=np.int64), device=device),
-                  torch.as_tensor(np.asarray(dst, dtype=np.int64), device=device))
+            rel: (
+                torch.as_tensor(np.asarray(src, dtype=np.int64), device=device),
+                torch.as_tensor(np.asarray(dst, dtype=np.int64), device=device),
+            )
             for rel, (src, dst) in graph.edges.items()
         }
         return cls(dict(graph.num_nodes), edges)
@@ -46,8 +48,10 @@ class GraphTensors:
     def num_edges(self) -> int:
         return sum(int(src.numel()) for src, _ in self.edges.values())
 
-    def to(self, device: str | torch.device) -> "GraphTensors":
+    def to(self, device: str | torch.device) -> GraphTensors:
         return GraphTensors(dict(self.num_nodes), {r: (s.to(device), d.to(device)) for r, (s, d) in self.edges.items()})
 
     def to_edges(self) -> HeteroEdges:
-        return HeteroEdges(dict(self.num_nodes), {r: (s.cpu().numpy(), d.cpu().numpy()) for r, (s, d) in self.edges.items()})
+        return HeteroEdges(
+            dict(self.num_nodes), {r: (s.cpu().numpy(), d.cpu().numpy()) for r, (s, d) in self.edges.items()}
+        )

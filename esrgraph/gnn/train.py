@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -42,9 +42,15 @@ def stopping_rule(cfg: GnnConfig) -> EarlyStopping:
     return EarlyStopping(cfg.patience, "min", min_delta=cfg.min_delta)
 
 
-def train(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, store: CheckpointStore | None = None,
-          resume: bool = False, on_epoch_end: Callable[[int, float], None] | None = None,
-          show_progress: bool | None = None) -> TrainResult:
+def train(
+    model: ContrastiveModel,
+    graph: GraphTensors,
+    cfg: GnnConfig,
+    store: CheckpointStore | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, float], None] | None = None,
+    show_progress: bool | None = None,
+) -> TrainResult:
     """Pretrain ``model`` on ``graph``; with ``resume``, continue from ``store``'s latest checkpoint.
 
     ``on_epoch_end(epoch, loss)`` runs after each epoch's checkpoint is written.
@@ -55,8 +61,12 @@ def train(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, store: C
         restored = _restore(store, model, optimizer, cfg)
         if restored is not None:
             result = restored
-            log.info("gnn: resuming after epoch %d (best loss %.4f at epoch %d)",
-                     result.stopping.epoch, result.stopping.best, result.stopping.best_epoch)
+            log.info(
+                "gnn: resuming after epoch %d (best loss %.4f at epoch %d)",
+                result.stopping.epoch,
+                result.stopping.best,
+                result.stopping.best_epoch,
+            )
     model.train()
     stop = result.stopping
     disable = None if show_progress is None else not show_progress  # None: a bar on terminals only
@@ -67,14 +77,18 @@ def train(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, store: C
                 result.best_state = _copy_state(model)
             result.history.append({"epoch": stop.epoch, "loss": loss, "seconds": round(seconds, 4)})
             if store is not None:
-                store.save(stop.epoch, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "best_model": result.best_state},
-                           {"stopping": stop.state_dict(), "history": result.history})
+                store.save(
+                    stop.epoch,
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "best_model": result.best_state},
+                    {"stopping": stop.state_dict(), "history": result.history},
+                )
             _report(bar, stop, cfg.epochs, loss, seconds)
             if on_epoch_end is not None:
                 on_epoch_end(stop.epoch, loss)
     if stop.stopped:
-        log.info("gnn: loss plateau, stopped after epoch %d (best %.4f at epoch %d)", stop.epoch, stop.best, stop.best_epoch)
+        log.info(
+            "gnn: loss plateau, stopped after epoch %d (best %.4f at epoch %d)", stop.epoch, stop.best, stop.best_epoch
+        )
     return result
 
 
@@ -82,12 +96,20 @@ def _report(bar, stop: EarlyStopping, epochs: int, loss: float, seconds: float) 
     bar.update(1)
     bar.set_postfix(loss=f"{loss:.4f}", best=f"{stop.best:.4f}")
     if stop.epoch % LOG_EVERY == 0 or stop.epoch == epochs or stop.stopped:
-        log.info("gnn: epoch %d/%d loss %.4f (best %.4f at epoch %d), %.3f s", stop.epoch, epochs, loss,
-                 stop.best, stop.best_epoch, seconds)
+        log.info(
+            "gnn: epoch %d/%d loss %.4f (best %.4f at epoch %d), %.3f s",
+            stop.epoch,
+            epochs,
+            loss,
+            stop.best,
+            stop.best_epoch,
+            seconds,
+        )
 
 
-def train_step(model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig,
-               optimizer: torch.optim.Optimizer) -> tuple[float, float]:
+def train_step(
+    model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, optimizer: torch.optim.Optimizer
+) -> tuple[float, float]:
     """One optimiser step on the whole graph; returns (loss, seconds)."""
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
@@ -104,8 +126,9 @@ def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _restore(store: CheckpointStore, model: ContrastiveModel, optimizer: torch.optim.Optimizer,
-             cfg: GnnConfig) -> TrainResult | None:
+def _restore(
+    store: CheckpointStore, model: ContrastiveModel, optimizer: torch.optim.Optimizer, cfg: GnnConfig
+) -> TrainResult | None:
     """The training state of the latest checkpoint, or None (logged) when there is none to use."""
     if not store.exists():
         log.info("gnn: no checkpoint to resume from; starting at epoch 1")

@@ -15,8 +15,9 @@ items than its children and ``min_count`` keeps the kept levels closed under
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,9 @@ class BuiltGraph:
         return self.edges.num_nodes["item"] - 1
 
 
-def build_graph_data(item_meta: Sequence[ItemMeta | None], cfg: GraphConfig, categories_are_path: bool,
-                     source: str = "item metadata") -> BuiltGraph:
+def build_graph_data(
+    item_meta: Sequence[ItemMeta | None], cfg: GraphConfig, categories_are_path: bool, source: str = "item metadata"
+) -> BuiltGraph:
     """The graph of canonical items 1..N (``item_meta[i - 1]``); item node 0 is padding.
 
     Raises :class:`EsrError` naming ``source`` when no item keeps any attribute.
@@ -67,8 +69,9 @@ def build_graph_data(item_meta: Sequence[ItemMeta | None], cfg: GraphConfig, cat
         prices, price_edges, price_stats = price_assignment(item_meta, cfg)
         linked = {
             "brand": link(brands, cfg.min_count.brand),
-            "category": link(categories, cfg.min_count.category,
-                             deepest_only=categories_are_path and cfg.category_levels == "leaf"),
+            "category": link(
+                categories, cfg.min_count.category, deepest_only=categories_are_path and cfg.category_levels == "leaf"
+            ),
             "price": link(prices, cfg.min_count.price, order="given"),
         }
     _add_price_bounds(linked["price"], price_edges)
@@ -91,14 +94,18 @@ def no_attribute_message(source: str, num_items: int, attribute_stats: dict[str,
         if s["values_dropped"]:
             part += f", {s['values_dropped']:,} values under graph.min_count.{name}={s['min_count']}"
         parts.append(part)
-    return (f"{source}: no usable attribute; none of the {num_items:,} items keeps a brand, category or price "
-            f"after normalisation and min_count ({'; '.join(parts)})")
+    return (
+        f"{source}: no usable attribute; none of the {num_items:,} items keeps a brand, category or price "
+        f"after normalisation and min_count ({'; '.join(parts)})"
+    )
 
 
 # ---------------------------------------------------------------- categories
 
-def category_assignment(item_meta: Sequence[ItemMeta | None], normaliser: Normaliser, cfg: GraphConfig,
-                        as_path: bool) -> Assignment:
+
+def category_assignment(
+    item_meta: Sequence[ItemMeta | None], normaliser: Normaliser, cfg: GraphConfig, as_path: bool
+) -> Assignment:
     builder = AssignmentBuilder()
     top, depth = cfg.category_drop_top, cfg.category_max_depth
 
@@ -139,6 +146,7 @@ def _add_parents(linked: Linked, categories: Assignment) -> None:
 
 
 # ---------------------------------------------------------------- prices
+
 
 def price_assignment(item_meta: Sequence[ItemMeta | None], cfg: GraphConfig) -> tuple[Assignment, np.ndarray, dict]:
     """Bucket of every item with a parseable price, plus parse statistics."""
@@ -192,6 +200,7 @@ def _shorten(text: str, limit: int = 40) -> str:
 
 
 # ---------------------------------------------------------------- edges and DGL
+
 
 def _hetero_edges(num_items: int, linked: dict[str, Linked], hierarchy: bool) -> HeteroEdges:
     num_nodes = {"item": num_items + 1, **{t: len(lk.vocab) for t, lk in linked.items()}}

@@ -56,7 +56,7 @@ class HeteroEdges:
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Path) -> "HeteroEdges":
+    def load(cls, path: Path) -> HeteroEdges:
         try:
             data = np.load(path)
         except (OSError, ValueError) as exc:

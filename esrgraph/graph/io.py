@@ -84,8 +84,9 @@ def load_sidecar(stage_dir: Path, num_items: int | None = None) -> dict[str, Any
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot read the graph sidecar ({exc}); run esr build-graph") from None
     if meta.get("format") != FORMAT:
-        raise InputError(path, f"graph sidecar format {meta.get('format')!r}, expected {FORMAT}; "
-                               "run esr build-graph --force")
+        raise InputError(
+            path, f"graph sidecar format {meta.get('format')!r}, expected {FORMAT}; run esr build-graph --force"
+        )
     check_items(path, meta["num_items"], num_items)
     return meta
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 # markup only: a tag opens with a letter, '/' or '!' ('a < b > c' is text, not a tag)
 _TAG = re.compile(r"<[A-Za-z/!][^<>]*>")

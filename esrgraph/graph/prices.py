@@ -24,8 +24,34 @@ _NUMBER = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
 # A currency mark before or after the number: signs ($, €, ...) and codes (USD, US$, C$).
 _MARK = r"[^\d\s.,\-–—]{0,4}"
 # ISO codes a price is written with; the short prefixes only beside a sign (US$, C$, A$, HK$)
-_CODES = {"USD", "EUR", "GBP", "JPY", "CNY", "RMB", "CAD", "AUD", "NZD", "CHF", "INR", "SEK", "NOK", "DKK",
-          "PLN", "BRL", "MXN", "KRW", "HKD", "SGD", "ZAR", "RUB", "TRY", "CZK", "HUF", "ILS"}
+_CODES = {
+    "USD",
+    "EUR",
+    "GBP",
+    "JPY",
+    "CNY",
+    "RMB",
+    "CAD",
+    "AUD",
+    "NZD",
+    "CHF",
+    "INR",
+    "SEK",
+    "NOK",
+    "DKK",
+    "PLN",
+    "BRL",
+    "MXN",
+    "KRW",
+    "HKD",
+    "SGD",
+    "ZAR",
+    "RUB",
+    "TRY",
+    "CZK",
+    "HUF",
+    "ILS",
+}
 _SIGN_PREFIXES = {"US", "C", "A", "AU", "CA", "NZ", "HK", "S", "R"}
 
 

@@ -79,8 +79,10 @@ def describe(stats: dict[str, Any]) -> str:
     lines.append(f"{'relation':<24}{'edges':>10}   degree of the source nodes: min / median / mean / max")
     for src_type, relation, dst_type in map(tuple, stats["relations"]):
         d = stats["degree"][relation]
-        lines.append(f"{src_type + ' ' + relation:<24}{stats['edges'][relation]:>10,}   "
-                     f"{d['min']:,} / {d['median']:,g} / {d['mean']:,.2f} / {d['max']:,}  (-> {dst_type})")
+        lines.append(
+            f"{src_type + ' ' + relation:<24}{stats['edges'][relation]:>10,}   "
+            f"{d['min']:,} / {d['median']:,g} / {d['mean']:,.2f} / {d['max']:,}  (-> {dst_type})"
+        )
     return "\n".join(lines)
 
 

@@ -12,8 +12,9 @@ so all per-item work after reading is done with numpy.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,9 @@ class AssignmentBuilder:
             self.parents.append(parent)
         return vid
 
-    def build(self, keys: Iterable[Hashable | None], make_group: Callable[[Any], Iterable[int]],
-              with_parents: bool = False) -> Assignment:
+    def build(
+        self, keys: Iterable[Hashable | None], make_group: Callable[[Any], Iterable[int]], with_parents: bool = False
+    ) -> Assignment:
         """The assignment of items 1..N, one raw key each (``None``: no value).
 
         ``make_group(key)`` gives the value ids of a key; it runs once per

@@ -76,8 +76,16 @@ class SelfAttentionEncoder(nn.Module):
     Inputs: ``x`` [B, T, d] item embeddings, ``lengths`` [B]. Output [B, T, d].
     """
 
-    def __init__(self, d: int, layers: int, heads: int, dropout: float, max_length: int,
-                 causal: bool, reference_padding: bool = False):
+    def __init__(
+        self,
+        d: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        max_length: int,
+        causal: bool,
+        reference_padding: bool = False,
+    ):
         super().__init__()
         self.causal = causal
         self.reference_padding = reference_padding
@@ -146,14 +154,17 @@ class GRUEncoder(nn.Module):
         if self.reference_padding:
             out, _ = self.gru(x)  # the reference runs the GRU over the left padding too
             return self.norm(out)
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = self.gru(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.norm(out)
 
 
-def build_backbone(name: str, d: int, layers: int, heads: int, dropout: float, max_length: int,
-                   causal: bool, reference_padding: bool) -> nn.Module:
+def build_backbone(
+    name: str, d: int, layers: int, heads: int, dropout: float, max_length: int, causal: bool, reference_padding: bool
+) -> nn.Module:
     if name == "gru4rec":
         return GRUEncoder(d, layers, dropout, reference_padding)
     # Bert4Rec reads the whole sequence in both directions.

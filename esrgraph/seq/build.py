@@ -24,8 +24,8 @@ from ..gnn.store import load_item_graph
 from ..text.reduce import pca
 from ..text.store import ITEM_LLM, ITEM_PCA, SIMILAR_USERS, load_array
 from ..training.checkpoint import CheckpointStore
-from .distill import Distiller
 from ..training.distributed import DistContext
+from .distill import Distiller
 from .model import SeqRecommender
 from .trainer import Trainer
 from .views import ID_INIT_STD
@@ -42,7 +42,7 @@ class RecommenderInputs:
     similar_users: np.ndarray | None = None  # [U, K]
 
     @classmethod
-    def from_folders(cls, cfg, folders: dict[str, Path]) -> "RecommenderInputs":
+    def from_folders(cls, cfg, folders: dict[str, Path]) -> RecommenderInputs:
         """Read the stage folders a ``seq`` stage reads (``dataset``, and ``embed``/``gnn`` where used)."""
         inputs = cls(load_dataset(folders["dataset"]))
         if "embed" in folders:
@@ -91,9 +91,16 @@ def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:
     return metrics[cfg.train.valid_protocol]["overall"][VALID_METRIC]
 
 
-def build_trainer(cfg, inputs: RecommenderInputs, model: SeqRecommender, store: CheckpointStore,
-                  device: torch.device | str = "cpu", dist: DistContext | None = None,
-                  data: SequenceData | None = None, evaluator: Evaluator | None = None) -> Trainer:
+def build_trainer(
+    cfg,
+    inputs: RecommenderInputs,
+    model: SeqRecommender,
+    store: CheckpointStore,
+    device: torch.device | str = "cpu",
+    dist: DistContext | None = None,
+    data: SequenceData | None = None,
+    evaluator: Evaluator | None = None,
+) -> Trainer:
     """A trainer for ``model`` with the configured objective, distillation and early stopping."""
     device = torch.device(device)
     data = data or inputs.sequences(cfg)
@@ -127,4 +134,3 @@ def fused_init(pca_rows: torch.Tensor, graph: torch.Tensor, d: int) -> torch.Ten
     fused = pca(both, d)
     fused *= text.std() / fused.std()
     return torch.cat([torch.zeros(1, d), torch.from_numpy(fused)])
-

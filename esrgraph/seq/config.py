@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from ..config_schema import field
 
@@ -21,13 +21,14 @@ class DistillConfig:
     """Retrieval-augmented self-distillation: similar users' encodings teach each user."""
 
     alpha: float = field(0.1, min=0.0, help="weight of the distillation loss")
-    k: Optional[int] = field(None, min=1, help="similar users per teacher; default all of embed.similar_users")
+    k: int | None = field(None, min=1, help="similar users per teacher; default all of embed.similar_users")
     loss: Literal["mse", "contrastive"] = field("mse", help="mse to the teacher, or in-batch contrastive alignment")
     temperature: float = field(0.1, gt=0.0, help="contrastive alignment temperature")
     # epoch: on amazon-scientific (3 seeds) test NDCG@10 matched per-batch teachers
     # (0.0223 vs 0.0222 full, 0.2108 vs 0.2104 sampled) with epochs 1.8x faster.
     teacher: Literal["batch", "epoch"] = field(
-        "epoch", help="encode every user once per epoch, or the similar users for every batch (as the reference)")
+        "epoch", help="encode every user once per epoch, or the similar users for every batch (as the reference)"
+    )
 
 
 @dataclass
@@ -35,25 +36,32 @@ class ReadoutsConfig:
     """A separate prediction readout per user group, mixed with the shared score by a weight θ per group."""
 
     mode: Literal["none", "joint", "fitted"] = field(
-        "none", help="none; joint: trained with the shared model, head users skip self-distillation, θ fixed "
+        "none",
+        help="none; joint: trained with the shared model, head users skip self-distillation, θ fixed "
         "(the seed project's design); fitted: fitted on the trained model's training positions afterwards, "
-        "θ per group chosen on validation under both protocols (0 switches a readout off)")
+        "θ per group chosen on validation under both protocols (0 switches a readout off)",
+    )
     groups: Literal["head_tail", "all"] = field(
-        "head_tail", help="head_tail: one readout for the dataset's head users and one for its tail users; "
-                          "all: one readout for every user (the control)")
+        "head_tail",
+        help="head_tail: one readout for the dataset's head users and one for its tail users; "
+        "all: one readout for every user (the control)",
+    )
     theta_tail: float = field(0.5, min=0.0, max=1.0, help="joint: weight of the tail users' readout (and of 'all')")
     theta_head: float = field(0.5, min=0.0, max=1.0, help="joint: weight of the head users' readout")
     fit_epochs: int = field(20, min=1, help="fitted: passes over each group's training positions")
     fit_lr: float = field(1e-3, gt=0.0, help="fitted: Adam learning rate")
     fit_batch_size: int = field(
-        1024, min=1, help="fitted: positions per step (each holds a positions × items score matrix)")
+        1024, min=1, help="fitted: positions per step (each holds a positions × items score matrix)"
+    )
 
 
 @dataclass
 class SeqConfig:
     backbone: Backbone = field("sasrec", help="sequence encoder")
-    variant: Variant = field("llmesr", help="plain (id embeddings only), dual-view (LLM-ESR without "
-                             "self-distillation) or llmesr (the full model)")
+    variant: Variant = field(
+        "llmesr",
+        help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation) or llmesr (the full model)",
+    )
     hidden_size: int = field(64, min=1, help="size of each view's item and user vectors")
     num_layers: int = field(2, min=1, help="encoder layers")
     num_heads: int = field(1, min=1, help="attention heads per layer (must divide hidden_size)")
@@ -61,23 +69,31 @@ class SeqConfig:
     dropout: float = field(0.5, min=0.0, lt=1.0, help="dropout on the encoder's input and inside its layers")
     causal: bool = field(True, help="SASRec causal mask; false reproduces the reference, which had none")
     reference_padding: bool = field(
-        False, help="reproduce the reference: left-pad every sequence to max_length and attend to padding")
+        False, help="reproduce the reference: left-pad every sequence to max_length and attend to padding"
+    )
     cross_attention: bool = field(False, help="cross-attention between the semantic and collaborative views")
     mask_prob: float = field(0.2, gt=0.0, lt=1.0, help="bert4rec: share of items masked in training")
     distill: DistillConfig = field(factory=DistillConfig)
-    fusion: Fusion = field("none", help="how pretrained graph item embeddings enter the model: none, init "
-                           "(initialise the collaborative view) or view (a third view with its own score)")
+    fusion: Fusion = field(
+        "none",
+        help="how pretrained graph item embeddings enter the model: none, init "
+        "(initialise the collaborative view) or view (a third view with its own score)",
+    )
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
     readouts: ReadoutsConfig = field(factory=ReadoutsConfig)
 
 
 @dataclass
 class TrainConfig:
-    loss: Objective = field("bce", help="training objective: bce or gbce with sampled negatives, ce (full softmax) "
-                            "or sampled_softmax (negatives shared by a batch, log-frequency correction)")
+    loss: Objective = field(
+        "bce",
+        help="training objective: bce or gbce with sampled negatives, ce (full softmax) "
+        "or sampled_softmax (negatives shared by a batch, log-frequency correction)",
+    )
     negatives: int = field(1, min=1, help="bce, gbce: negatives per position; sampled_softmax: per batch")
     sampled_softmax_beta: float = field(
-        1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta")
+        1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
+    )
     gbce_t: float = field(0.75, min=0.0, max=1.0, help="gbce: calibration t (0: plain bce, 1: full calibration)")
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")
@@ -86,14 +102,20 @@ class TrainConfig:
     patience: int = field(20, min=1, help="epochs without a better validation NDCG@10 before stopping")
     min_epochs: int = field(0, min=0, help="no early stop before this epoch")
     floor_margin: float = field(
-        0.1, min=0.0, help="patience starts counting once validation NDCG@10 beats the popularity baseline's "
-        "by this share: a model cannot stop on an early popularity peak")
+        0.1,
+        min=0.0,
+        help="patience starts counting once validation NDCG@10 beats the popularity baseline's "
+        "by this share: a model cannot stop on an early popularity peak",
+    )
     seeds: list[int] = field(factory=lambda: [42], min=0, help="one model per seed; metrics report mean and std")
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     eval_batch_size: int = field(512, min=1, help="users per batch when ranking")
     valid_protocol: Protocol = field("full", help="protocol of the early-stopping metric")
-    max_batches: Optional[int] = field(None, min=1, help="stop each epoch after this many batches (quick checks)")
+    max_batches: int | None = field(None, min=1, help="stop each epoch after this many batches (quick checks)")
     # 32 made an amazon-beauty LLM-ESR epoch 2.9x faster (12.6 s vs 37.1 s, one thread).
     length_buckets: int = field(
-        32, min=1, help="sort users by length within windows of this many batches, then shuffle the batches: "
-        "less padding, faster epochs; 1 keeps plain random batches (the reference)")
+        32,
+        min=1,
+        help="sort users by length within windows of this many batches, then shuffle the batches: "
+        "less padding, faster epochs; 1 keeps plain random batches (the reference)",
+    )

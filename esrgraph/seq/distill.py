@@ -57,7 +57,7 @@ class Distiller:
         try:
             parts = []
             for lo in range(0, len(order), self.CHUNK):
-                chunk = users[order[lo: lo + self.CHUNK]]
+                chunk = users[order[lo : lo + self.CHUNK]]
                 batch = self.data.history_batch(chunk, "train", model.appended_tokens).to(device)
                 parts.append(model.user_vectors(batch.items, batch.lengths))
         finally:
@@ -66,8 +66,9 @@ class Distiller:
         vectors[torch.from_numpy(order).to(device)] = torch.cat(parts)
         return vectors
 
-    def loss(self, students: torch.Tensor, teachers: torch.Tensor, norm: float,
-             weights: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, students: torch.Tensor, teachers: torch.Tensor, norm: float, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Summed over users (``weights`` [B] in {0, 1} leave some out), divided by ``norm`` (the global batch size)."""
         if self.cfg.loss == "mse":
             per_user = F.mse_loss(students, teachers, reduction="none").mean(-1)

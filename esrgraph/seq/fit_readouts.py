@@ -45,12 +45,22 @@ def fit_readouts(model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig,
         losses[name] = _fit_layer(model, layer, vectors, targets, items, cfg, generator, name)
         layer.requires_grad_(False)  # as built: no gradient outside fitting
     readouts.fitted.fill_(True)
-    log.info("readouts: fitted after training, final loss %s", ", ".join(f"{k} users {v:.4f}" for k, v in losses.items()))
+    log.info(
+        "readouts: fitted after training, final loss %s", ", ".join(f"{k} users {v:.4f}" for k, v in losses.items())
+    )
     return losses
 
 
-def _fit_layer(model: SeqRecommender, layer: torch.nn.Linear, vectors: torch.Tensor, targets: torch.Tensor,
-               items: torch.Tensor, cfg: ReadoutsConfig, generator: torch.Generator, name: str) -> float:
+def _fit_layer(
+    model: SeqRecommender,
+    layer: torch.nn.Linear,
+    vectors: torch.Tensor,
+    targets: torch.Tensor,
+    items: torch.Tensor,
+    cfg: ReadoutsConfig,
+    generator: torch.Generator,
+    name: str,
+) -> float:
     """Adam over shuffled batches of positions with a full softmax; returns the last epoch's mean loss."""
     optimizer = torch.optim.Adam(layer.parameters(), lr=cfg.fit_lr)
     mean = float("nan")
@@ -58,10 +68,17 @@ def _fit_layer(model: SeqRecommender, layer: torch.nn.Linear, vectors: torch.Ten
         order = torch.randperm(len(targets), generator=generator).to(vectors.device)
         total = 0.0
         for lo in range(0, len(order), cfg.fit_batch_size):
-            pick = order[lo: lo + cfg.fit_batch_size]
+            pick = order[lo : lo + cfg.fit_batch_size]
             picked = targets[pick]
-            value = objective_loss(Objective("ce"), layer(vectors[pick]), picked, Candidates(), lambda ids: items[ids],
-                                   lambda: items, model.num_items) / len(pick)
+            value = objective_loss(
+                Objective("ce"),
+                layer(vectors[pick]),
+                picked,
+                Candidates(),
+                lambda ids: items[ids],
+                lambda: items,
+                model.num_items,
+            ) / len(pick)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import build_backbone, valid_mask
 from ..data.sequences import Batch, SequenceData, last_positions
+from .backbones import build_backbone, valid_mask
 from .config import SeqConfig
-from .readouts import GroupReadouts
 from .objectives import Candidates, Objective, objective_loss
+from .readouts import GroupReadouts
 from .views import ItemViews
 
 
@@ -61,8 +61,10 @@ class CrossViewAttention(nn.Module):
         blocked = blocked & ~torch.eye(t, dtype=torch.bool, device=valid.device)
         mask = blocked.repeat_interleave(self.attn[0].num_heads, dim=0)
         pair = views[:2]
-        mixed = [q + self.attn[i](self.norm[i](q), k, k, attn_mask=mask, need_weights=False)[0]
-                 for i, (q, k) in enumerate(zip(pair, pair[::-1]))]
+        mixed = [
+            q + self.attn[i](self.norm[i](q), k, k, attn_mask=mask, need_weights=False)[0]
+            for i, (q, k) in enumerate(zip(pair, pair[::-1]))
+        ]
         return mixed + views[2:]
 
 
@@ -75,21 +77,44 @@ class SeqRecommender(nn.Module):
     groups of the user-group readouts.
     """
 
-    def __init__(self, cfg: SeqConfig, num_items: int, llm: torch.Tensor | None = None,
-                 init: torch.Tensor | None = None, graph: torch.Tensor | None = None,
-                 tail_users: torch.Tensor | None = None):
+    def __init__(
+        self,
+        cfg: SeqConfig,
+        num_items: int,
+        llm: torch.Tensor | None = None,
+        init: torch.Tensor | None = None,
+        graph: torch.Tensor | None = None,
+        tail_users: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         self.num_items = num_items
         self.mask_token = num_items + 1
         use_llm = cfg.variant != "plain"
-        self.views = ItemViews(num_items, cfg.hidden_size, llm if use_llm else None, init if use_llm else None,
-                               graph, cfg.fusion, mask_token=cfg.backbone == "bert4rec",
-                               graph_finetune=cfg.graph_finetune)
-        self.input_scale = cfg.hidden_size ** 0.5
-        self.encoder = build_backbone(cfg.backbone, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.dropout,
-                                      cfg.max_length, cfg.causal, cfg.reference_padding)
-        self.cross = CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout) if cfg.cross_attention and use_llm else None
+        self.views = ItemViews(
+            num_items,
+            cfg.hidden_size,
+            llm if use_llm else None,
+            init if use_llm else None,
+            graph,
+            cfg.fusion,
+            mask_token=cfg.backbone == "bert4rec",
+            graph_finetune=cfg.graph_finetune,
+        )
+        self.input_scale = cfg.hidden_size**0.5
+        self.encoder = build_backbone(
+            cfg.backbone,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.dropout,
+            cfg.max_length,
+            cfg.causal,
+            cfg.reference_padding,
+        )
+        self.cross = (
+            CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout) if cfg.cross_attention and use_llm else None
+        )
         self.readouts = None
         if cfg.readouts.mode != "none":
             if tail_users is None:
@@ -120,7 +145,9 @@ class SeqRecommender(nn.Module):
             views = self.cross(views, valid, causal=self.cfg.causal and not self.bidirectional)
         return torch.cat([self.encoder(v, lengths) for v in views], dim=-1)
 
-    def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+    def user_vectors(
+        self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """User vectors [B, V * d] from histories (Bert4Rec appends a mask token).
 
         With ``users`` given, each is mixed with its group's readout (once the
@@ -193,14 +220,16 @@ class SeqRecommender(nn.Module):
         return (~self.readouts.skips_distillation(users)).float()
 
     @torch.no_grad()
-    def position_vectors(self, data: SequenceData, users: np.ndarray, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    def position_vectors(
+        self, data: SequenceData, users: np.ndarray, batch_size: int = 256
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared vectors [P, V * d] at every training position of ``users`` and their next items [P],
         read as inference reads them (eval mode: no dropout). Left-to-right models only."""
         device, was_training = self.input_device, self.training
         self.eval()
         vectors, targets = [], []
         for lo in range(0, len(users), batch_size):
-            batch = data.training_batch(users[lo: lo + batch_size]).to(device)
+            batch = data.training_batch(users[lo : lo + batch_size]).to(device)
             outputs = self.sequence_outputs(batch.items, batch.lengths)
             where = batch.targets > 0
             vectors.append(outputs[where])
@@ -212,7 +241,9 @@ class SeqRecommender(nn.Module):
     def input_device(self) -> torch.device:
         return self.views.ids.weight.device
 
-    def forward(self, batch: Batch, candidates: Candidates, norm: float, objective: Objective) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, batch: Batch, candidates: Candidates, norm: float, objective: Objective
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Next-item (or masked-item) loss summed over positions and divided by ``norm``,
         and the shared student user vectors [B, V * d] for self-distillation.
 
@@ -233,8 +264,10 @@ class SeqRecommender(nn.Module):
             value = value + self.position_loss(projected[where], targets, candidates, objective)
         return value / norm, students
 
-    def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates,
-                      objective: Objective) -> torch.Tensor:
+    def position_loss(
+        self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates, objective: Objective
+    ) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
-        return objective_loss(objective, hidden, targets, candidates, self.item_vectors, self.item_tables,
-                              self.num_items)
+        return objective_loss(
+            objective, hidden, targets, candidates, self.item_vectors, self.item_tables, self.num_items
+        )

@@ -24,8 +24,8 @@ Item 0 is padding and never a candidate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,17 +58,17 @@ class Candidates:
     shared: torch.Tensor | None = None
     log_q: torch.Tensor | None = None
 
-    def at(self, where: torch.Tensor) -> "Candidates":
+    def at(self, where: torch.Tensor) -> Candidates:
         """The candidates of the positions selected by the boolean mask ``where``."""
         if self.per_position is None:
             return self
         return Candidates(self.per_position[where], self.shared, self.log_q)
 
-    def to(self, device: torch.device) -> "Candidates":
+    def to(self, device: torch.device) -> Candidates:
         move = lambda t: t.to(device) if t is not None else None
         return Candidates(move(self.per_position), move(self.shared), move(self.log_q))
 
-    def rows(self, index: slice) -> "Candidates":
+    def rows(self, index: slice) -> Candidates:
         """A process's share of a global batch's rows (per-position candidates only differ by row)."""
         if self.per_position is None:
             return self
@@ -82,8 +82,14 @@ class NegativeSampler:
     for the sampled softmax's proposal q ∝ (popularity + 1)^β.
     """
 
-    def __init__(self, objective: Objective, negatives: int, num_items: int, popularity: torch.Tensor | None = None,
-                 beta: float = 1.0):
+    def __init__(
+        self,
+        objective: Objective,
+        negatives: int,
+        num_items: int,
+        popularity: torch.Tensor | None = None,
+        beta: float = 1.0,
+    ):
         self.objective = objective.name
         self.negatives = negatives
         self.num_items = num_items
@@ -112,9 +118,15 @@ def uniform_negatives(targets: torch.Tensor, num_items: int, count: int, generat
     return torch.where(negatives == targets.unsqueeze(-1), redraw, negatives)
 
 
-def objective_loss(objective: Objective, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates,
-                   item_vectors: Callable[[torch.Tensor], torch.Tensor], item_table: Callable[[], torch.Tensor],
-                   num_items: int) -> torch.Tensor:
+def objective_loss(
+    objective: Objective,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    candidates: Candidates,
+    item_vectors: Callable[[torch.Tensor], torch.Tensor],
+    item_table: Callable[[], torch.Tensor],
+    num_items: int,
+) -> torch.Tensor:
     """Summed loss of position vectors ``hidden`` [P, D] for ``targets`` [P].
 
     ``item_vectors(ids)`` gives items' vectors; ``item_table()`` every item's [N + 1, D] (row 0 padding).
@@ -142,4 +154,3 @@ def gbce_beta(negatives: int, num_items: int, t: float) -> float:
     """gBCE's power of the positive term: β = α(t(1 − 1/α) + 1/α), α = negatives / (N − 1)."""
     alpha = negatives / max(num_items - 1, 1)
     return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
-

@@ -42,7 +42,9 @@ class GroupReadouts(nn.Module):
         super().__init__()
         tail = tail_users.bool().clone()
         self.names = ("head", "tail") if cfg.groups == "head_tail" else ("all",)
-        self.register_buffer("group_of", tail.long() if cfg.groups == "head_tail" else torch.zeros_like(tail, dtype=torch.long))
+        self.register_buffer(
+            "group_of", tail.long() if cfg.groups == "head_tail" else torch.zeros_like(tail, dtype=torch.long)
+        )
         self.register_buffer("tail_users", tail)
         self.fitted_mode = cfg.mode == "fitted"
         # fitted after training: built without drawing random numbers, so the shared

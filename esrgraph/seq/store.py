@@ -35,7 +35,9 @@ def load_model(folder: Path, seed: int, device: torch.device | str = "cpu") -> S
     try:
         spec = read_json(folder / SPEC)
     except (OSError, ValueError) as exc:
-        raise InputError(folder / SPEC, f"cannot read the model description ({exc}); run esr train-seq --force") from None
+        raise InputError(
+            folder / SPEC, f"cannot read the model description ({exc}); run esr train-seq --force"
+        ) from None
     seq = build(SeqConfig, spec["seq"], "seq.")
     empty = {name: torch.zeros(shape) if shape else None for name, shape in spec["shapes"].items()}
     model = SeqRecommender(seq, spec["num_items"], **empty)

@@ -58,7 +58,9 @@ class _Remix:
         self.known = torch.zeros(num_users, dtype=torch.bool)
         self.cache: torch.Tensor | None = None  # [2, users, D]: shared and readout vectors
 
-    def user_vectors(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+    def user_vectors(
+        self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
+    ) -> torch.Tensor:
         readouts = self.model.readouts
         if not self.known[users.cpu()].all():
             shared = self.model.user_vectors(items, lengths)

@@ -30,10 +30,10 @@ from ..errors import EsrError
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import VALID_METRIC
 from ..training.checkpoint import CheckpointStore
+from ..training.distributed import DistContext
 from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .distill import Distiller
-from ..training.distributed import DistContext
 from .model import SeqRecommender
 from .objectives import NegativeSampler, Objective
 
@@ -63,9 +63,19 @@ class TrainResult:
 class Trainer:
     """Trains ``model`` on ``data``; ``floor`` is the popularity baseline's validation NDCG@10."""
 
-    def __init__(self, model: SeqRecommender, data: SequenceData, train: TrainConfig, evaluator: Evaluator,
-                 distiller: Distiller | None, device: torch.device, store: CheckpointStore,
-                 dist: DistContext | None = None, floor: float | None = None, distill_alpha: float = 0.0):
+    def __init__(
+        self,
+        model: SeqRecommender,
+        data: SequenceData,
+        train: TrainConfig,
+        evaluator: Evaluator,
+        distiller: Distiller | None,
+        device: torch.device,
+        store: CheckpointStore,
+        dist: DistContext | None = None,
+        floor: float | None = None,
+        distill_alpha: float = 0.0,
+    ):
         self.model = model
         self.data = data
         self.cfg = train
@@ -81,17 +91,25 @@ class Trainer:
         if len(self.users) == 0:
             raise EsrError("no user has a training sequence of 2 or more items; nothing to train on")
         if len(self.users) < self.dist.world:  # every rank needs a user of each batch
-            raise EsrError(f"{len(self.users)} users have a training sequence, fewer than the {self.dist.world} "
-                           "processes; launch at most that many")
+            raise EsrError(
+                f"{len(self.users)} users have a training sequence, fewer than the {self.dist.world} "
+                "processes; launch at most that many"
+            )
         self.network = self.dist.wrap(model, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.objective = Objective(train.loss, train.gbce_t)
-        self.sampler = NegativeSampler(self.objective, train.negatives, data.num_items, data.train_popularity(),
-                                       train.sampled_softmax_beta)
+        self.sampler = NegativeSampler(
+            self.objective, train.negatives, data.num_items, data.train_popularity(), train.sampled_softmax_beta
+        )
 
     def stopping_rule(self) -> EarlyStopping:
-        return EarlyStopping(self.cfg.patience, "max", min_epochs=self.cfg.min_epochs, floor=self.floor,
-                             floor_margin=self.cfg.floor_margin)
+        return EarlyStopping(
+            self.cfg.patience,
+            "max",
+            min_epochs=self.cfg.min_epochs,
+            floor=self.floor,
+            floor_margin=self.cfg.floor_margin,
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -125,9 +143,11 @@ class Trainer:
         if self.cfg.max_batches:
             bounds = bounds[: self.cfg.max_batches]
         total, seen = 0.0, 0
-        bar = tqdm(bounds, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None if self.dist.is_main else True)
+        bar = tqdm(
+            bounds, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None if self.dist.is_main else True
+        )
         for lo, hi in bar:
-            total += self.step(order[lo: hi], generator)
+            total += self.step(order[lo:hi], generator)
             seen += 1
             bar.set_postfix(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
         return self.dist.sum(total) / max(seen, 1)  # every rank steps the same batches
@@ -140,9 +160,9 @@ class Trainer:
             return order
         window = buckets * size
         for lo in range(0, len(order), window):
-            part = order[lo: lo + window]
-            order[lo: lo + window] = part[np.argsort(self.train_lengths[part], kind="stable")]
-        batches = [order[lo: lo + size] for lo in range(0, len(order), size)]
+            part = order[lo : lo + window]
+            order[lo : lo + window] = part[np.argsort(self.train_lengths[part], kind="stable")]
+        batches = [order[lo : lo + size] for lo in range(0, len(order), size)]
         return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
     def step(self, users: np.ndarray, generator: torch.Generator) -> float:
@@ -152,14 +172,18 @@ class Trainer:
         positions = float((batch.targets > 0).sum())
         share = self.dist.share(len(users))
         local = batch.rows(share).to(self.device)
-        loss, students = self.network(local, candidates.rows(share).to(self.device), max(positions, 1.0), self.objective)
+        loss, students = self.network(
+            local, candidates.rows(share).to(self.device), max(positions, 1.0), self.objective
+        )
         if self.distiller is not None:
             teachers = self.distiller.teachers(self.model, users[share], self.device)
             weights = self.model.distill_weights(local.users)
             loss = loss + self.distill_alpha * self.distiller.loss(students, teachers, float(len(users)), weights)
         if not torch.isfinite(loss):
-            raise EsrError(f"training diverged: the loss became {float(loss)}; lower train.lr "
-                           f"(now {self.cfg.lr:g}) or check the input embeddings")
+            raise EsrError(
+                f"training diverged: the loss became {float(loss)}; lower train.lr "
+                f"(now {self.cfg.lr:g}) or check the input embeddings"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
         self.optimizer.step()
@@ -178,20 +202,40 @@ class Trainer:
     def _record(self, result: TrainResult, loss: float, score: float, trained: float, seconds: float) -> None:
         improved = result.stopping.update(score)
         stop = result.stopping
-        result.history.append({"epoch": stop.epoch, "loss": round(loss, 6), f"valid_{VALID_METRIC}": round(score, 6),
-                               "train_seconds": round(trained, 3), "seconds": round(seconds, 3)})
+        result.history.append(
+            {
+                "epoch": stop.epoch,
+                "loss": round(loss, 6),
+                f"valid_{VALID_METRIC}": round(score, 6),
+                "train_seconds": round(trained, 3),
+                "seconds": round(seconds, 3),
+            }
+        )
         if self.dist.is_main:
-            log.info("epoch %d: loss %.4f, valid %s %.4f (%s), best %.4f at epoch %d, %.1f s", stop.epoch, loss,
-                     VALID_METRIC, score, self.cfg.valid_protocol, stop.best if stop.best is not None else math.nan,
-                     stop.best_epoch, seconds)
+            log.info(
+                "epoch %d: loss %.4f, valid %s %.4f (%s), best %.4f at epoch %d, %.1f s",
+                stop.epoch,
+                loss,
+                VALID_METRIC,
+                score,
+                self.cfg.valid_protocol,
+                stop.best if stop.best is not None else math.nan,
+                stop.best_epoch,
+                seconds,
+            )
         if improved and self.dist.is_main:
             self.store.save_best(self.model.state_dict())
 
     def _report_floor(self, result: TrainResult) -> None:
         if self.dist.is_main and not result.stopping.armed:
-            log.warning("validation %s never beat the popularity baseline's %.4f by %.0f%% in %d epochs: this model "
-                        "learned little beyond popularity", VALID_METRIC, self.floor or 0.0,
-                        100 * self.cfg.floor_margin, result.epochs)
+            log.warning(
+                "validation %s never beat the popularity baseline's %.4f by %.0f%% in %d epochs: this model "
+                "learned little beyond popularity",
+                VALID_METRIC,
+                self.floor or 0.0,
+                100 * self.cfg.floor_margin,
+                result.epochs,
+            )
 
     # --------------------------------------------------------- checkpoints
 

@@ -29,8 +29,17 @@ ID_INIT_STD = 0.02
 
 
 class ItemViews(nn.Module):
-    def __init__(self, num_items: int, d: int, llm: torch.Tensor | None, init: torch.Tensor | None,
-                 graph: torch.Tensor | None, fusion: str, mask_token: bool, graph_finetune: bool = False):
+    def __init__(
+        self,
+        num_items: int,
+        d: int,
+        llm: torch.Tensor | None,
+        init: torch.Tensor | None,
+        graph: torch.Tensor | None,
+        fusion: str,
+        mask_token: bool,
+        graph_finetune: bool = False,
+    ):
         super().__init__()
         self.num_items = num_items
         self.fusion = fusion if graph is not None else "none"

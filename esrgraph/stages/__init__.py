@@ -10,9 +10,10 @@ folders it reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ..training.distributed import DistContext
 
 
-def _single_process() -> "DistContext":
+def _single_process() -> DistContext:
     from ..training.distributed import DistContext
 
     return DistContext()
@@ -30,26 +31,28 @@ def _single_process() -> "DistContext":
 class StageRun:
     """What ``produce`` is given: the run, the upstream stages' folders by name, and how to treat checkpoints."""
 
-    run: "Run"
+    run: Run
     inputs: dict[str, Path]
     key: str
-    resume: bool | str = "auto"  # True: continue checkpoints (other settings: an error); "auto": continue when they match
+    resume: bool | str = (
+        "auto"  # True: continue checkpoints (other settings: an error); "auto": continue when they match
+    )
     options: dict[str, Any] = field(default_factory=dict)  # stage-specific hooks (e.g. a callback per epoch)
-    dist: "DistContext" = field(default_factory=lambda: _single_process())
+    dist: DistContext = field(default_factory=lambda: _single_process())
 
     @property
-    def cfg(self) -> "Config":
+    def cfg(self) -> Config:
         return self.run.cfg
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    reads: Callable[["Config"], tuple[str, ...]]
-    section: Callable[["Config"], Any]
+    reads: Callable[[Config], tuple[str, ...]]
+    section: Callable[[Config], Any]
     produce: Callable[[StageRun, Path], dict | None]
     input_files: bool = False  # keyed by the hashes of the dataset's input files (the first stage)
     per_variant: bool = False  # an ablation's variants each have their own folder of this stage
     distributed: bool = False  # every torchrun process takes part (the others leave it to rank 0)
     checkpoints: bool = False  # keeps checkpoints in <stage>.checkpoints/ while it runs
-    device: Callable[["Config"], str] | None = None  # a distributed stage's device setting
+    device: Callable[[Config], str] | None = None  # a distributed stage's device setting

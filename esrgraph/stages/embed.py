@@ -39,8 +39,13 @@ def produce(ctx: StageRun, out: Path) -> dict:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise EsrError(f"embed: {name} holds NaN or infinite values; nothing was written")
         save_array(out / name, array)
-    return {"model": encoder.model_id, "device": encoder.device, "precision": encoder.precision,
-            "max_tokens": encoder.max_tokens, "texts": {"items": len(items), "users": len(users)}}
+    return {
+        "model": encoder.model_id,
+        "device": encoder.device,
+        "precision": encoder.precision,
+        "max_tokens": encoder.max_tokens,
+        "texts": {"items": len(items), "users": len(users)},
+    }
 
 
 STAGE = Stage("embed", reads=lambda cfg: ("dataset",), section=lambda cfg: cfg.embed, produce=produce)

@@ -27,15 +27,24 @@ def produce(ctx: StageRun, out: Path) -> dict:
         model = load_model(ctx.inputs["seq"], seed, device)
         per_seed[str(seed)] = evaluator.evaluate(model, "test")
     floor = evaluator.evaluate(PopularityScorer(data.train_popularity().numpy(), device), "test")
-    metrics = {"dataset": ds.name, "model": describe_model(cfg), "split": "test",
-               "protocols": {"sampled": f"target vs {cfg.eval.sampled_negatives} sampled negatives",
-                             "full": "target vs every item outside the user's history"},
-               "seeds": [int(s) for s in per_seed], "summary": aggregate(list(per_seed.values())),
-               "per_seed": per_seed, "popularity": floor}
+    metrics = {
+        "dataset": ds.name,
+        "model": describe_model(cfg),
+        "split": "test",
+        "protocols": {
+            "sampled": f"target vs {cfg.eval.sampled_negatives} sampled negatives",
+            "full": "target vs every item outside the user's history",
+        },
+        "seeds": [int(s) for s in per_seed],
+        "summary": aggregate(list(per_seed.values())),
+        "per_seed": per_seed,
+        "popularity": floor,
+    }
     write_json(out / "metrics.json", metrics)
     atomic_write_bytes(out / "metrics.md", (report(metrics, cfg.eval.ks) + "\n").encode())
     return {"seeds": metrics["seeds"]}
 
 
-STAGE = Stage("eval", reads=lambda cfg: ("dataset", "seq"), section=lambda cfg: cfg.eval, produce=produce,
-              per_variant=True)
+STAGE = Stage(
+    "eval", reads=lambda cfg: ("dataset", "seq"), section=lambda cfg: cfg.eval, produce=produce, per_variant=True
+)

@@ -37,7 +37,11 @@ def section(cfg) -> dict:
     out = {**key_dict(cfg.gnn), "seed": cfg.run.seed}
     if cfg.gnn.attribute_input == "text":
         embed = cfg.embed
-        out["attribute_text_model"] = {"model": embed.model, "max_tokens": embed.max_tokens, "precision": embed.precision}
+        out["attribute_text_model"] = {
+            "model": embed.model,
+            "max_tokens": embed.max_tokens,
+            "precision": embed.precision,
+        }
     return out
 
 
@@ -54,8 +58,11 @@ def produce(ctx: StageRun, out: Path) -> dict:
     store = checkpoint_store(ctx)
     resume = bool(ctx.resume)
     if not resume and store.latest_epoch() is not None:
-        log.warning("gnn: a checkpoint after epoch %d exists in %s; starting over (pass --resume to continue it)",
-                    store.latest_epoch(), store.folder)
+        log.warning(
+            "gnn: a checkpoint after epoch %d exists in %s; starting over (pass --resume to continue it)",
+            store.latest_epoch(),
+            store.folder,
+        )
     result = pretrain_into(out, cfg, ctx.cfg.run.seed, edges, features, store, resume, ctx.options.get("on_epoch_end"))
     return result
 
@@ -67,8 +74,11 @@ def input_features(ctx: StageRun, edges: HeteroEdges) -> dict[str, np.ndarray]:
     if cfg.item_input == "llm":
         item_llm = load_array(ctx.inputs["embed"], ITEM_LLM)
         if item_llm.shape[0] != edges.num_nodes[ITEM]:
-            raise InputError(ctx.inputs["embed"] / ITEM_LLM, f"{item_llm.shape[0]} rows, but the graph has "
-                             f"{edges.num_nodes[ITEM]} item nodes; run esr embed --force")
+            raise InputError(
+                ctx.inputs["embed"] / ITEM_LLM,
+                f"{item_llm.shape[0]} rows, but the graph has "
+                f"{edges.num_nodes[ITEM]} item nodes; run esr embed --force",
+            )
         features[ITEM] = item_llm
     if cfg.attribute_input == "text":
         features.update(attribute_text_features(ctx, edges))
@@ -90,8 +100,10 @@ def attribute_text_features(ctx: StageRun, edges: HeteroEdges) -> dict[str, np.n
             continue
         texts = [f"{node_type}: {value}" for value in node_values(meta, node_type)] if count else []
         if len(texts) != count:
-            raise InputError(graph_dir / "graph.json", f"{len(texts)} {node_type} values for {count} {node_type} nodes; "
-                                                       "run esr build-graph --force")
+            raise InputError(
+                graph_dir / "graph.json",
+                f"{len(texts)} {node_type} values for {count} {node_type} nodes; run esr build-graph --force",
+            )
         out[node_type] = encode_cached(encoder, texts, embed.batch_size, cache, f"{node_type} values")
     return out
 

@@ -75,8 +75,12 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
         else:
             trainer = build_trainer(cfg, inputs, model, store, device, dist, data, evaluator)
             result = trainer.fit(seed, resume)
-            summary[str(seed)] = {"best_epoch": result.best_epoch, "best_valid_NDCG@10": result.best_score,
-                                  "epochs": result.epochs, "popularity_valid_NDCG@10": trainer.floor}
+            summary[str(seed)] = {
+                "best_epoch": result.best_epoch,
+                "best_valid_NDCG@10": result.best_score,
+                "epochs": result.epochs,
+                "popularity_valid_NDCG@10": trainer.floor,
+            }
             history = result.history
         if cfg.seq.readouts.mode == "fitted" and dist.is_main:
             readouts = fit_and_tune_readouts(model, store, data, evaluator, cfg, seed)
@@ -96,8 +100,9 @@ def _resumes(store: CheckpointStore, resume: bool | str, dist) -> bool:
     if dist.is_main:
         found = store.latest_epoch() is not None
         if resume is True and store.exists() and not found:
-            raise EsrError(f"{store.folder}: these checkpoints were made with other settings; "
-                           "run without --resume to start over")
+            raise EsrError(
+                f"{store.folder}: these checkpoints were made with other settings; run without --resume to start over"
+            )
         continues = bool(resume) and found
         if continues:
             log.info("seq: continuing from the checkpoints in %s", store.folder)
@@ -154,9 +159,19 @@ def take_shared_model(model, donor: Path, seed: int, store: CheckpointStore, res
     if not resume:
         store.start()
     store.save_best(model.state_dict())
-    log.info("seq: seed %d's shared model was trained with these settings in %s; only the readouts are fitted", seed, donor)
+    log.info(
+        "seq: seed %d's shared model was trained with these settings in %s; only the readouts are fitted", seed, donor
+    )
     return {**summary, "shared_model_from": donor.name}
 
 
-STAGE = Stage(NAME, reads=reads, section=section, produce=produce, per_variant=True, distributed=True,
-              checkpoints=True, device=lambda cfg: cfg.train.device)
+STAGE = Stage(
+    NAME,
+    reads=reads,
+    section=section,
+    produce=produce,
+    per_variant=True,
+    distributed=True,
+    checkpoints=True,
+    device=lambda cfg: cfg.train.device,
+)

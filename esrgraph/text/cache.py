@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -52,13 +52,17 @@ class EmbeddingCache:
         if not self._dirty:
             return
         keys = np.array(list(self.rows), dtype="U32")
-        vectors = np.stack(list(self.rows.values())).astype(np.float32) if self.rows else np.zeros((0, self.dim), np.float32)
+        vectors = (
+            np.stack(list(self.rows.values())).astype(np.float32) if self.rows else np.zeros((0, self.dim), np.float32)
+        )
         save_arrays(self.path, keys=keys, vectors=vectors)
         self._dirty = False
         self._last_flush = time.monotonic()
 
 
-def encode_cached(encoder: TextEncoder, texts: Sequence[str], batch_size: int, cache: EmbeddingCache | None, desc: str) -> np.ndarray:
+def encode_cached(
+    encoder: TextEncoder, texts: Sequence[str], batch_size: int, cache: EmbeddingCache | None, desc: str
+) -> np.ndarray:
     """Encode unique texts not yet in the cache; return one row per input text."""
     keys = [text_key(t) for t in texts]
     unique: dict[str, str] = {}

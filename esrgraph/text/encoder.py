@@ -14,9 +14,9 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class TextEncoder:
     max_tokens: int
 
     @classmethod
-    def load(cls, name: str, device: str = "auto", precision: str = "auto", max_tokens: int = 256) -> "TextEncoder":
+    def load(cls, name: str, device: str = "auto", precision: str = "auto", max_tokens: int = 256) -> TextEncoder:
         device = str(resolve_device(device))
         model_id, source = _model_source(name)
         from sentence_transformers import SentenceTransformer
@@ -91,8 +91,13 @@ class TextEncoder:
     def cache_key(self) -> str:
         return f"{self.model_id}|tokens={self.max_tokens}|precision={self.precision}"
 
-    def encode(self, texts: Sequence[str], batch_size: int = 16, desc: str = "encoding",
-               on_chunk: Callable[[list[int], np.ndarray], None] | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 16,
+        desc: str = "encoding",
+        on_chunk: Callable[[list[int], np.ndarray], None] | None = None,
+    ) -> np.ndarray:
         """Encode ``texts`` into a float32 array [len(texts), dim], longest texts first.
 
         ``on_chunk(indices, vectors)`` is called every few batches so callers can
@@ -104,16 +109,27 @@ class TextEncoder:
         start = time.perf_counter()
         with tqdm(total=len(texts), desc=desc, unit="text", disable=None) as bar:
             for lo in range(0, len(order), chunk):
-                idx = order[lo: lo + chunk].tolist()
-                vectors = np.concatenate([self._encode_batch([texts[i] for i in idx[b: b + batch_size]])
-                                          for b in range(0, len(idx), batch_size)])
+                idx = order[lo : lo + chunk].tolist()
+                vectors = np.concatenate(
+                    [
+                        self._encode_batch([texts[i] for i in idx[b : b + batch_size]])
+                        for b in range(0, len(idx), batch_size)
+                    ]
+                )
                 out[idx] = vectors
                 if on_chunk is not None:
                     on_chunk(idx, vectors)
                 bar.update(len(idx))
         elapsed = time.perf_counter() - start
         if texts:
-            log.info("encoded %d texts in %.1f s (%.1f texts/s, %s, %s)", len(texts), elapsed, len(texts) / elapsed, self.device, self.precision)
+            log.info(
+                "encoded %d texts in %.1f s (%.1f texts/s, %s, %s)",
+                len(texts),
+                elapsed,
+                len(texts) / elapsed,
+                self.device,
+                self.precision,
+            )
         return out
 
     def token_counts(self, texts: Sequence[str]) -> np.ndarray:
@@ -123,7 +139,7 @@ class TextEncoder:
             return np.array([len(t) for t in texts])
         counts = []
         for lo in range(0, len(texts), 4096):  # bounded memory on large catalogues
-            ids = tokenizer(list(texts[lo: lo + 4096]), truncation=True, max_length=self.max_tokens)["input_ids"]
+            ids = tokenizer(list(texts[lo : lo + 4096]), truncation=True, max_length=self.max_tokens)["input_ids"]
             counts.extend(len(x) for x in ids)
         return np.array(counts)
 
@@ -134,8 +150,10 @@ class TextEncoder:
             vectors = self.model(features)["sentence_embedding"]
         vectors = vectors.float().cpu().numpy()
         if not np.isfinite(vectors).all():
-            raise EsrError(f"the sentence model {self.model_id!r} produced NaN or infinite values "
-                           f"(precision {self.precision}); try embed.precision=fp32")
+            raise EsrError(
+                f"the sentence model {self.model_id!r} produced NaN or infinite values "
+                f"(precision {self.precision}); try embed.precision=fp32"
+            )
         return vectors
 
     def _autocast(self):

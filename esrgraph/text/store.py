@@ -9,7 +9,12 @@ import numpy as np
 from ..errors import InputError
 
 ITEM_LLM, ITEM_PCA, USER_LLM, SIMILAR_USERS, SIMILAR_SCORES = ARTIFACTS = (
-    "item_llm.npy", "item_pca.npy", "user_llm.npy", "similar_users.npy", "similar_scores.npy")
+    "item_llm.npy",
+    "item_pca.npy",
+    "user_llm.npy",
+    "similar_users.npy",
+    "similar_scores.npy",
+)
 
 
 def load_array(folder: Path, name: str) -> np.ndarray:

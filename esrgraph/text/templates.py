@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..data.dataset import Dataset
 from ..data.metadata import ItemMeta
@@ -37,7 +37,9 @@ def render(template: str, values: dict[str, str]) -> str:
     return template.format(**{n: values[n] for n in names}).strip()
 
 
-def item_text(meta: ItemMeta | None, parts: Sequence[str], categories_are_path: bool, fallback: str, max_chars: int) -> str:
+def item_text(
+    meta: ItemMeta | None, parts: Sequence[str], categories_are_path: bool, fallback: str, max_chars: int
+) -> str:
     values = field_values(meta, categories_are_path)
     text = " ".join(p for p in (render(part, values) for part in parts) if p)
     return (text or fallback)[:max_chars]
@@ -52,8 +54,14 @@ def item_texts(ds: Dataset, parts: Sequence[str], categories_are_path: bool, max
     ]
 
 
-def user_texts(ds: Dataset, item_template: str, separator: str, categories_are_path: bool,
-               max_tokens: int, fallback_texts: Sequence[str]) -> list[str]:
+def user_texts(
+    ds: Dataset,
+    item_template: str,
+    separator: str,
+    categories_are_path: bool,
+    max_tokens: int,
+    fallback_texts: Sequence[str],
+) -> list[str]:
     """One text per user from the *training* items only, most recent first.
 
     Validation and test items never enter a user's text, so similar-user

@@ -20,8 +20,9 @@ import io
 import logging
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +65,11 @@ def rng_state(generators: Generators | None = None) -> tuple[dict[str, Any], dic
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["cuda"] = torch.cuda.get_rng_state_all()
-    scalars: dict[str, Any] = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, gauss_next],
-                               "generators": {}}
+    scalars: dict[str, Any] = {
+        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+        "python": [version, gauss_next],
+        "generators": {},
+    }
     for name, gen in (generators or {}).items():
         if isinstance(gen, torch.Generator):
             tensors[f"generator:{name}"] = gen.get_state()
@@ -96,15 +100,24 @@ class CheckpointStore:
         self.folder = Path(folder)
         self.identity = identity
 
-    def save(self, epoch: int, states: dict[str, Any], progress: dict[str, Any],
-             generators: Generators | None = None) -> None:
+    def save(
+        self, epoch: int, states: dict[str, Any], progress: dict[str, Any], generators: Generators | None = None
+    ) -> None:
         """``states``: name -> state dict (model, optimizer, ...); ``progress``: JSON-serialisable."""
         tensors, scalars = rng_state(generators)
         name = f"epoch-{epoch:05d}.pt"
         save_state(self.folder / name, {**states, "rng": tensors})
-        write_json(self.folder / INDEX, {"identity": self.identity, "epoch": epoch, "file": name,
-                                         "sha256": sha256_file(self.folder / name), "rng": scalars,
-                                         "progress": progress})
+        write_json(
+            self.folder / INDEX,
+            {
+                "identity": self.identity,
+                "epoch": epoch,
+                "file": name,
+                "sha256": sha256_file(self.folder / name),
+                "rng": scalars,
+                "progress": progress,
+            },
+        )
         for old in self.folder.glob("epoch-*.pt"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -124,8 +137,10 @@ class CheckpointStore:
         if index is None:
             raise EsrError(f"{self.folder}: no checkpoint to resume from")
         if index.get("identity") != self.identity:
-            raise EsrError(f"{self.folder / INDEX}: the checkpoint was made with other settings or inputs; "
-                           "run without --resume to start over")
+            raise EsrError(
+                f"{self.folder / INDEX}: the checkpoint was made with other settings or inputs; "
+                "run without --resume to start over"
+            )
         path = self.folder / index["file"]
         if not path.is_file() or sha256_file(path) != index["sha256"]:
             raise EsrError(f"{path}: checkpoint file missing or damaged; run without --resume to start over")

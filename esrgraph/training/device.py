@@ -20,8 +20,10 @@ def check_device(name: str, key: str) -> None:
             raise ConfigError(f"{key}: {name!r}, but this torch sees no CUDA device; use cpu or auto")
         index = int(name.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"{key}: {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s) "
-                              f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+            raise ConfigError(
+                f"{key}: {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"{key}: 'mps', but this torch sees no MPS device; use cpu or auto")
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-
 _finished = False
 
 
@@ -40,7 +39,7 @@ class DistContext:
     local_rank: int = 0
 
     @classmethod
-    def from_env(cls, device: torch.device) -> "DistContext":
+    def from_env(cls, device: torch.device) -> DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1 or _finished:
             return cls()
@@ -86,4 +85,3 @@ class DistContext:
             return model
         ids = [device.index] if device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-

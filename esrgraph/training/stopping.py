@@ -53,7 +53,12 @@ class EarlyStopping:
             self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
         elif self.armed:
             self.bad_epochs += 1
-        if not self.armed and math.isfinite(value) and self.threshold is not None and self._beats(value, self.threshold):
+        if (
+            not self.armed
+            and math.isfinite(value)
+            and self.threshold is not None
+            and self._beats(value, self.threshold)
+        ):
             self.armed = True
         self.stopped = self.armed and self.bad_epochs >= self.patience and self.epoch >= self.min_epochs
         return improved

@@ -1,0 +1,74 @@
+"""Settings of the dataset (`dataset:`): where the data is, how it is read, joined and split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config_schema import field
+
+INTERACTION_FORMATS = ("auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews")
+METADATA_FORMATS = ("auto", "json", "jsonl", "csv", "tsv")
+BUNDLED_PREFIX = "bundled:"
+
+
+@dataclass
+class InteractionsConfig:
+    path: str = field(BUNDLED_PREFIX + "amazon-scientific/interactions.json.gz", help="interaction file")
+    format: str = field("auto", choices=INTERACTION_FORMATS, help="file format; auto guesses from name and content")
+    user_column: str | None = field(None, help="csv/tsv: user column (default user); amazon-reviews: reviewerID")
+    item_column: str | None = field(None, help="csv/tsv: item column (default item); amazon-reviews: asin")
+    time_column: str | None = field(
+        None, help="csv/tsv: time column (default timestamp); amazon-reviews: unixReviewTime"
+    )
+
+
+@dataclass
+class MetadataFields:
+    """Which source field holds each attribute (null: the source has none)."""
+
+    title: str | None = field("title", help="source field of the item title")
+    brand: str | None = field("brand", help="source field of the brand")
+    categories: str | None = field("categories", help="source field of the categories (a list, path or string)")
+    price: str | None = field("price", help="source field of the price (numbers or strings such as '$5.99')")
+    description: str | None = field("description", help="source field of the description")
+
+
+@dataclass
+class MetadataConfig:
+    path: str | None = field(BUNDLED_PREFIX + "amazon-scientific/items.json.gz", help="item metadata file")
+    format: str = field("auto", choices=METADATA_FORMATS, help="file format; auto guesses from name and content")
+    key: str | None = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
+    fields: MetadataFields = field(factory=MetadataFields)
+    category_separator: str | None = field(",", help="splits a categories string; null keeps it whole")
+    category_pattern: str | None = field(
+        None,
+        help="a regular expression that splits a categories string instead of category_separator, "
+        "e.g. ',(?=\\S)' where names hold ', ' (\"Tapes, Adhesives & Sealants\")",
+    )
+    categories_are_path: bool = field(True, help="categories are a path from the top level down")
+
+
+@dataclass
+class JoinConfig:
+    key_type: str = field("auto", choices=("auto", "int", "str"), help="how ids are compared")
+    offset: int = field(0, help="metadata key = interaction item id + offset (integer ids only)")
+
+
+@dataclass
+class GroupsConfig:
+    """Tail/head split: a Pareto split by share unless a fixed threshold is set."""
+
+    tail_user_share: float = field(0.8, gt=0.0, lt=1.0, help="share of users (shortest histories) that are tail")
+    tail_item_share: float = field(0.8, gt=0.0, lt=1.0, help="share of items (least popular) that are tail")
+    tail_user_max_length: int | None = field(None, min=1, help="fixed: tail if history length <= this")
+    tail_item_max_popularity: int | None = field(None, min=1, help="fixed: tail if interactions <= this")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = field("amazon-scientific", help="names the run directory and the reports")
+    interactions: InteractionsConfig = field(factory=InteractionsConfig)
+    metadata: MetadataConfig = field(factory=MetadataConfig)
+    join: JoinConfig = field(factory=JoinConfig)
+    min_user_interactions: int = field(3, min=3, help="users with fewer are dropped (leave-one-out needs 3)")
+    groups: GroupsConfig = field(factory=GroupsConfig)

@@ -1,0 +1,28 @@
+"""Settings of the text embeddings (`embed:`): the sentence model, the texts, PCA and similar users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config_schema import field
+
+DEFAULT_ITEM_TEMPLATE = ["{title}.", "Brand: {brand}.", "Categories: {categories}.", "Price: {price}.", "{description}"]
+
+
+@dataclass
+class EmbedConfig:
+    model: str = field("bundled", help="'bundled' (offline all-MiniLM-L6-v2), a model name or a local path")
+    item_template: list[str] = field(
+        factory=lambda: list(DEFAULT_ITEM_TEMPLATE),
+        help="parts joined by spaces; a part naming a missing field is left out",
+    )
+    user_item_template: str = field("{title}", help="one training item in a user's text")
+    user_separator: str = field("; ", help="joins a user's items, most recent first")
+    max_tokens: int = field(256, min=8, help="texts are truncated to this many tokens (and the model's limit)")
+    batch_size: int = field(16, min=1, help="texts per batch (16 measured fastest on a 2-core CPU)")
+    device: str = field("auto", help="auto, cpu, cuda or cuda:N")
+    precision: str = field("auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 where the chip has it")
+    pca_dim: int | None = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
+    similar_users: int = field(10, min=1, help="K most similar users kept per user")
+    block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
+    cache: bool = field(True, help="reuse encodings of texts seen before (keyed by model and text)")
