@@ -36,9 +36,15 @@ def embed(run) -> None:
 
 @esr.command("show-config")
 @run_options(None)
-def show_config(run) -> None:
+@click.option("--doc", is_flag=True, help="Print the reference of every setting (type, default, meaning) instead.")
+def show_config(run, doc: bool) -> None:
     """Print the resolved configuration and its run directory."""
     from esrgraph.config import dump_yaml
 
+    if doc:
+        from esrgraph.config_doc import reference
+
+        click.echo(reference(), nl=False)
+        return
     click.echo(f"# run directory: {run.dir}")
     click.echo(dump_yaml(run.cfg), nl=False)

@@ -152,3 +152,13 @@ def test_every_setting_is_keyed_and_explained():
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg.dataset.name and cfg.seq.hidden_size == cfg.embed.pca_dim
+
+
+def test_the_configuration_reference_is_current():
+    """docs/configuration.md is what `esr show-config --doc` generates; regenerate it when a setting changes."""
+    from esrgraph.config_doc import reference
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert path.read_text() == reference(), "run: esr show-config --doc > docs/configuration.md"
+    for key in ("train.loss", "seq.readouts.mode", "dataset.metadata.fields.title", "gnn.tau"):
+        assert f"| `{key}` |" in reference()

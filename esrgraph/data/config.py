@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config_schema import field
 
@@ -14,7 +15,9 @@ BUNDLED_PREFIX = "bundled:"
 @dataclass
 class InteractionsConfig:
     path: str = field(BUNDLED_PREFIX + "amazon-scientific/interactions.json.gz", help="interaction file")
-    format: str = field("auto", choices=INTERACTION_FORMATS, help="file format; auto guesses from name and content")
+    format: Literal["auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews"] = field(
+        "auto", help="file format; auto guesses from name and content"
+    )
     user_column: str | None = field(None, help="csv/tsv: user column (default user); amazon-reviews: reviewerID")
     item_column: str | None = field(None, help="csv/tsv: item column (default item); amazon-reviews: asin")
     time_column: str | None = field(
@@ -36,7 +39,9 @@ class MetadataFields:
 @dataclass
 class MetadataConfig:
     path: str | None = field(BUNDLED_PREFIX + "amazon-scientific/items.json.gz", help="item metadata file")
-    format: str = field("auto", choices=METADATA_FORMATS, help="file format; auto guesses from name and content")
+    format: Literal["auto", "json", "jsonl", "csv", "tsv"] = field(
+        "auto", help="file format; auto guesses from name and content"
+    )
     key: str | None = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
     fields: MetadataFields = field(factory=MetadataFields)
     category_separator: str | None = field(",", help="splits a categories string; null keeps it whole")
@@ -50,7 +55,7 @@ class MetadataConfig:
 
 @dataclass
 class JoinConfig:
-    key_type: str = field("auto", choices=("auto", "int", "str"), help="how ids are compared")
+    key_type: Literal["auto", "int", "str"] = field("auto", help="how ids are compared")
     offset: int = field(0, help="metadata key = interaction item id + offset (integer ids only)")
 
 

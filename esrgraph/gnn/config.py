@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config_schema import field
 from ..errors import ConfigError
@@ -43,15 +44,15 @@ class GnnConfig:
     # mean by the probe (category@10 / brand@10 of the trained encoder): amazon-beauty 0.529/0.483 with
     # mean, 0.530/0.428 with sum; amazon-scientific (seed 42) 0.439/0.540 mean, 0.465/0.527 sum,
     # 0.431/0.488 attention. Equal on category overall, and mean keeps far more brand structure.
-    combine: str = field("mean", choices=COMBINES, help="how a node type merges the outputs of its relations")
-    item_input: str = field(
+    combine: Literal["sum", "mean", "attention"] = field(
+        "mean", help="how a node type merges the outputs of its relations"
+    )
+    item_input: Literal["llm", "id"] = field(
         "llm",
-        choices=ITEM_INPUTS,
         help="llm: linear projection of the `esr embed` item embeddings; id: learned id embeddings",
     )
-    attribute_input: str = field(
+    attribute_input: Literal["learned", "text"] = field(
         "learned",
-        choices=ATTRIBUTE_INPUTS,
         help="learned: an embedding per attribute node; text: the sentence model's "
         "encoding of the attribute's own value (embed.model)",
     )
@@ -64,9 +65,8 @@ class GnnConfig:
     # the trained encoder's category@10 / brand@10 were 0.413/0.568 and 0.421/0.554 with in-batch
     # negatives, 0.419/0.556 and 0.414/0.570 with exact ones: equal within seed noise, while an
     # exact epoch costs O(items^2): 2.6x an in-batch one there, 13x on amazon-beauty (4.3 s vs 0.32 s).
-    negatives: str = field(
+    negatives: Literal["exact", "in-batch"] = field(
         "in-batch",
-        choices=NEGATIVES,
         help="exact: every other item in both views; in-batch: the other items of a shuffled batch",
     )
     batch_size: int = field(1024, min=2, help="items per loss batch (in-batch: the negatives; exact: the memory bound)")
@@ -79,9 +79,8 @@ class GnnConfig:
     patience: int = field(20, min=1, help="stop after this many epochs without a loss improvement of min_delta")
     min_delta: float = field(1e-3, min=0.0, help="smallest loss decrease that counts as an improvement")
     # execution
-    backend: str = field(
+    backend: Literal["auto", "dgl", "native"] = field(
         "auto",
-        choices=BACKENDS,
         help="message passing: dgl, native (plain PyTorch, any device) or auto (dgl where it supports the device)",
     )
     device: str = field("auto", help="auto (cuda when available), cpu, cuda or cuda:N")

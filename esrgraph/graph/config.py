@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config_schema import field
 
@@ -25,17 +26,15 @@ class GraphConfig:
         factory=lambda: list(DEFAULT_PLACEHOLDERS),
         help="values that mean 'missing', compared after normalisation; values without a letter or digit always are",
     )
-    category_levels: str = field(
+    category_levels: Literal["all", "leaf"] = field(
         "all",
-        choices=("all", "leaf"),
         help="paths: link an item to every level of its path, or only to its most specific kept level",
     )
     category_hierarchy: bool = field(False, help="paths: add child_of / parent_of edges between category levels")
     category_drop_top: int = field(0, min=0, help="paths: levels removed from the top (e.g. a root every item shares)")
     category_max_depth: int | None = field(None, min=1, help="paths: levels kept below the removed ones (null: all)")
     price_buckets: int = field(5, min=1, max=1000, help="number of price buckets")
-    price_bucketing: str = field(
+    price_bucketing: Literal["quantile", "log"] = field(
         "quantile",
-        choices=("quantile", "log"),
         help="quantile: equal item shares; log: equal ratios between min and max price",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config_schema import field
 
@@ -21,7 +22,7 @@ class EmbedConfig:
     max_tokens: int = field(256, min=8, help="texts are truncated to this many tokens (and the model's limit)")
     batch_size: int = field(16, min=1, help="texts per batch (16 measured fastest on a 2-core CPU)")
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
-    precision: str = field("auto", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 where the chip has it")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field("auto", help="auto: bf16 where the chip has it")
     pca_dim: int | None = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
     similar_users: int = field(10, min=1, help="K most similar users kept per user")
     block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
