@@ -25,13 +25,13 @@ def embed(tiny, root, *extra):
 @pytest.fixture
 def encode_calls(monkeypatch):
     calls = []
-    original = encoder_module.TextEncoder._encode_batch
+    original = encoder_module.TextEncoder.encode_batch
 
     def counting(self, texts):
         calls.append(len(texts))
         return original(self, texts)
 
-    monkeypatch.setattr(encoder_module.TextEncoder, "_encode_batch", counting)
+    monkeypatch.setattr(encoder_module.TextEncoder, "encode_batch", counting)
     return calls
 
 

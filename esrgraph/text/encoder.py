@@ -112,7 +112,7 @@ class TextEncoder:
                 idx = order[lo : lo + chunk].tolist()
                 vectors = np.concatenate(
                     [
-                        self._encode_batch([texts[i] for i in idx[b : b + batch_size]])
+                        self.encode_batch([texts[i] for i in idx[b : b + batch_size]])
                         for b in range(0, len(idx), batch_size)
                     ]
                 )
@@ -143,7 +143,7 @@ class TextEncoder:
             counts.extend(len(x) for x in ids)
         return np.array(counts)
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
         prepare = getattr(self.model, "preprocess", None) or self.model.tokenize
         features = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
         with torch.inference_mode(), self._autocast():
