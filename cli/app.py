@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 
 import click
@@ -38,13 +39,31 @@ def esr(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
+class ConfigFile(click.ParamType):
+    """CONFIG: a path, refused on one line (not click's usage screen) when it names a directory."""
+
+    name = "config"
+
+    def convert(self, value, param, ctx):
+        if os.path.isdir(value):
+            from esrgraph.errors import ConfigError
+
+            raise ConfigError(f"{value}: is a directory, expected a YAML config file")
+        return value
+
+
+def config_argument():
+    """The optional CONFIG argument every command takes."""
+    return click.argument("config", required=False, type=ConfigFile())
+
+
 def run_options(stage: str | None):
     """CONFIG argument, -o overrides and --force (recompute ``stage``), turned into a Run."""
     return functools.partial(_with_run, stage=stage)
 
 
 def _with_run(func, stage: str | None):
-    @click.argument("config", required=False, type=click.Path(dir_okay=False))
+    @config_argument()
     @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
     @click.option("--force", is_flag=True, help="Recompute this command's stage even when it is up to date.")
     @functools.wraps(func)

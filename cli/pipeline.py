@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import esr, run_options
+from .app import config_argument, esr, run_options
 
 
 @esr.command()
@@ -24,7 +24,7 @@ def pipeline(run) -> None:
 
 
 @esr.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@config_argument()
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1), help="Seeds per variant.")
 @click.option("--first-seed", default=1, show_default=True, type=int)

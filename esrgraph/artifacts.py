@@ -5,8 +5,9 @@ only when everything is written, so an interrupted or failed stage never leaves
 a half-written output behind (a process killed outright leaves its temporary
 folder, which the stage's next run on that host removes). A stage's
 ``manifest.json`` records the resolved config, the hashes of its inputs and
-outputs, and the package versions; a stage whose manifest key matches is up to
-date and is not run again.
+outputs, and the package versions; a stage whose manifest key matches, and
+whose artifacts still have the recorded sizes and hashes, is up to date and is
+not run again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import glob
 import hashlib
 import io
 import json
+import logging
 import os
 import platform
 import shutil
@@ -29,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 _PACKAGES = ("esrgraph", "torch", "dgl", "numpy", "scipy", "sentence-transformers", "transformers")
 
@@ -39,6 +43,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# sha256 by (device, inode, size, mtime): a file hashed once in a process costs nothing to check again,
+# and the inode survives the rename of a stage's temporary folder, so the hashes of write_manifest serve
+# the checks that follow. A rewrite changes the mtime, a truncation the size.
+_DIGESTS: dict[tuple[int, int, int, int], str] = {}
+_WARNED: set[tuple[str, int, int]] = set()
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """``sha256_file``, computed once per file version within this process."""
+    stat = os.stat(path)
+    version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if version not in _DIGESTS:
+        _DIGESTS[version] = sha256_file(path)
+    return _DIGESTS[version]
 
 
 def sha256_json(data: Any) -> str:
@@ -110,18 +130,57 @@ def read_manifest(stage_dir: str | os.PathLike) -> dict | None:
 
 
 def is_up_to_date(stage_dir: str | os.PathLike, key: str) -> bool:
-    """True when the stage folder holds a complete output made with this key."""
+    """True when the stage folder holds a complete, undamaged output made with this key."""
     manifest = read_manifest(stage_dir)
     if manifest is None or manifest.get("key") != key:
         return False
-    return all((Path(stage_dir) / name).is_file() for name in manifest.get("artifacts", {}))
+    damage = damaged_artifact(Path(stage_dir), manifest)
+    if damage is not None:
+        path, what = damage
+        _warn_once(path, f"{path}: {what}; the {manifest.get('stage', 'stage')} stage is damaged and runs again")
+    return damage is None
+
+
+def damaged_artifact(stage_dir: Path, manifest: dict) -> tuple[Path, str] | None:
+    """(path, what is wrong) of the first artifact the manifest records that is missing or differs from
+    what was written; None when every one is whole.
+
+    Sizes are compared first, so a truncated file costs no hashing; hashes are cached
+    (:func:`cached_sha256`). Manifests written before sizes were recorded are checked by hash alone.
+    """
+    artifacts, sizes = manifest.get("artifacts", {}), manifest.get("artifact_bytes", {})
+    try:
+        for name in artifacts:
+            path = stage_dir / name
+            if not path.is_file():
+                return path, "missing"
+            if name in sizes and path.stat().st_size != sizes[name]:
+                return path, f"{path.stat().st_size} bytes, but {sizes[name]} were written"
+        for name, digest in artifacts.items():
+            if cached_sha256(stage_dir / name) != digest:
+                return stage_dir / name, "its sha256 differs from the one recorded when it was written"
+    except FileNotFoundError as exc:  # the folder was replaced while it was read
+        return Path(exc.filename or stage_dir), "missing"
+    return None
+
+
+def _warn_once(path: Path, message: str) -> None:
+    """One warning per version of a damaged file, however often its stage is checked."""
+    try:
+        stat = path.stat()
+        version = (str(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        version = (str(path), -1, -1)
+    if version not in _WARNED:
+        _WARNED.add(version)
+        log.warning("%s", message)
 
 
 @contextlib.contextmanager
 def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``stage_dir`` atomically."""
     stage_dir = Path(stage_dir)
-    created = _make_folders(stage_dir.parent)
+    created = make_folders(stage_dir.parent)
     remove_abandoned(stage_dir)
     tmp = Path(tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp"))
     try:
@@ -136,11 +195,11 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_if_empty(created)
+        remove_if_empty(created)
         raise
 
 
-def _make_folders(folder: Path) -> list[Path]:
+def make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; returns the ones created, deepest last."""
     missing = []
     while not folder.exists():  # stops at the first folder that exists (at worst the root)
@@ -151,7 +210,7 @@ def _make_folders(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _remove_if_empty(created: list[Path]) -> None:
+def remove_if_empty(created: list[Path]) -> None:
     """A failed first stage leaves no empty run folder behind: remove the folders
     this stage created, deepest first, while they are empty."""
     for folder in reversed(created):
@@ -190,15 +249,16 @@ def _running(pid: int) -> bool:
 def write_manifest(
     out_dir: Path, stage: str, key: str, config: Any, inputs: dict[str, str], extra: dict | None = None
 ) -> dict:
-    """Record every file in ``out_dir`` with its hash, plus config, inputs and versions."""
-    artifacts = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
+    """Record every file in ``out_dir`` with its hash and size, plus config, inputs and versions."""
+    files = [p for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST]
     manifest = {
         "stage": stage,
         "key": key,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config,
         "inputs": inputs,
-        "artifacts": artifacts,
+        "artifacts": {p.name: cached_sha256(p) for p in files},
+        "artifact_bytes": {p.name: p.stat().st_size for p in files},  # checked on every run, cheaply
         "versions": package_versions(),
     }
     if extra:

@@ -58,7 +58,7 @@ def convert(tp: Any, value: Any, key: str, meta: typing.Mapping = types.MappingP
                 return convert(arg, value, key, meta)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: expected one of {[_name(a) for a in args]}, got {_describe(value)}")
+        raise ConfigError(f"{key}: expected {' or '.join(_allowed(a) for a in args)}, got {_describe(value)}")
     if value is None:
         raise ConfigError(f"{key}: a value is required (null is not allowed here)")
     if origin is Literal:
@@ -146,6 +146,15 @@ def _describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return f"{value!r} ({type(value).__name__})"
+
+
+def _allowed(tp: Any) -> str:
+    """How a type reads in an error: the values of a Literal, else the type's name."""
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}.get(
+        _name(tp), _name(tp)
+    )
 
 
 def _name(tp: Any) -> str:

@@ -9,12 +9,14 @@ hashes of the input files). ``esr pipeline`` ensures every stage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json, sha256_file
+from .artifacts import cached_sha256, read_json
 from .data.files import display_name, resolve_path
+from .locks import exclusive
 from .runs import Run
 from .stages import Stage, StageRun, embed, evaluate, gnn, graph, prepare, seq
 from .training.device import resolve_device
@@ -33,7 +35,9 @@ def ensure(run: Run, name: str, resume: bool | str = "auto", **options: Any) -> 
 
     ``resume`` applies to this stage's checkpoints (True: continue, and refuse
     checkpoints of other settings; False: start over; "auto": continue those
-    that match); the stages it reads always continue what matches.
+    that match); the stages it reads always continue what matches. One process
+    at a time writes a stage: another that needs to write it meanwhile stops
+    with an error naming the writer.
     """
     stage = STAGES[name]
     dist = _processes(run, stage)
@@ -42,20 +46,40 @@ def ensure(run: Run, name: str, resume: bool | str = "auto", **options: Any) -> 
             ensure(run, upstream)
     dist.barrier()  # the other processes wait until rank 0 has brought the upstream stages up to date
     key, section, upstream_keys, hashes = _key(run, stage)
-    current = dist.broadcast(float(run.is_current(name, key))) > 0 if dist.active else run.is_current(name, key)
-    if current:
-        log.info("%s: up to date in %s", name, run.stage_dir(name))
-        return run.stage_dir(name)
-    ctx = StageRun(run, {up: run.stage_dir(up) for up in stage.reads(run.cfg)}, key, resume, options, dist)
-    if dist.is_main:
-        out = run.run_stage(name, section, upstream_keys, lambda tmp: stage.produce(ctx, tmp), hashes)
-        if stage.checkpoints:
-            _clear_checkpoints(out)
-    else:
-        stage.produce(ctx, None)
-        out = run.stage_dir(name)
-    dist.barrier()
+    if _is_current(run, name, key, dist):
+        return _up_to_date(run, name)
+    with _writer(run, name, dist):
+        if _is_current(run, name, key, dist):  # another process finished it between the check and the lock
+            return _up_to_date(run, name)
+        ctx = StageRun(run, {up: run.stage_dir(up) for up in stage.reads(run.cfg)}, key, resume, options, dist)
+        if dist.is_main:
+            out = run.run_stage(name, section, upstream_keys, lambda tmp: stage.produce(ctx, tmp), hashes)
+            if stage.checkpoints:
+                _clear_checkpoints(out)
+        else:
+            stage.produce(ctx, None)
+            out = run.stage_dir(name)
+        dist.barrier()
     return out
+
+
+def _is_current(run: Run, name: str, key: str, dist: DistContext) -> bool:
+    """Whether the stage is up to date, as rank 0 sees it (only it checks: every process acts on one answer)."""
+    current = run.is_current(name, key) if dist.is_main else False
+    return dist.broadcast(float(current)) > 0 if dist.active else current
+
+
+def _up_to_date(run: Run, name: str) -> Path:
+    log.info("%s: up to date in %s", name, run.stage_dir(name))
+    return run.stage_dir(name)
+
+
+def _writer(run: Run, name: str, dist: DistContext) -> contextlib.AbstractContextManager:
+    """The stage's write lock, held by rank 0 (the only process that writes)."""
+    if not dist.is_main:
+        return contextlib.nullcontext()
+    folder = run.stage_dir(name)
+    return exclusive(folder.with_name(f".{folder.name}.lock"), f"the {folder.name} stage of {run.dir}")
 
 
 def current(run: Run, name: str) -> Path | None:
@@ -85,10 +109,11 @@ def _key(run: Run, stage: Stage) -> tuple[str, Any, dict[str, str], dict[str, st
 
 
 def input_hashes(run: Run) -> dict[str, str]:
-    """sha256 of the dataset's input files, by their configured names (hashed once per run)."""
+    """sha256 of the dataset's input files, by their configured names (hashed once per process: an
+    ablation's variants each have their own Run)."""
     if not run.input_hashes:
         paths = [run.cfg.dataset.interactions.path, run.cfg.dataset.metadata.path]
-        run.input_hashes.update({display_name(resolve_path(p)): sha256_file(resolve_path(p)) for p in paths if p})
+        run.input_hashes.update({display_name(resolve_path(p)): cached_sha256(resolve_path(p)) for p in paths if p})
     return run.input_hashes
 
 

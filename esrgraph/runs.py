@@ -4,7 +4,8 @@
 config), ``manifest.json`` (config, input hashes, versions) and one folder per
 stage, each with its own manifest. A stage is keyed by its own config section,
 its input files and the keys of the stages it reads, and is skipped when its
-folder already holds a complete output with that key. Sections may hold config
+folder already holds a complete output with that key whose files still have
+the sizes and hashes recorded when they were written. Sections may hold config
 dataclasses; they are keyed through :func:`key_dict`, so a setting added later
 and left at its default keeps earlier runs up to date.
 """
@@ -78,7 +79,7 @@ class Run:
         return sha256_json({"stage": stage, "config": key_dict(section), "upstream": upstream, "inputs": inputs or {}})
 
     def is_current(self, stage: str, key: str) -> bool:
-        """The stage folder holds a complete output with this key, and no --force asks to redo it."""
+        """The stage folder holds a complete, undamaged output with this key, and no --force asks to redo it."""
         return stage not in self.force and is_up_to_date(self.stage_dir(stage), key)
 
     def run_stage(

@@ -7,6 +7,9 @@
   with item 0, which never counts).
 * ``full``: the target against every item outside the user's history (all
   items before the target, not only those inside ``max_length``).
+
+A diverged model earns nothing: a candidate scored NaN counts against the
+target, and a target scored NaN or infinite ranks behind every candidate.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def rank_targets(
         else:
             candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[chunk]).to(device)], dim=1)
             scores = model.score_items(vectors, candidates)
-            rank = ((scores[:, 1:] >= scores[:, :1]) & (candidates[:, 1:] > 0)).sum(1)  # 0: padding
+            rank = _count_ahead(scores[:, 1:], scores[:, 0], candidates[:, 1:] > 0)  # item 0: padding
         ranks.append(rank.cpu().numpy())
         targets.append(batch.targets.cpu().numpy())
     back = np.argsort(order, kind="stable")
@@ -96,12 +99,23 @@ def rank_targets(
 
 
 def _full_rank(scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device) -> torch.Tensor:
+    """The target against every item but itself, the padding item 0 and the user's history."""
     rows = torch.arange(len(targets), device=device)
-    target_scores = scores[rows, targets].clone()
     width = max(len(h) for h in histories)
     seen = torch.zeros((len(histories), max(width, 1)), dtype=torch.long)
     for row, history in enumerate(histories):
         seen[row, : len(history)] = torch.from_numpy(history)
-    scores = scores.scatter(1, seen.to(device), -float("inf"))  # column 0 (padding) is -inf already
-    scores[rows, targets] = -float("inf")  # compare the target with the other items only
-    return (scores >= target_scores.unsqueeze(1)).sum(1)
+    candidates = torch.ones_like(scores, dtype=torch.bool).scatter(1, seen.to(device), False)
+    candidates[:, 0] = False
+    candidates[rows, targets] = False
+    return _count_ahead(scores, scores[rows, targets], candidates)
+
+
+def _count_ahead(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Per row, the candidates scored at least as high as the target (ties count against it).
+
+    Comparisons with NaN are false, so without care a NaN target would rank first: a NaN
+    candidate counts as ahead, and a non-finite target has every candidate ahead of it.
+    """
+    ahead = (scores >= target.unsqueeze(1)) | scores.isnan() | ~target.isfinite().unsqueeze(1)
+    return (ahead & candidates).sum(1)

@@ -2,12 +2,17 @@
 
 Encodings are stored per model key in one ``.npz`` file under the cache folder.
 Progress is flushed every few seconds during encoding, so an interrupted run
-resumes where it stopped and an identical re-run encodes nothing.
+resumes where it stopped and an identical re-run encodes nothing. A damaged
+file is only a lost cache: it is dropped with a warning and its texts are
+encoded again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +21,8 @@ import numpy as np
 
 from ..artifacts import save_arrays
 from .encoder import TextEncoder
+
+log = logging.getLogger(__name__)
 
 
 def text_key(text: str) -> str:
@@ -31,12 +38,20 @@ class EmbeddingCache:
         self._dirty = False
         self._last_flush = time.monotonic()
         if self.path.is_file():
-            try:
-                with np.load(self.path) as data:
-                    if data["vectors"].shape[1] == dim:
-                        self.rows = dict(zip(data["keys"].tolist(), data["vectors"]))
-            except (OSError, ValueError, KeyError):
-                self.rows = {}  # a damaged cache is only a cache: start over
+            self.rows = self._read()
+
+    def _read(self) -> dict[str, np.ndarray]:
+        """The cached rows; a damaged file is removed, since it would fail every later run."""
+        loaded = _load(self.path)
+        if isinstance(loaded, str):
+            log.warning("%s: damaged text cache (%s); removed, its texts are encoded again", self.path, loaded)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return {}
+        keys, vectors = loaded
+        if vectors.shape[1] != self.dim:  # the name hashes the model key: only a collision gets here
+            return {}
+        return dict(zip(keys.tolist(), vectors))
 
     def get(self, key: str) -> np.ndarray | None:
         return self.rows.get(key)
@@ -58,6 +73,21 @@ class EmbeddingCache:
         save_arrays(self.path, keys=keys, vectors=vectors)
         self._dirty = False
         self._last_flush = time.monotonic()
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | str:
+    """(keys, vectors) of a cache file, or what is wrong with it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys, vectors = data["keys"], data["vectors"]
+    except Exception as exc:  # zipfile, zlib and numpy raise many kinds for a truncated or foreign file
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    if keys.ndim != 1 or vectors.ndim != 2 or len(keys) != len(vectors):
+        return f"{len(keys)} keys for vectors of shape {vectors.shape}"
+    if not np.isfinite(vectors).all():
+        return "non-finite vectors"
+    return keys, vectors
 
 
 def encode_cached(

@@ -148,6 +148,19 @@ class CheckpointStore:
         set_rng_state(states.pop("rng"), index["rng"], generators)
         return states, index["progress"]
 
+    def verify(self) -> str | None:
+        """What is wrong with this training's latest checkpoint, naming the file; None when it is whole
+        (or there is none). Checked before a resumed training builds anything on it."""
+        index = self._index()
+        if index is None or index.get("identity") != self.identity:
+            return None
+        path = self.folder / str(index.get("file"))
+        if not path.is_file():
+            return f"{path}: checkpoint file missing"
+        if sha256_file(path) != index.get("sha256"):
+            return f"{path}: checkpoint file damaged (its sha256 differs from the one in {INDEX})"
+        return None
+
     def save_best(self, state: dict[str, torch.Tensor]) -> None:
         save_state(self.folder / BEST, state)
 

@@ -1,0 +1,137 @@
+"""A damaged artifact is never "up to date": its stage runs again, with a warning naming the file."""
+
+import json
+import logging
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from cli.main import main
+from esrgraph import artifacts, pipeline
+from esrgraph.artifacts import is_up_to_date, read_manifest, sha256_file, write_manifest
+from tests.conftest import tiny_overrides, write_tiny
+
+QUICK = [
+    "train.epochs=2",
+    "train.seeds=[1]",
+    "seq.hidden_size=8",
+    "seq.max_length=10",
+    "eval.sampled_negatives=3",
+    "embed.max_tokens=32",
+    "embed.similar_users=2",
+    "gnn.epochs=2",
+    "gnn.hidden=8",
+    "gnn.heads=2",
+    "gnn.projection=8",
+    "run.name=r",
+]
+
+
+def rewrite(path, content):
+    """Replace ``path`` by a new file, as atomic writes do (an in-place rewrite within one clock tick
+    could keep the mtime, the cache's sign of a new version)."""
+    new = path.with_name(path.name + ".new")
+    new.write_bytes(content)
+    new.replace(path)
+
+
+def pipeline_args(data, root):
+    out = ["pipeline"]
+    for o in tiny_overrides(data, root) + QUICK:
+        out += ["-o", o]
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """(tiny data, a run root where every stage of the pipeline is up to date), made once for the module."""
+    folder = tmp_path_factory.mktemp("finished")
+    data = write_tiny(folder / "data")
+    assert main(pipeline_args(data, folder / "runs")) == 0
+    return data, folder / "runs"
+
+
+@pytest.fixture
+def produced(monkeypatch):
+    """The names of the stages that run, in order."""
+    ran = []
+    for name, stage in pipeline.STAGES.items():
+
+        def recording(ctx, out, name=name, produce=stage.produce):
+            ran.append(name)
+            return produce(ctx, out)
+
+        monkeypatch.setitem(pipeline.STAGES, name, replace(stage, produce=recording))
+    return ran
+
+
+@pytest.mark.parametrize(
+    "stage, name",
+    [
+        ("dataset", "dataset.npz"),
+        ("embed", "item_llm.npy"),
+        ("embed", "similar_users.npy"),
+        ("graph", "edges.npz"),
+        ("graph", "graph.bin"),
+        ("seq", "model-seed1.pt"),
+    ],
+)
+def test_a_truncated_artifact_makes_its_stage_run_again(finished, tmp_path, produced, caplog, capsys, stage, name):
+    data, source = finished
+    root = tmp_path / "runs"
+    shutil.copytree(source, root)
+    path = root / "r" / stage / name
+    written = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: written // 2])
+    with caplog.at_level(logging.WARNING):
+        assert main(pipeline_args(data, root)) == 0
+    assert produced == [stage]  # the stages after it keep their outputs: their keys did not change
+    assert f"{path}: {written // 2} bytes, but {written} were written; the {stage} stage is damaged" in caplog.text
+    assert caplog.text.count(str(path)) == 1  # one warning, though the stage is checked several times
+    manifest = read_manifest(root / "r" / stage)
+    assert path.stat().st_size == written and sha256_file(path) == manifest["artifacts"][name]
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in (root / "r").iterdir()) == sorted(p.name for p in (source / "r").iterdir())
+
+
+def test_a_file_rewritten_at_the_same_size_is_found_by_its_hash(tmp_path, caplog):
+    stage = tmp_path / "graph"
+    stage.mkdir()
+    (stage / "edges.npz").write_bytes(b"0123456789")
+    write_manifest(stage, "graph", "k", {}, {})
+    assert is_up_to_date(stage, "k")
+    rewrite(stage / "edges.npz", b"0123456780")
+    with caplog.at_level(logging.WARNING):
+        assert not is_up_to_date(stage, "k")
+    assert "edges.npz: its sha256 differs from the one recorded when it was written" in caplog.text
+
+
+def test_manifests_without_sizes_are_checked_by_hash(tmp_path):
+    stage = tmp_path / "embed"
+    stage.mkdir()
+    (stage / "item_llm.npy").write_bytes(b"x" * 100)
+    manifest = write_manifest(stage, "embed", "k", {}, {})
+    assert manifest["artifact_bytes"] == {"item_llm.npy": 100}
+    del manifest["artifact_bytes"]  # as written before sizes were recorded
+    (stage / "manifest.json").write_text(json.dumps(manifest))
+    assert is_up_to_date(stage, "k")
+    (stage / "item_llm.npy").write_bytes(b"x" * 50)
+    assert not is_up_to_date(stage, "k")
+
+
+def test_repeated_checks_hash_each_file_once(tmp_path, monkeypatch):
+    stage = tmp_path / "seq"
+    stage.mkdir()
+    for n in range(3):
+        (stage / f"model-seed{n}.pt").write_bytes(bytes([n]) * 1000)
+    write_manifest(stage, "seq", "k", {}, {})
+    hashed = []
+    monkeypatch.setattr(artifacts, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    for _ in range(5):
+        assert is_up_to_date(stage, "k")
+    assert hashed == []  # the manifest's own hashes, taken as the files were written, serve every check
+    rewrite(stage / "model-seed1.pt", b"y" * 1000)  # a new version of one file: hashed once
+    for _ in range(5):
+        assert not is_up_to_date(stage, "k")
+    assert [p.name for p in hashed] == ["model-seed1.pt"]
