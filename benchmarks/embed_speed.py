@@ -20,14 +20,14 @@ import numpy as np
 import torch
 
 from esrgraph.config import load_config
-from esrgraph.data.dataset import build_dataset
+from esrgraph.data.dataset import build_dataset, categories_are_path
 from esrgraph.text.encoder import TextEncoder
 from esrgraph.text.templates import item_texts, user_texts
 
 
 def sample_texts(cfg, count: int | None, max_tokens: int) -> list[str]:
     ds = build_dataset(cfg.dataset)
-    path = cfg.dataset.metadata.categories_are_path
+    path = categories_are_path(ds, cfg.dataset.metadata.categories_are_path)
     items = item_texts(ds, cfg.embed.item_template, path, max_tokens)
     users = user_texts(ds, cfg.embed.user_item_template, cfg.embed.user_separator, path, max_tokens, items)
     if count is None:

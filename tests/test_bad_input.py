@@ -107,6 +107,35 @@ def _damaged_gzip() -> bytes:
             "inter",
             "broken.txt.gz: cannot read the file (Error -3 while decompressing",
         ),
+        (
+            "latin.txt",
+            b"u1 1 2 3\nu2 caf\xe9 1 2\n",
+            "sequences",
+            "latin.txt, line 2: not UTF-8 text (byte 0xe9 cannot be decoded); "
+            "if the file uses another encoding, set dataset.interactions.encoding (e.g. latin-1)",
+        ),
+        (
+            "d.inter",
+            "user_id:token\titem_id:token\nA\tx\n",
+            "auto",
+            "d.inter, line 1: missing column(s) ['timestamp']; the header has ['user_id', 'item_id'] "
+            "(set dataset.interactions.time_column) (read as tsv, guessed from the typed header",
+        ),
+        (
+            "ratings.dat",
+            "".join(f"1::{i}::5::{i}\n" for i in range(20)) + "2::7::5\n",
+            "auto",
+            "ratings.dat, line 21: expected 4 fields as on the first line, got 3 (read as csv, guessed from the "
+            "content: 20 of the first 21 lines split into 4 fields at '::'",
+        ),
+        (
+            "r.csv",
+            "who,what,when\nu1,a,1\n",
+            "auto",
+            "r.csv, line 1: missing column(s) ['user', 'item', 'timestamp']; the header has ['who', 'what', 'when'] "
+            "(set dataset.interactions.user_column, dataset.interactions.item_column, "
+            "dataset.interactions.time_column)",
+        ),
     ],
 )
 def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
@@ -164,6 +193,39 @@ GOOD = "u1 1 2 3\nu2 2 3 1\n"
                 "dataset.metadata.fields.description=null",
             ],
             "m.csv, line 2: malformed CSV row (unexpected end of data)",
+        ),
+        (
+            "m.json",
+            b'{"1": {"title": "caf\xe9"}}',
+            [],
+            "m.json, line 1: not UTF-8 text (byte 0xe9 cannot be decoded); "
+            "if the file uses another encoding, set dataset.metadata.encoding (e.g. latin-1)",
+        ),
+        ("m.json", "{}", ["dataset.metadata.encoding=klingon"], "dataset.metadata.encoding: 'klingon' is not a known"),
+        (
+            "meta.json",
+            "{'asin': '1', 'title': 'a'}\n{'asin': '2', 'title': \n",
+            [],
+            "meta.json, line 2: not a Python literal object (",
+        ),
+        (
+            "meta.json",
+            "{'asin': '1', 'title': 'a'}\n['not', 'an', 'object']\n",
+            [],
+            "meta.json, line 2: expected an object ({...}) on each line, got list",
+        ),
+        (
+            "movies.dat",
+            "1::A::x\n2::B\n",
+            ['dataset.metadata.separator="::"', "dataset.metadata.columns=[item_id,title,categories]"],
+            "movies.dat, line 2: expected 3 fields as named in dataset.metadata.columns, got 2 (read as csv, "
+            "guessed from dataset.metadata.separator being set",
+        ),
+        (
+            "movies.dat",
+            "1::A::x\n",
+            ['dataset.metadata.separator="::"', "dataset.metadata.columns=[item_id,title,title]"],
+            "dataset.metadata.columns: ['item_id', 'title', 'title'] must name each column once",
         ),
     ],
 )

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from esrgraph.config import InteractionsConfig, MetadataConfig, MetadataFields
+from esrgraph.data.files import Source
 from esrgraph.data.interactions import detect_format, read_interactions
 from esrgraph.data.metadata import read_metadata
 from tests.conftest import SHARED_DATA, TINY_ITEMS, TINY_SEQUENCES, needs_shared
@@ -15,13 +16,13 @@ EXPECTED = {u: [str(i) for i in s] for u, s in TINY_SEQUENCES.items()}
 @pytest.mark.parametrize("fmt", ["json", "sequences", "inter", "csv"])
 def test_interaction_formats_agree(tiny, fmt):
     sequences, used = read_interactions(InteractionsConfig(path=str(tiny[fmt]), format="auto"))
-    assert used == fmt
+    assert used.format == fmt and used.guessed
     assert sequences == EXPECTED
 
 
 def test_amazon_reviews_sorted_by_time(tiny):
     sequences, used = read_interactions(InteractionsConfig(path=str(tiny["reviews"])))
-    assert used == "amazon-reviews"
+    assert used.format == "amazon-reviews"
     assert sequences == {u: [f"A{int(i):03d}" for i in s] for u, s in EXPECTED.items()}
 
 
@@ -62,8 +63,12 @@ def test_gzip_detected_by_content_not_name(tmp_path, tiny):
 
 
 def test_detect_inter_versus_sequences(tiny):
-    assert detect_format(tiny["inter"]) == "inter"
-    assert detect_format(tiny["sequences"]) == "sequences"
+    inter, sequences = detect_format(Source(tiny["inter"])), detect_format(Source(tiny["sequences"]))
+    assert inter.format == "inter" and inter.reason == "guessed from the content: no line holds more than two fields"
+    assert (
+        sequences.format == "sequences"
+        and sequences.reason == "guessed from the content: line 1 holds more than two fields"
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,7 +197,7 @@ def test_several_category_paths_keep_the_first_as_the_path_or_all_as_a_set(tmp_p
 @needs_shared
 def test_real_scientific():
     seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-scientific/interactions.json")))
-    assert fmt == "json" and len(seqs) == 8317 and sum(map(len, seqs.values())) == 58492
+    assert fmt.format == "json" and len(seqs) == 8317 and sum(map(len, seqs.values())) == 58492
     records, _ = _meta(SHARED_DATA / "amazon-scientific/items.json")
     assert len(records) == 4344
     assert sum(bool(r["brand"]) for r in records.values()) == 4332
@@ -203,7 +208,7 @@ def test_real_scientific():
 @needs_shared
 def test_real_beauty():
     seqs, fmt = read_interactions(InteractionsConfig(path=str(SHARED_DATA / "amazon-beauty/sequences.txt")))
-    assert fmt == "sequences" and len(seqs) == 22363 and sum(map(len, seqs.values())) == 198502
+    assert fmt.format == "sequences" and len(seqs) == 22363 and sum(map(len, seqs.values())) == 198502
     records, _ = _meta(
         SHARED_DATA / "amazon-beauty/items.csv",
         key="item_id",
@@ -220,7 +225,7 @@ def test_real_giftcards_raw():
     seqs, fmt = read_interactions(
         InteractionsConfig(path=str(SHARED_DATA / "amazon-giftcards-raw/Gift_Cards_5.json.gz"))
     )
-    assert fmt == "amazon-reviews" and len(seqs) == 458 and sum(map(len, seqs.values())) == 2972
+    assert fmt.format == "amazon-reviews" and len(seqs) == 458 and sum(map(len, seqs.values())) == 2972
     records, stats = _meta(
         SHARED_DATA / "amazon-giftcards-raw/meta_Gift_Cards.json.gz", fields=MetadataFields(categories="category")
     )

@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
 from ..config_schema import field
 
-INTERACTION_FORMATS = ("auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews")
-METADATA_FORMATS = ("auto", "json", "jsonl", "csv", "tsv")
+InteractionFormat = Literal["auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews", "amazon-reviews-2023"]
+MetadataFormat = Literal["auto", "json", "jsonl", "csv", "tsv", "amazon-2014", "amazon-2023"]
+INTERACTION_FORMATS = typing.get_args(InteractionFormat)
+METADATA_FORMATS = typing.get_args(MetadataFormat)
 BUNDLED_PREFIX = "bundled:"
 
 
 @dataclass
 class InteractionsConfig:
     path: str = field(BUNDLED_PREFIX + "amazon-scientific/interactions.json.gz", help="interaction file")
-    format: Literal["auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews"] = field(
-        "auto", help="file format; auto guesses from name and content"
+    format: InteractionFormat = field(
+        "auto", help="file format (see docs/data-formats.md); auto guesses from name and content"
     )
-    user_column: str | None = field(None, help="csv/tsv: user column (default user); amazon-reviews: reviewerID")
-    item_column: str | None = field(None, help="csv/tsv: item column (default item); amazon-reviews: asin")
+    user_column: str | None = field(
+        None,
+        help="csv/tsv: user column (default: the first named user, user_id, userId, reviewerID, ...); "
+        "amazon-reviews: reviewerID; amazon-reviews-2023: user_id",
+    )
+    item_column: str | None = field(
+        None,
+        help="csv/tsv: item column (default: the first named item, item_id, movieId, parent_asin, asin, ...); "
+        "amazon-reviews: asin; amazon-reviews-2023: parent_asin",
+    )
     time_column: str | None = field(
-        None, help="csv/tsv: time column (default timestamp); amazon-reviews: unixReviewTime"
+        None,
+        help="csv/tsv: time column (default: the first named timestamp, time, date, ...); "
+        "amazon-reviews: unixReviewTime; amazon-reviews-2023: timestamp",
     )
+    separator: str | None = field(
+        None,
+        help="splits the fields of a line, e.g. '::' or ';'; null: by format (csv ',', tsv tab, "
+        "inter/sequences any whitespace); auto reads a file with a separator set as a table",
+    )
+    encoding: str = field("utf-8", help="text encoding of the file, e.g. latin-1")
 
 
 @dataclass
@@ -39,10 +58,19 @@ class MetadataFields:
 @dataclass
 class MetadataConfig:
     path: str | None = field(BUNDLED_PREFIX + "amazon-scientific/items.json.gz", help="item metadata file")
-    format: Literal["auto", "json", "jsonl", "csv", "tsv"] = field(
-        "auto", help="file format; auto guesses from name and content"
+    format: MetadataFormat = field(
+        "auto", help="file format (see docs/data-formats.md); auto guesses from name and content"
     )
-    key: str | None = field(None, help="jsonl/csv: field holding the item id (json objects are keyed by id)")
+    key: str | None = field(
+        None,
+        help="jsonl/csv/tsv: field holding the item id (default: jsonl and amazon-2014 asin, amazon-2023 "
+        "parent_asin, csv/tsv the first column; json objects are keyed by id)",
+    )
+    separator: str | None = field(None, help="csv/tsv: splits the fields of a line, e.g. '::'; null: ',' or tab")
+    columns: list[str] | None = field(
+        None, help="csv/tsv without a header row: the name of each column in order, e.g. [item_id, title, genres]"
+    )
+    encoding: str = field("utf-8", help="text encoding of the file, e.g. latin-1")
     fields: MetadataFields = field(factory=MetadataFields)
     category_separator: str | None = field(",", help="splits a categories string; null keeps it whole")
     category_pattern: str | None = field(
@@ -50,13 +78,20 @@ class MetadataConfig:
         help="a regular expression that splits a categories string instead of category_separator, "
         "e.g. ',(?=\\S)' where names hold ', ' (\"Tapes, Adhesives & Sealants\")",
     )
-    categories_are_path: bool = field(True, help="categories are a path from the top level down")
+    categories_are_path: bool | Literal["auto"] = field(
+        "auto",
+        help="categories are a path from the top level down (true) or a flat list of tags (false); "
+        "auto detects which from the data",
+    )
 
 
 @dataclass
 class JoinConfig:
     key_type: Literal["auto", "int", "str"] = field("auto", help="how ids are compared")
     offset: int = field(0, help="metadata key = interaction item id + offset (integer ids only)")
+    check_offset: bool = field(
+        True, help="stop when another offset near the configured one joins clearly more items (integer ids)"
+    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 from ..artifacts import atomic_write_bytes, read_json, save_arrays, write_json
 from ..errors import EsrError, InputError
 from .config import DatasetConfig, GroupsConfig
+from .files import display_name
 from .interactions import Sequences, read_interactions
 from .metadata import ItemMeta, read_metadata
 
@@ -65,8 +66,9 @@ class Dataset:
 
 def build_dataset(cfg: DatasetConfig) -> Dataset:
     """Read, join, filter, re-index and split the configured dataset."""
-    sequences, fmt = read_interactions(cfg.interactions)
-    records, meta_stats = read_metadata(cfg.metadata) if cfg.metadata.path else ({}, {"records": 0})
+    sequences, reading = read_interactions(cfg.interactions)
+    records, meta_stats = _read_metadata(cfg)
+    category = meta_stats.pop("category_reading")
     total_users = len(sequences)
     kept = {u: s for u, s in sequences.items() if len(s) >= cfg.min_user_interactions}
     if not kept:
@@ -80,6 +82,8 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
         _check_integer_ids_distinct(items_read, records, cfg)
     user_ids = _sorted_ids(kept.keys())
     item_ids = _sorted_ids(items_read)
+    if key_type == "int" and records and cfg.join.check_offset:
+        check_join_offset(item_ids, records, cfg)
     item_index = {item: i + 1 for i, item in enumerate(item_ids)}
     lengths = np.array([len(kept[u]) for u in user_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -98,8 +102,10 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
     tail_items, item_threshold = _tail_items(popularity, cfg.groups)
     ds = Dataset(cfg.name, user_ids, item_ids, offsets, items, item_meta, popularity, tail_items, tail_users)
     ds.stats = {
-        "interaction_format": fmt,
+        "interaction_format": reading.format,
+        "interaction_format_reason": reading.reason,
         "metadata": meta_stats,
+        "category_reading": category,
         "users_read": total_users,
         "users_dropped_short": total_users - len(kept),
         "join": {"key_type": key_type, "offset": cfg.join.offset, **join_stats},
@@ -107,6 +113,23 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
     }
     ds.stats.update(summary_stats(ds))
     return ds
+
+
+def _read_metadata(cfg: DatasetConfig) -> tuple[dict[str, ItemMeta], dict[str, Any]]:
+    if cfg.metadata.path:
+        return read_metadata(cfg.metadata)
+    setting = cfg.metadata.categories_are_path
+    reading = {"path": setting is True, "setting": setting, "reason": "no item metadata (dataset.metadata.path)"}
+    return {}, {"records": 0, "category_reading": reading}
+
+
+def categories_are_path(ds: Dataset, setting: bool | str) -> bool:
+    """The category reading later stages use: the setting where it is explicit, else what the
+    dataset stage detected (recorded in its statistics)."""
+    if isinstance(setting, bool):
+        return setting
+    reading = ds.stats.get("category_reading")
+    return bool(reading["path"]) if reading else True  # prepared before detection existed: paths, the old default
 
 
 def summary_stats(ds: Dataset) -> dict[str, Any]:
@@ -183,6 +206,53 @@ def _same_integer(ids) -> tuple[str, str] | None:
         if other != text:
             return tuple(sorted((other, text)))
     return None
+
+
+# Constant offsets compared with the configured one: 0-based against 1-based ids is the usual slip.
+OFFSET_WINDOW = 3
+# Another offset "matches clearly better" when it joins at least this share of the items more.
+OFFSET_MARGIN = 0.05
+
+
+def check_join_offset(item_ids: list[str], records: dict[str, ItemMeta], cfg: DatasetConfig) -> None:
+    """Stop when a nearby constant offset joins clearly more items than the configured one.
+
+    Clearly: it gives every item metadata where the configured offset misses items beyond
+    the ends of the metadata's ids (1-based items against 0-based keys leave the last item
+    out and pair every other with its neighbour's record), or it joins OFFSET_MARGIN more
+    of the items. A gap inside the ids (an item without a record) proves nothing: a shifted
+    join may step over it by chance.
+    """
+    items = [int(i) for i in item_ids]
+    keys = {int(k) for k in records}
+    configured = cfg.join.offset
+    counts = _offset_counts(items, keys, configured)
+    best = max((d for d in counts if d != configured), key=lambda d: (counts[d], -abs(d - configured)))
+    have, could = counts[configured], counts[best]
+    if not _clearly_better(items, keys, configured, have, could):
+        return
+    raise InputError(
+        display_name(cfg.metadata.path),
+        f"item ids and metadata keys look shifted: with dataset.join.offset={best}, {could:,} of the {len(items):,} "
+        f"interaction items find metadata, with the configured offset {configured}, {have:,} "
+        f"(e.g. 1-based ids against 0-based keys pair each item with its neighbour's record); "
+        f"set dataset.join.offset={best}, or dataset.join.check_offset=false to keep offset {configured}",
+    )
+
+
+def _offset_counts(items: list[int], keys: set[int], configured: int) -> dict[int, int]:
+    """Items that find a key, for each offset near 0 and near the configured one."""
+    nearby = {base + step for base in (0, configured) for step in range(-OFFSET_WINDOW, OFFSET_WINDOW + 1)}
+    return {d: sum(1 for i in items if i + d in keys) for d in sorted(nearby)}
+
+
+def _clearly_better(items: list[int], keys: set[int], configured: int, have: int, could: int) -> bool:
+    if could - have >= OFFSET_MARGIN * len(items):
+        return True
+    if could < len(items) or have == could:
+        return False
+    low, high = min(keys), max(keys)
+    return all(not low <= i + configured <= high for i in items if i + configured not in keys)
 
 
 def _join_metadata(item_ids: list[str], records: dict[str, ItemMeta], key_type: str, offset: int):
@@ -273,6 +343,7 @@ def describe(stats: dict[str, Any]) -> str:
     """Human-readable dataset statistics."""
     join, groups = stats["join"], stats["groups"]
     lines = [
+        *_reading_lines(stats),
         f"users            {stats['users']:>10,}   (read {stats['users_read']:,}; "
         f"dropped {stats['users_dropped_short']:,} with too few interactions)",
         f"items            {stats['items']:>10,}",
@@ -293,3 +364,20 @@ def describe(stats: dict[str, Any]) -> str:
         f"{stats['tail_item_interaction_share']:.1%} of interactions)",
     ]
     return "\n".join(lines)
+
+
+def _reading_lines(stats: dict[str, Any]) -> list[str]:
+    """How the files were read: formats (and what a guess rested on), absent fields, categories."""
+    meta = stats["metadata"]
+    lines = []
+    if "interaction_format_reason" in stats:  # statistics of older runs lack the readings
+        lines.append(f"interactions     read as {stats['interaction_format']} ({stats['interaction_format_reason']})")
+    if "format_reason" in meta:
+        lines.append(f"metadata         read as {meta['format']} ({meta['format_reason']})")
+    if meta.get("fields_absent"):
+        absent = ", ".join(meta["fields_absent"])
+        lines.append(f"fields absent    {absent} (no record has them: missing for every item)")
+    if "category_reading" in stats and meta.get("records"):
+        reading = stats["category_reading"]
+        lines.append(f"categories       {'paths' if reading['path'] else 'flat tags'} ({reading['reason']})")
+    return lines

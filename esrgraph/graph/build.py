@@ -9,7 +9,8 @@ Category node identity. On a path, a level is identified by its whole prefix
 items. A prefix is carried by every item below it, so a level never has fewer
 items than its children and ``min_count`` keeps the kept levels closed under
 "parent of": every kept level's parent is kept too. Without paths
-(``dataset.metadata.categories_are_path: false``) each category is a node of its own.
+(``categories_are_path`` False: so set, or detected as flat tags by the dataset
+stage) each category is a node of its own.
 """
 
 from __future__ import annotations

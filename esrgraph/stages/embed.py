@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import save_array
-from ..data.dataset import load_dataset
+from ..data.dataset import categories_are_path, load_dataset
 from ..errors import EsrError
 from ..text.cache import EmbeddingCache, encode_cached
 from ..text.encoder import TextEncoder
@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 def produce(ctx: StageRun, out: Path) -> dict:
     ds = load_dataset(ctx.inputs["dataset"])
     cfg = ctx.cfg.embed
-    categories_are_path = ctx.cfg.dataset.metadata.categories_are_path
+    as_path = categories_are_path(ds, ctx.cfg.dataset.metadata.categories_are_path)
     encoder = TextEncoder.load(cfg.model, cfg.device, cfg.precision, cfg.max_tokens)
     cache = EmbeddingCache(ctx.run.cache_dir / "text", encoder.cache_key(), encoder.dim) if cfg.cache else None
-    items = item_texts(ds, cfg.item_template, categories_are_path, encoder.max_tokens)
-    users = user_texts(ds, cfg.user_item_template, cfg.user_separator, categories_are_path, encoder.max_tokens, items)
+    items = item_texts(ds, cfg.item_template, as_path, encoder.max_tokens)
+    users = user_texts(ds, cfg.user_item_template, cfg.user_separator, as_path, encoder.max_tokens, items)
     item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts")
     user_vecs = encode_cached(encoder, users, cfg.batch_size, cache, "user texts")
     item_llm = np.vstack([np.zeros((1, encoder.dim), np.float32), item_vecs])
