@@ -21,6 +21,7 @@ from . import (
     gnn,  # noqa: F401  (registers pretrain-gnn)
     graph,  # noqa: F401  (registers build-graph)
     pipeline,  # noqa: F401  (registers pipeline, ablate)
+    recommend,  # noqa: F401  (registers recommend)
     seq,  # noqa: F401  (registers train-seq, evaluate)
 )
 from .app import esr

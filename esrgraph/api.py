@@ -1,4 +1,5 @@
-"""The Python API: building recommenders and trainers exactly as ``esr train-seq`` does.
+"""The Python API: building recommenders and trainers exactly as ``esr train-seq`` does, and
+loading a trained one to recommend with (:func:`load_recommender`).
 
 The command line, the benchmarks and the tests all build through these
 functions, so what they measure is what the toolkit trains::
@@ -15,10 +16,14 @@ functions, so what they measure is what the toolkit trains::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from .config import Config
-from .pipeline import ensure
+from .config import Config, load_config
+from .errors import EsrError
+from .pipeline import current, ensure
+from .recommend.recommender import Recommender, load_model_and_dataset
 from .runs import Run
 from .seq.build import RecommenderInputs
 from .seq.build import build_recommender as _build_recommender
@@ -60,3 +65,44 @@ def build_trainer(
     store = store or CheckpointStore(run.dir / "train.checkpoints", run.key("seq", seq_stage.section(cfg), {}))
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else resolve_device(cfg.train.device)
     return _build_trainer(cfg, inputs, model, store, device)
+
+
+def load_recommender(
+    source: str | Path | Config,
+    seed: int | None = None,
+    device: str = "cpu",
+    overrides: list[str] | tuple[str, ...] = (),
+    approximate: bool = False,
+) -> Recommender:
+    """A :class:`~esrgraph.recommend.recommender.Recommender` over a trained model.
+
+    ``source``: a run directory (as ``esr`` wrote it: its ``config.yaml``, ``dataset/`` and ``seq/``;
+    nothing else is read, the raw data need not be there), a YAML config or a loaded config (the model
+    trained with exactly that config, which must be up to date). ``seed``: which trained model (the
+    smallest trained seed by default). ``approximate``: top-k through an approximate index (needs
+    faiss-cpu; for catalogues of millions of items). Loading imports no DGL.
+    """
+    if isinstance(source, Config):
+        cfg = source
+    else:
+        path = Path(source)
+        if path.is_dir():
+            return _from_run_dir(path, seed, device, approximate)
+        cfg = load_config(path, overrides)
+    run = Run(cfg)
+    seq_dir = current(run, "seq")
+    if seq_dir is None:
+        raise EsrError(
+            f"no model trained with this config in {run.dir} (or its inputs changed since); "
+            "run esr train-seq with it first"
+        )
+    model, dataset, _ = load_model_and_dataset(seq_dir, run.stage_dir("dataset"), seed, device)
+    return Recommender(model, dataset, cfg.seq.max_length, approximate=approximate)
+
+
+def _from_run_dir(folder: Path, seed: int | None, device: str, approximate: bool) -> Recommender:
+    if not (folder / "config.yaml").is_file():
+        raise EsrError(f"{folder}: not a run directory (no config.yaml); give a run directory or a config file")
+    cfg = load_config(folder / "config.yaml")
+    model, dataset, _ = load_model_and_dataset(folder / "seq", folder / "dataset", seed, device)
+    return Recommender(model, dataset, cfg.seq.max_length, approximate=approximate)

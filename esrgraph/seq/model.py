@@ -146,20 +146,25 @@ class SeqRecommender(nn.Module):
         return torch.cat([self.encoder(v, lengths) for v in views], dim=-1)
 
     def user_vectors(
-        self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        lengths: torch.Tensor,
+        users: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """User vectors [B, V * d] from histories (Bert4Rec appends a mask token).
 
-        With ``users`` given, each is mixed with its group's readout (once the
-        readouts are active); without, the shared vector (as self-distillation uses).
+        With ``users`` (or, for histories of users the dataset does not know, their
+        ``groups``: 1 tail, 0 head) each is mixed with its group's readout once the
+        readouts are active; without, the shared vector (as self-distillation uses).
         """
         if self.bidirectional:
             items, lengths = self._append_mask(items, lengths)
         vectors = self._last(self.sequence_outputs(items, lengths), items, lengths)
         # users first: self-distillation passes none, and reading ``active`` syncs a GPU
-        if users is None or self.readouts is None or not self.readouts.active:
+        if (users is None and groups is None) or self.readouts is None or not self.readouts.active:
             return vectors
-        return self.readouts(vectors, users)
+        return self.readouts(vectors, users, groups=groups)
 
     def _last(self, outputs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = last_positions(items, lengths, self.cfg.reference_padding)

@@ -78,18 +78,31 @@ class GroupReadouts(nn.Module):
     def groups(self, users: torch.Tensor) -> torch.Tensor:
         return self.group_of[users]
 
-    def project(self, hidden: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """Each user's readout vector W_g h (same shape as ``hidden``)."""
+    def project(
+        self, hidden: torch.Tensor, users: torch.Tensor | None, groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Each user's readout vector W_g h (same shape as ``hidden``); ``groups`` [B] instead of ``users``
+        for users the dataset does not know (a new history: 1 tail, 0 head)."""
         if len(self.proj) == 1:
             return self.proj[0](hidden)
-        group = self.groups(users).view(-1, *([1] * (hidden.dim() - 1)))
+        group = (self.groups(users) if groups is None else groups).view(-1, *([1] * (hidden.dim() - 1)))
         # Both readouts see every row (then one is picked), so both always take part
         # in the graph: a batch with one group only must not leave a readout unused.
         return torch.where(group == TAIL, self.proj[TAIL](hidden), self.proj[HEAD](hidden))
 
-    def forward(self, hidden: torch.Tensor, users: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        users: torch.Tensor | None,
+        projected: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The mixed vector (1 - θ_g) h + θ_g W_g h that inference scores with
-        (``projected``: W_g h when the caller has it already)."""
-        theta = self.theta[self.groups(users)].view(-1, *([1] * (hidden.dim() - 1)))
-        projected = self.project(hidden, users) if projected is None else projected
+        (``projected``: W_g h when the caller has it already; ``groups`` as in :meth:`project`)."""
+        if groups is None:
+            groups = self.groups(users)
+        elif len(self.proj) == 1:
+            groups = torch.zeros_like(groups)
+        theta = self.theta[groups].view(-1, *([1] * (hidden.dim() - 1)))
+        projected = self.project(hidden, None, groups) if projected is None else projected
         return (1 - theta) * hidden + theta * projected

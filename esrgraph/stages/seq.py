@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import read_json, read_manifest, write_json
+from ..artifacts import is_up_to_date, read_json, read_manifest, write_json
 from ..errors import EsrError
 from ..seq.build import RecommenderInputs, build_evaluator, build_recommender, build_trainer, model_tensors
 from ..seq.config import ReadoutsConfig
@@ -95,7 +95,11 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
 
 
 def _resumes(store: CheckpointStore, resume: bool | str, dist) -> bool:
-    """Whether this seed continues from its checkpoints (decided by rank 0, told to every rank)."""
+    """Whether this seed continues from its checkpoints (decided by rank 0, told to every rank).
+
+    A damaged checkpoint stops ``--resume`` (True) with the file named; under
+    "auto" (``esr pipeline``) the seed starts over instead.
+    """
     continues = False
     if dist.is_main:
         found = store.latest_epoch() is not None
@@ -103,7 +107,12 @@ def _resumes(store: CheckpointStore, resume: bool | str, dist) -> bool:
             raise EsrError(
                 f"{store.folder}: these checkpoints were made with other settings; run without --resume to start over"
             )
-        continues = bool(resume) and found
+        damage = store.verify() if resume and found else None
+        if damage is not None and resume is True:
+            raise EsrError(f"{damage}; run without --resume to start over")
+        if damage is not None:
+            log.warning("seq: %s; this seed starts over", damage)
+        continues = bool(resume) and found and damage is None
         if continues:
             log.info("seq: continuing from the checkpoints in %s", store.folder)
     return dist.broadcast(float(continues)) > 0
@@ -139,8 +148,8 @@ def trained_shared_model(ctx: StageRun) -> Path | None:
     wanted = run.key(NAME, section(bare), upstream)
     own = run.stage_dir(NAME)
     for folder in sorted(run.dir.glob(f"{NAME}*")):
-        manifest = read_manifest(folder) if folder != own and folder.is_dir() else None
-        if manifest and manifest.get("key") == wanted:
+        # the same key and every artifact whole (a damaged donor is not taken: this stage trains instead)
+        if folder != own and folder.is_dir() and is_up_to_date(folder, wanted):
             return folder
     return None
 

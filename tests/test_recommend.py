@@ -1,0 +1,146 @@
+"""`esr recommend` and the Python API on a tiny trained run: ids, titles, seen items, unknown ids, files."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, tiny_overrides
+
+QUICK = [
+    "train.epochs=2",
+    "seq.hidden_size=8",
+    "seq.max_length=10",
+    "eval.sampled_negatives=3",
+    "embed.max_tokens=32",
+    "embed.similar_users=2",
+    "run.name=r",
+    "train.seeds=[3]",
+]
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture
+def trained(tiny, tmp_path):
+    """A tiny run trained through the CLI; returns the -o flags naming its config."""
+    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + QUICK for flag in ("-o", o)]
+    assert main(["train-seq", *flags]) == 0
+    return flags
+
+
+def recommend(capsys, flags, *args) -> str:
+    capsys.readouterr()
+    assert main(["recommend", *flags, *args]) == 0
+    return capsys.readouterr().out
+
+
+def parse(text: str) -> dict[str, list[str]]:
+    """The readable listing as {user: [item ids in rank order]}."""
+    out, user = {}, None
+    for line in text.splitlines():
+        if line.startswith("user "):
+            user = line[5:].rstrip(":")
+            out[user] = []
+        elif m := re.match(r"\s+\d+\. (\S+)\s", line):
+            out[user].append(m.group(1))
+    return out
+
+
+def test_known_users_get_unseen_items_with_titles(trained, capsys):
+    text = recommend(capsys, trained, "--user", "u1", "--user", "u3", "-k", "3")
+    ranked = parse(text)
+    assert list(ranked) == ["u1", "u3"]
+    assert len(ranked["u1"]) == 3 and len(ranked["u3"]) == 2  # u3 saw 6 of the 8 items: 2 are left
+    for user, items in ranked.items():
+        assert not set(items) & {str(i) for i in TINY_SEQUENCES[user]}  # seen items never appear
+    assert TINY_ITEMS[int(ranked["u1"][0])]["title"] in text
+    # with seen items allowed, u1 (who saw 5 of 8 items) can be offered them again
+    every = parse(recommend(capsys, trained, "--user", "u1", "-k", "8", "--include-seen"))["u1"]
+    assert sorted(every) == [str(i) for i in range(1, 9)]
+
+
+def test_new_histories_report_unknown_ids(trained, capsys, tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(
+        json.dumps({"id": "new", "items": ["1", "2", "999"]})
+        + "\n"
+        + json.dumps({"id": "cold", "items": ["nope"]})
+        + "\n"
+    )
+    assert main(["recommend", *trained, "--history-file", str(path), "-k", "2"]) == 0
+    captured = capsys.readouterr()
+    ranked = parse(captured.out)
+    assert len(ranked["new"]) == 2 and not {"1", "2"} & set(ranked["new"])
+    assert len(ranked["cold"]) == 2  # nothing known: the most popular items
+    assert "2 history item ids are unknown to the model and were left out (e.g. 999, nope)" in captured.err
+
+
+def test_every_user_to_jsonl_and_csv_and_candidates(trained, capsys, tmp_path):
+    out = tmp_path / "all.jsonl"
+    recommend(capsys, trained, "--all", "-k", "2", "-O", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    users = {u for u, s in TINY_SEQUENCES.items() if len(s) >= 3}
+    assert {r["user"] for r in rows} == users and all(len(r["items"]) <= 2 for r in rows)
+    assert all(set(r["items"][0]) == {"item", "score", "title"} for r in rows)
+    candidates = tmp_path / "c.txt"
+    candidates.write_text("7\n8\n")
+    table = tmp_path / "u.csv"
+    recommend(capsys, trained, "--user", "u2", "-k", "5", "--candidates", str(candidates), "-O", str(table))
+    with open(table) as handle:
+        lines = list(csv.DictReader(handle))
+    assert [row["item"] for row in lines] and {row["item"] for row in lines} <= {"7", "8"}
+    assert [int(row["rank"]) for row in lines] == list(range(1, len(lines) + 1))
+
+
+def test_without_a_trained_model_it_is_one_line_and_exit_2(tiny, tmp_path, capsys):
+    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + QUICK for flag in ("-o", o)]
+    assert main(["recommend", *flags, "--user", "u1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no model trained with this config" in err
+    assert main(["recommend", *flags, "--user", "u1", "--all"]) == 2  # two kinds of user at once
+
+
+def test_unknown_users_are_named(trained, capsys):
+    assert main(["recommend", *trained, "--user", "zz"]) == 2
+    assert "user id(s) unknown to the dataset (e.g. zz)" in capsys.readouterr().err
+
+
+def test_the_readme_example_runs_and_agrees_with_the_command_line(trained, capsys, tmp_path):
+    code = README.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    run_dir = tmp_path / "runs" / "r"
+    code = code.replace('"runs/amazon-scientific-quick"', repr(str(run_dir))).replace('["0"]', '["u1"]')
+    namespace: dict = {}
+    exec(compile(code, "README example", "exec"), namespace)
+    rec = namespace["rec"]
+    cli = parse(recommend(capsys, trained, "--user", "u1", "-k", "5"))["u1"]
+    ranked = rec.recommend_users(["u1"], k=5)[0]
+    assert [r["item"] for r in ranked] == cli
+    # scoring u1's history directly gives the scores the ranking was made of
+    history = [str(i) for i in TINY_SEQUENCES["u1"]]
+    assert rec.score(history, cli) == pytest.approx([r["score"] for r in ranked], abs=1e-5)
+
+
+def test_the_approximate_index_finds_the_exact_top_k_when_it_searches_every_list():
+    import numpy as np
+    import torch
+
+    from esrgraph.recommend.index import ApproximateIndex, ExactIndex, recall_at_k
+
+    rng = np.random.default_rng(0)
+    table = torch.from_numpy(rng.normal(size=(2001, 16)).astype(np.float32))
+    users = torch.from_numpy(rng.normal(size=(50, 16)).astype(np.float32))
+    exact_scores, exact_ids = ExactIndex(table).search(users, 10)
+    assert exact_ids.min() >= 1  # row 0 is padding, never returned
+    full = ApproximateIndex(table, lists=8, probes=8)  # every list searched: exact
+    scores, ids = full.search(users, 10)
+    assert recall_at_k(exact_ids, ids) == 1.0 and np.allclose(scores, exact_scores, atol=1e-4)
+    partial = ApproximateIndex(table, lists=64, probes=2)
+    assert 0.0 < recall_at_k(exact_ids, partial.search(users, 10)[1]) < 1.0
+
+
+def test_approximate_recommendations_match_exact_ones_on_a_small_catalogue(trained, capsys):
+    exact = parse(recommend(capsys, trained, "--user", "u1", "--user", "u5", "-k", "3"))
+    assert parse(recommend(capsys, trained, "--user", "u1", "--user", "u5", "-k", "3", "--approximate")) == exact
