@@ -105,6 +105,23 @@ class GroupsConfig:
 
 
 @dataclass
+class ColdItemsConfig:
+    """Items without interactions: kept in the catalogue, or held out to measure how they are ranked."""
+
+    keep_unseen: bool = field(
+        False, help="keep metadata items nobody interacted with, as cold items after the interacted ones"
+    )
+    holdout_share: float = field(
+        0.0,
+        min=0.0,
+        lt=1.0,
+        help="cold-item protocol: share of interacted items held out entirely (every "
+        "interaction with them removed from the histories) and ranked afterwards as cold items; 0: off",
+    )
+    holdout_seed: int = field(0, min=0, help="cold-item protocol: seed of the held-out items' draw")
+
+
+@dataclass
 class DatasetConfig:
     name: str = field("amazon-scientific", help="names the run directory and the reports")
     interactions: InteractionsConfig = field(factory=InteractionsConfig)
@@ -112,3 +129,4 @@ class DatasetConfig:
     join: JoinConfig = field(factory=JoinConfig)
     min_user_interactions: int = field(3, min=3, help="users with fewer are dropped (leave-one-out needs 3)")
     groups: GroupsConfig = field(factory=GroupsConfig)
+    cold_items: ColdItemsConfig = field(factory=ColdItemsConfig)

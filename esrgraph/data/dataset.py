@@ -4,6 +4,13 @@ Items get ids ``1..N`` (0 is padding) and users ``0..U-1``, both in the order
 of their source ids (numeric order when every id is an integer). Each user's
 last item is the test target, the second-to-last the validation target and the
 rest the training sequence.
+
+Cold items (``dataset.cold_items``) come after the interacted ("warm") ones,
+ids ``W+1..N``: metadata items nobody interacted with (``keep_unseen``) and,
+for the cold-item protocol, a held-out share of interacted items whose every
+interaction is removed from the histories (``holdout_share``). Each removed
+interaction becomes a cold query: the user, the held-out item, and how many
+of the user's remaining items came before it.
 """
 
 from __future__ import annotations
@@ -39,6 +46,19 @@ class Dataset:
     tail_items: np.ndarray  # bool [N + 1], [0] = False
     tail_users: np.ndarray  # bool [U]
     stats: dict[str, Any] = field(default_factory=dict)
+    cold_items: np.ndarray | None = None  # bool [N + 1]: items without interactions (the last ids)
+    cold_queries: np.ndarray | None = None  # int64 [Q, 3]: user, held-out item, items of the user before it
+
+    def __post_init__(self) -> None:
+        if self.cold_items is None:
+            self.cold_items = np.zeros(self.num_items + 1, dtype=bool)
+        if self.cold_queries is None:
+            self.cold_queries = np.zeros((0, 3), dtype=np.int64)
+
+    @property
+    def num_warm(self) -> int:
+        """Items with interactions: ids 1..num_warm (cold items follow them)."""
+        return self.num_items - int(self.cold_items.sum())
 
     @property
     def num_users(self) -> int:
@@ -80,10 +100,14 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
     items_read = {item for seq in kept.values() for item in seq}
     if key_type == "int":
         _check_integer_ids_distinct(items_read, records, cfg)
+    held_out = _held_out_items(items_read, cfg)
+    kept, queries, dropped = _without_held_out(kept, held_out, cfg.min_user_interactions)
     user_ids = _sorted_ids(kept.keys())
-    item_ids = _sorted_ids(items_read)
+    warm = _sorted_ids({item for seq in kept.values() for item in seq})
     if key_type == "int" and records and cfg.join.check_offset:
-        check_join_offset(item_ids, records, cfg)
+        check_join_offset(_sorted_ids(items_read), records, cfg)
+    cold = _cold_item_ids(set(warm), held_out, records, key_type, cfg)
+    item_ids = warm + cold
     item_index = {item: i + 1 for i, item in enumerate(item_ids)}
     lengths = np.array([len(kept[u]) for u in user_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -99,20 +123,88 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
         )
     popularity = np.bincount(items, minlength=len(item_ids) + 1).astype(np.int64)
     tail_users, user_threshold = _tail_users(lengths - 1, cfg.groups)
-    tail_items, item_threshold = _tail_items(popularity, cfg.groups)
-    ds = Dataset(cfg.name, user_ids, item_ids, offsets, items, item_meta, popularity, tail_items, tail_users)
+    tail_items, item_threshold = _tail_items(popularity[: len(warm) + 1], cfg.groups)
+    cold_mask = np.zeros(len(item_ids) + 1, dtype=bool)
+    cold_mask[len(warm) + 1 :] = True
+    tail_items = np.concatenate([tail_items, cold_mask[len(warm) + 1 :]])  # no interaction: tail
+    users = {u: k for k, u in enumerate(user_ids)}
+    cold_queries = np.array([(users[u], item_index[i], cut) for u, i, cut in queries if u in users], dtype=np.int64)
+    ds = Dataset(
+        cfg.name,
+        user_ids,
+        item_ids,
+        offsets,
+        items,
+        item_meta,
+        popularity,
+        tail_items,
+        tail_users,
+        cold_items=cold_mask,
+        cold_queries=cold_queries.reshape(-1, 3),
+    )
     ds.stats = {
         "interaction_format": reading.format,
         "interaction_format_reason": reading.reason,
         "metadata": meta_stats,
         "category_reading": category,
         "users_read": total_users,
-        "users_dropped_short": total_users - len(kept),
+        "users_dropped_short": total_users - len(kept) - dropped,
         "join": {"key_type": key_type, "offset": cfg.join.offset, **join_stats},
         "groups": {"tail_user_max_length": user_threshold, "tail_item_max_popularity": item_threshold},
+        "cold_items": {
+            "items": len(cold),
+            "held_out": len(held_out),
+            "queries": len(ds.cold_queries),
+            "users_dropped_by_holdout": dropped,
+        },
     }
     ds.stats.update(summary_stats(ds))
     return ds
+
+
+def _held_out_items(items: set[str], cfg: DatasetConfig) -> set[str]:
+    """The cold-item protocol's held-out items: a seeded share of the interacted items."""
+    share = cfg.cold_items.holdout_share
+    if share <= 0:
+        return set()
+    ordered = _sorted_ids(items)
+    count = max(1, int(round(share * len(ordered))))
+    picked = np.random.default_rng(cfg.cold_items.holdout_seed).choice(len(ordered), count, replace=False)
+    return {ordered[i] for i in picked}
+
+
+def _without_held_out(sequences: Sequences, held_out: set[str], minimum: int):
+    """Histories with every held-out item removed, the removed interactions as (user, item, items before it),
+    and how many users fell below ``minimum`` interactions (dropped with their queries)."""
+    if not held_out:
+        return sequences, [], 0
+    kept, queries, dropped = {}, [], 0
+    for user, seq in sequences.items():
+        rest = [i for i in seq if i not in held_out]
+        if len(rest) < minimum:
+            dropped += 1
+            continue
+        kept[user] = rest
+        before = 0
+        for item in seq:
+            if item in held_out:
+                if before:  # a held-out item with nothing known before it cannot be ranked from a history
+                    queries.append((user, item, before))
+            else:
+                before += 1
+    return kept, queries, dropped
+
+
+def _cold_item_ids(
+    warm: set[str], held_out: set[str], records: dict[str, ItemMeta], key_type: str, cfg: DatasetConfig
+) -> list[str]:
+    """Cold items in id order: the held-out ones and, with ``keep_unseen``, metadata items nobody interacted with."""
+    cold = set(held_out) - warm
+    if cfg.cold_items.keep_unseen:
+        offset = cfg.join.offset if key_type == "int" else 0
+        ids = (str(int(k) - offset) for k in records) if key_type == "int" else iter(records)
+        cold |= {i for i in ids if i not in warm}
+    return _sorted_ids(cold)
 
 
 def _read_metadata(cfg: DatasetConfig) -> tuple[dict[str, ItemMeta], dict[str, Any]]:
@@ -309,6 +401,8 @@ def save_dataset(ds: Dataset, out_dir: Path) -> None:
         item_popularity=ds.item_popularity,
         tail_items=ds.tail_items,
         tail_users=ds.tail_users,
+        cold_items=ds.cold_items,
+        cold_queries=ds.cold_queries,
     )
     write_json(out_dir / "ids.json", {"name": ds.name, "users": ds.user_ids, "items": ds.item_ids})
     lines = (json.dumps(m, ensure_ascii=False, sort_keys=True) for m in ds.item_meta)
@@ -336,6 +430,8 @@ def load_dataset(stage_dir: Path) -> Dataset:
         arrays["tail_items"],
         arrays["tail_users"],
         stats,
+        arrays["cold_items"] if "cold_items" in arrays else None,  # prepared before cold items existed: none
+        arrays["cold_queries"] if "cold_queries" in arrays else None,
     )
 
 
@@ -362,8 +458,23 @@ def describe(stats: dict[str, Any]) -> str:
         f"(history before test <= {groups['tail_user_max_length']})",
         f"tail items       {stats['tail_item_share']:>10.1%}   (popularity <= {groups['tail_item_max_popularity']}; "
         f"{stats['tail_item_interaction_share']:.1%} of interactions)",
+        *_cold_lines(stats.get("cold_items")),
     ]
     return "\n".join(lines)
+
+
+def _cold_lines(cold: dict | None) -> list[str]:
+    if not cold or not cold["items"]:
+        return []
+    held = (
+        (
+            f"; {cold['held_out']:,} held out for the cold-item protocol, {cold['queries']:,} interactions "
+            f"to rank, {cold['users_dropped_by_holdout']:,} users left with too few"
+        )
+        if cold["held_out"]
+        else ""
+    )
+    return [f"cold items       {cold['items']:>10,}   (no interaction in the histories{held})"]
 
 
 def _reading_lines(stats: dict[str, Any]) -> list[str]:

@@ -47,6 +47,7 @@ class SequenceData:
 
     def __init__(self, ds: Dataset, max_length: int, reference_padding: bool = False):
         self.num_items = ds.num_items
+        self.num_warm = ds.num_warm  # items 1..num_warm have interactions; cold items follow and are never targets
         self.max_length = max_length
         self.reference_padding = reference_padding
         self.full = [ds.sequence(u) for u in range(ds.num_users)]
@@ -59,6 +60,13 @@ class SequenceData:
 
     def train_sequence(self, user: int) -> np.ndarray:
         return self.full[user][:-2]
+
+    def cold_batch(self, queries: np.ndarray, extra: int = 0) -> Batch:
+        """The cold-item protocol's queries [Q, 3] (user, held-out item, items before it) as a batch:
+        each user's history up to the held-out interaction, and the held-out item as target."""
+        histories = [self.full[u][:cut] for u, _, cut in queries]
+        items, lengths = self.pad(histories, extra)
+        return Batch(torch.from_numpy(queries[:, 0].copy()), items, lengths, torch.from_numpy(queries[:, 1].copy()))
 
     def train_popularity(self) -> torch.Tensor:
         """[N + 1] interactions per item in the training sequences (row 0 padding: 0)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 GROUPS = ("overall", "tail_users", "head_users", "tail_items", "head_items")
 VALID_METRIC = "NDCG@10"  # what early stopping, θ tuning and the ablation compare
+COUNTS = ("users", "queries")  # how many rankings a group's metrics average over, not metrics
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
@@ -68,9 +69,9 @@ def aggregate(runs: list[dict[str, dict[str, dict[str, float]]]]) -> dict:
     for protocol in runs[0]:
         out[protocol] = {}
         for group, metrics in runs[0][protocol].items():
-            out[protocol][group] = {"users": metrics["users"]}
+            out[protocol][group] = {k: metrics[k] for k in COUNTS if k in metrics}
             for name in metrics:
-                if name == "users":
+                if name in COUNTS:
                     continue
                 values = [r[protocol][group][name] for r in runs]
                 if any(v is None for v in values):

@@ -8,6 +8,10 @@
 * ``full``: the target against every item outside the user's history (all
   items before the target, not only those inside ``max_length``).
 
+Cold items (no interaction in any history) are never leave-one-out targets and
+are left out of both protocols' candidates; the cold-item protocol
+(:mod:`.cold`) ranks them.
+
 A diverged model earns nothing: a candidate scored NaN counts against the
 target, and a target scored NaN or infinite ranks behind every candidate.
 """
@@ -43,18 +47,18 @@ def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.n
     for user, seq in enumerate(data.full):
         rng = np.random.default_rng([seed, SPLIT_CODES[split], user])
         seen = set(seq.tolist())
-        free = data.num_items - len(seen)
+        free = data.num_warm - len(seen)
         if free <= 0:
             raise EsrError(f"user {user} interacted with every item; the sampled protocol has no negatives to draw")
         if free <= 4 * n:  # small complement: sample from it directly
-            pool = np.setdiff1d(np.arange(1, data.num_items + 1), np.fromiter(seen, np.int64))
+            pool = np.setdiff1d(np.arange(1, data.num_warm + 1), np.fromiter(seen, np.int64))
             drawn = rng.choice(pool, size=min(n, free), replace=False)
             out[user, : len(drawn)] = drawn
             continue
         picked: list[int] = []
         chosen: set[int] = set()
         while len(picked) < n:
-            for item in rng.integers(1, data.num_items + 1, size=2 * n).tolist():
+            for item in rng.integers(1, data.num_warm + 1, size=2 * n).tolist():
                 if item not in seen and item not in chosen:
                     chosen.add(item)
                     picked.append(item)
@@ -87,19 +91,21 @@ def rank_targets(
         vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
         if protocol == "full":
             scores = model.score_all(vectors, tables)
-            rank = _full_rank(scores, batch.targets, data.history_sets(chunk, split), device)
+            rank = _full_rank(scores, batch.targets, data.history_sets(chunk, split), device, data.num_warm)
         else:
             candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[chunk]).to(device)], dim=1)
             scores = model.score_items(vectors, candidates)
-            rank = _count_ahead(scores[:, 1:], scores[:, 0], candidates[:, 1:] > 0)  # item 0: padding
+            rank = count_ahead(scores[:, 1:], scores[:, 0], candidates[:, 1:] > 0)  # item 0: padding
         ranks.append(rank.cpu().numpy())
         targets.append(batch.targets.cpu().numpy())
     back = np.argsort(order, kind="stable")
     return users, np.concatenate(targets)[back], np.concatenate(ranks)[back]
 
 
-def _full_rank(scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device) -> torch.Tensor:
-    """The target against every item but itself, the padding item 0 and the user's history."""
+def _full_rank(
+    scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device, num_warm: int | None = None
+) -> torch.Tensor:
+    """The target against every item but itself, the padding item 0, the user's history and cold items."""
     rows = torch.arange(len(targets), device=device)
     width = max(len(h) for h in histories)
     seen = torch.zeros((len(histories), max(width, 1)), dtype=torch.long)
@@ -107,11 +113,13 @@ def _full_rank(scores: torch.Tensor, targets: torch.Tensor, histories: list[np.n
         seen[row, : len(history)] = torch.from_numpy(history)
     candidates = torch.ones_like(scores, dtype=torch.bool).scatter(1, seen.to(device), False)
     candidates[:, 0] = False
+    if num_warm is not None:
+        candidates[:, num_warm + 1 :] = False
     candidates[rows, targets] = False
-    return _count_ahead(scores, scores[rows, targets], candidates)
+    return count_ahead(scores, scores[rows, targets], candidates)
 
 
-def _count_ahead(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+def count_ahead(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Per row, the candidates scored at least as high as the target (ties count against it).
 
     Comparisons with NaN are false, so without care a NaN target would rank first: a NaN

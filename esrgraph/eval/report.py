@@ -6,14 +6,13 @@ from .metrics import format_table
 
 
 def describe_model(cfg) -> str:
-    """e.g. ``sasrec/llmesr+graph-view+readouts-fitted``."""
+    """e.g. ``sasrec/llmesr+graph-view+readouts-fitted (ce)``: backbone, variant, extensions, objective."""
     name = f"{cfg.seq.backbone}/{cfg.seq.variant}"
     if cfg.seq.fusion != "none":
         name += f"+graph-{cfg.seq.fusion}"
     if cfg.seq.readouts.mode != "none":
         name += f"+readouts-{cfg.seq.readouts.mode}" + ("-all" if cfg.seq.readouts.groups == "all" else "")
-    if cfg.train.loss != "bce":
-        name += f" ({cfg.train.loss})"
+    name += f" ({cfg.train.loss})"
     return name
 
 
@@ -25,4 +24,25 @@ def report(metrics: dict, ks) -> str:
     legend = "; ".join(f"{name}: {text}" for name, text in metrics["protocols"].items())
     legend += "; popularity: every user's items ranked by training popularity (the floor)"
     table = format_table(metrics["summary"], ks, seeds, metrics.get("popularity"))
-    return title + "\n\n" + table + "\n\n" + legend
+    text = title + "\n\n" + table + "\n\n" + legend
+    if "cold_items" in metrics:
+        text += "\n\n" + cold_table(metrics["cold_items"], seeds)
+    return text
+
+
+def cold_table(cold: dict, seeds: int) -> str:
+    """The cold-item protocol's HR@10 and NDCG@10, model against the popularity and random baselines."""
+    lines = [
+        f"cold-item protocol: {cold['queries']:,} held-out interactions, {cold['cold_items']:,} cold items",
+        "",
+        "| ranked | model | HR@10 | NDCG@10 |",
+        "|---|---|---|---|",
+    ]
+    for name in ("among_cold", "among_all"):
+        m = cold["summary"][name]
+        cell = lambda v: f"{v['mean']:.4f} ± {v['std']:.4f}" if seeds > 1 else f"{v['mean']:.4f}"
+        lines.append(f"| {name.replace('_', ' ')} | model | {cell(m['HR@10'])} | {cell(m['NDCG@10'])} |")
+        for base in ("popularity", "random"):
+            b = cold[base][name]
+            lines.append(f"| {name.replace('_', ' ')} | {base} | {b['HR@10']:.4f} | {b['NDCG@10']:.4f} |")
+    return "\n".join(lines)

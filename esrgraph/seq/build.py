@@ -76,7 +76,9 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
 def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:
     """The configured recommender, its weights initialised from ``seed``."""
     torch.manual_seed(seed)
-    model = SeqRecommender(cfg.seq, inputs.dataset.num_items, **model_tensors(cfg, inputs))
+    model = SeqRecommender(
+        cfg.seq, inputs.dataset.num_items, **model_tensors(cfg, inputs), num_warm=inputs.dataset.num_warm
+    )
     return model.to(device)
 
 

@@ -31,7 +31,7 @@ def fit_readouts(model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig,
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     with torch.no_grad():
-        items = model.item_tables()
+        items = model.warm_tables()  # cold items are never targets
     trainable = data.trainable_users()  # users with at least one training position
     groups = readouts.groups(torch.from_numpy(trainable).to(readouts.group_of.device)).cpu().numpy()
     losses = {}

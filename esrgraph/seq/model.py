@@ -85,10 +85,13 @@ class SeqRecommender(nn.Module):
         init: torch.Tensor | None = None,
         graph: torch.Tensor | None = None,
         tail_users: torch.Tensor | None = None,
+        num_warm: int | None = None,
     ):
         super().__init__()
         self.cfg = cfg
         self.num_items = num_items
+        # items 1..num_warm have interactions; cold items (after them) never take part in training
+        self.num_warm = num_items if num_warm is None else num_warm
         self.mask_token = num_items + 1
         use_llm = cfg.variant != "plain"
         self.views = ItemViews(
@@ -274,5 +277,10 @@ class SeqRecommender(nn.Module):
     ) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
         return objective_loss(
-            objective, hidden, targets, candidates, self.item_vectors, self.item_tables, self.num_items
+            objective, hidden, targets, candidates, self.item_vectors, self.warm_tables, self.num_warm
         )
+
+    def warm_tables(self) -> torch.Tensor:
+        """[num_warm + 1, V * d]: the items training scores against (cold items never are)."""
+        tables = self.item_tables()
+        return tables if self.num_warm == self.num_items else tables[: self.num_warm + 1]

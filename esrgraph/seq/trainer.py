@@ -99,7 +99,11 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.objective = Objective(train.loss, train.gbce_t)
         self.sampler = NegativeSampler(
-            self.objective, train.negatives, data.num_items, data.train_popularity(), train.sampled_softmax_beta
+            self.objective,
+            train.negatives,
+            data.num_warm,
+            data.train_popularity()[: data.num_warm + 1],
+            train.sampled_softmax_beta,
         )
 
     def stopping_rule(self) -> EarlyStopping:

@@ -8,6 +8,7 @@ from ..artifacts import atomic_write_bytes, write_json
 from ..data.dataset import load_dataset
 from ..data.sequences import SequenceData
 from ..eval.baselines import PopularityScorer
+from ..eval.cold import RandomScorer, cold_item_metrics
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report
@@ -26,7 +27,8 @@ def produce(ctx: StageRun, out: Path) -> dict:
     for seed in trained_seeds(ctx.inputs["seq"]):
         model = load_model(ctx.inputs["seq"], seed, device)
         per_seed[str(seed)] = evaluator.evaluate(model, "test")
-    floor = evaluator.evaluate(PopularityScorer(data.train_popularity().numpy(), device), "test")
+    popularity = PopularityScorer(data.train_popularity().numpy(), device)
+    floor = evaluator.evaluate(popularity, "test")
     metrics = {
         "dataset": ds.name,
         "model": describe_model(cfg),
@@ -40,9 +42,28 @@ def produce(ctx: StageRun, out: Path) -> dict:
         "per_seed": per_seed,
         "popularity": floor,
     }
+    if len(ds.cold_queries):
+        metrics["cold_items"] = cold_report(ctx, data, ds.cold_queries, popularity, device)
     write_json(out / "metrics.json", metrics)
     atomic_write_bytes(out / "metrics.md", (report(metrics, cfg.eval.ks) + "\n").encode())
     return {"seeds": metrics["seeds"]}
+
+
+def cold_report(ctx: StageRun, data: SequenceData, queries, popularity, device) -> dict:
+    """The cold-item protocol for every trained seed (mean ± std), with the popularity and random baselines."""
+    cfg = ctx.cfg
+    rank = lambda scorer: cold_item_metrics(scorer, data, queries, cfg.eval.ks, cfg.train.eval_batch_size, device)
+    seeds = {str(s): rank(load_model(ctx.inputs["seq"], s, device)) for s in trained_seeds(ctx.inputs["seq"])}
+    wrap = lambda per: {"cold": per}  # aggregate() reads {protocol: {group: metrics}}
+    summary = aggregate([wrap(m) for m in seeds.values()])["cold"]
+    return {
+        "queries": len(queries),
+        "cold_items": data.num_items - data.num_warm,
+        "summary": summary,
+        "per_seed": seeds,
+        "popularity": rank(popularity),
+        "random": rank(RandomScorer(data.num_items, 0, device)),
+    }
 
 
 STAGE = Stage(

@@ -22,6 +22,7 @@ import torch
 from ..artifacts import is_up_to_date, read_json, read_manifest, write_json
 from ..errors import EsrError
 from ..seq.build import RecommenderInputs, build_evaluator, build_recommender, build_trainer, model_tensors
+from ..seq.cold import map_cold_items
 from ..seq.config import ReadoutsConfig
 from ..seq.fit_readouts import fit_readouts
 from ..seq.store import model_spec
@@ -86,6 +87,8 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
             readouts = fit_and_tune_readouts(model, store, data, evaluator, cfg, seed)
             summary[str(seed)]["readouts"] = readouts
             summary[str(seed)]["valid_NDCG@10_with_readouts"] = readouts["valid_NDCG@10"]
+        if inputs.dataset.num_warm < inputs.dataset.num_items and dist.is_main:
+            summary[str(seed)]["cold_items"] = map_cold(model, store)
         if out is not None:
             shutil.copyfile(store.best_path(), out / f"model-seed{seed}.pt")
             write_json(out / f"history-seed{seed}.json", history)
@@ -130,6 +133,14 @@ def fit_and_tune_readouts(model, store: CheckpointStore, data, evaluator, cfg, s
     done["valid_NDCG@10"] = evaluator.evaluate(model, "valid", [protocol])[protocol]["overall"]["NDCG@10"]
     save_state(path, model.state_dict())
     write_json(record, done)  # after the weights: a record means the saved model holds these readouts
+    return done
+
+
+def map_cold(model, store: CheckpointStore) -> dict:
+    """Give the best model's cold items id embeddings mapped from their other views (:mod:`~esrgraph.seq.cold`)."""
+    model.load_state_dict(load_state(store.best_path(), model.input_device))
+    done = map_cold_items(model)
+    save_state(store.best_path(), model.state_dict())
     return done
 
 

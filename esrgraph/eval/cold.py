@@ -1,0 +1,72 @@
+"""The cold-item protocol: ranking items nobody interacted with, held out from every history.
+
+A share of the interacted items is held out entirely (``dataset.cold_items``):
+every interaction with them is removed from the histories before anything is
+trained. Each removed interaction is a query: the user's history up to it,
+and the held-out item as target, ranked
+
+* ``among_cold``: against every other cold item;
+* ``among_all``: against every item outside the user's history.
+
+Ties and NaN scores count against the target, as in the other protocols.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.sequences import SequenceData
+from .metrics import metrics_from_ranks
+from .protocols import Scorer, count_ahead
+
+SETS = ("among_cold", "among_all")
+
+
+@torch.no_grad()
+def cold_item_metrics(
+    model: Scorer, data: SequenceData, queries: np.ndarray, ks, batch_size: int, device: torch.device
+) -> dict:
+    """{among_cold | among_all: {metric: value, "queries": n}} over the cold queries [Q, 3]."""
+    tables = model.item_tables()
+    cold = torch.zeros(data.num_items + 1, dtype=torch.bool, device=device)
+    cold[data.num_warm + 1 :] = True
+    ranks = {name: [] for name in SETS}
+    for lo in range(0, len(queries), batch_size):
+        part = queries[lo : lo + batch_size]
+        batch = data.cold_batch(part, model.appended_tokens).to(device)
+        scores = model.score_all(model.user_vectors(batch.items, batch.lengths, batch.users), tables)
+        rows = torch.arange(len(part), device=device)
+        target = scores[rows, batch.targets]
+        others = torch.ones_like(scores, dtype=torch.bool)
+        others[:, 0] = False
+        others[rows, batch.targets] = False
+        ranks["among_cold"].append(count_ahead(scores, target, others & cold).cpu().numpy())
+        seen = others.clone()
+        for row, (user, _, cut) in enumerate(part):
+            seen[row, torch.from_numpy(data.full[user][:cut]).to(device)] = False
+        ranks["among_all"].append(count_ahead(scores, target, seen).cpu().numpy())
+    return {name: {"queries": len(queries), **metrics_from_ranks(np.concatenate(r), ks)} for name, r in ranks.items()}
+
+
+class RandomScorer:
+    """Every item a fixed random score, the same for every user: the chance level of a protocol."""
+
+    appended_tokens = 0
+
+    def __init__(self, num_items: int, seed: int = 0, device: torch.device | str = "cpu"):
+        scores = torch.from_numpy(np.random.default_rng(seed).random(num_items + 1)).float()
+        scores[0] = -float("inf")
+        self.table = scores.unsqueeze(1).to(device)
+
+    def user_vectors(self, items, lengths, users=None) -> torch.Tensor:
+        return torch.ones((len(lengths), 1), device=self.table.device)
+
+    def item_tables(self) -> torch.Tensor:
+        return self.table
+
+    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
+        return users @ (self.table if tables is None else tables).T
+
+    def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return users * self.table[items, 0]
