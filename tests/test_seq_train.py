@@ -170,7 +170,14 @@ def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path):
     import sys
 
     # BCE: the full softmax's larger item-table gradients turn float rounding into Adam steps above 1e-4
-    common = ["seq.variant=plain", "seq.dropout=0.0", "train.loss=bce", "train.batch_size=4", "train.epochs=3", "train.seeds=[5]"]
+    common = [
+        "seq.variant=plain",
+        "seq.dropout=0.0",
+        "train.loss=bce",
+        "train.batch_size=4",
+        "train.epochs=3",
+        "train.seeds=[5]",
+    ]
     results = {}
     for procs in (1, 2):
         root = tmp_path / f"p{procs}"
