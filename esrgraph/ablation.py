@@ -174,6 +174,7 @@ def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list
                 "valid_NDCG@10": o.valid,
                 "summary": o.metrics["summary"],
                 "per_seed": o.metrics.get("per_seed", {}),
+                "cold_items": o.metrics.get("cold_items"),
             }
             for name, o in outcomes.items()
         },
@@ -260,6 +261,7 @@ def markdown(results: dict, ks) -> str:
                     f"| {name} | {group} | " + " | ".join(cells) + f" | {valid if group == 'overall' else ''} |"
                 )
         lines.append("")
+    lines += _cold_section(results["variants"])
     if "gains_over_llmesr" in results:
         lines += [
             "## NDCG@10 change over LLM-ESR (per-seed changes: mean ± std)",
@@ -271,6 +273,33 @@ def markdown(results: dict, ks) -> str:
             for protocol, g in per.items():
                 lines.append(f"| {name} | {protocol} | " + " | ".join(_gain_cell(g[k]) for k in GAIN_GROUPS) + " |")
     return "\n".join(lines)
+
+
+def _cold_section(variants: dict) -> list[str]:
+    """The cold-item protocol's table, where the variants were run with held-out items."""
+    cold = {name: v["cold_items"] for name, v in variants.items() if v.get("cold_items")}
+    if not cold:
+        return []
+    first = next(iter(cold.values()))
+    lines = [
+        f"## Cold-item protocol ({first['queries']:,} held-out interactions, {first['cold_items']:,} cold items)",
+        "",
+        "| ranked | variant | HR@10 | NDCG@10 |",
+        "|---|---|---|---|",
+    ]
+    for where in ("among_cold", "among_all"):
+        label = where.replace("_", " ")
+        for base in ("popularity", "random"):
+            lines.append(
+                f"| {label} | {base} | {first[base][where]['HR@10']:.4f} | {first[base][where]['NDCG@10']:.4f} |"
+            )
+        for name, c in cold.items():
+            m = c["summary"][where]
+            lines.append(
+                f"| {label} | {name} | {m['HR@10']['mean']:.4f} ± {m['HR@10']['std']:.4f} "
+                f"| {m['NDCG@10']['mean']:.4f} ± {m['NDCG@10']['std']:.4f} |"
+            )
+    return lines + [""]
 
 
 def _gain_cell(gain: dict) -> str:

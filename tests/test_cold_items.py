@@ -111,3 +111,21 @@ def test_a_holdout_share_outside_0_1_is_refused(share):
 
     with pytest.raises(ConfigError, match="dataset.cold_items.holdout_share"):
         load_config(None, [f"dataset.cold_items.holdout_share={share}"])
+
+
+def test_the_ablation_table_carries_the_cold_item_protocol(tiny, tmp_path):
+    quick = [
+        "train.epochs=1",
+        "seq.hidden_size=8",
+        "seq.max_length=10",
+        "eval.sampled_negatives=3",
+        "embed.max_tokens=32",
+        "embed.similar_users=2",
+        "run.name=r",
+        "dataset.cold_items.holdout_share=0.25",
+        "dataset.cold_items.holdout_seed=3",
+    ]
+    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + quick for flag in ("-o", o)]
+    assert main(["ablate", "--seeds", "1", "--only", "llmesr", *flags]) == 0
+    table = (tmp_path / "runs" / "r" / "ablation" / "ablation.md").read_text()
+    assert "## Cold-item protocol" in table and "| among cold | llmesr |" in table and "| among all | random |" in table
