@@ -71,10 +71,14 @@ def test_cold_id_embeddings_are_mapped_from_the_other_views_and_warm_ones_stay()
     with torch.no_grad():
         model.views.ids.weight[warm + 1 : items + 1] = 0.0
     result = map_cold_items(model)
-    after = model.views.ids.weight
+    after = model.views.ids.weight.detach()
     assert result["mapped"] and result["cold_items"] == 10 and result["warm_fit_r2"] > 0.9
     assert torch.equal(after[: warm + 1], before[: warm + 1])
+    # an exact linear relation is predicted exactly (up to one norm factor close to 1)
+    assert 0.9 < result["norm_scale"] < 1.1
     assert torch.allclose(after[warm + 1 : items + 1], target, atol=0.2)
+    ratio = after[warm + 1 : items + 1].norm(dim=1).mean() / before[1 : warm + 1].norm(dim=1).mean()
+    assert ratio == pytest.approx(1.0, abs=1e-4)  # the cold embeddings carry the warm ones' mean norm
 
 
 def test_the_cold_item_protocol_through_the_command_line(tiny, tmp_path, capsys):
