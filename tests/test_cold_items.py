@@ -66,7 +66,7 @@ def test_cold_id_embeddings_are_mapped_from_the_other_views_and_warm_ones_stay()
     with torch.no_grad():  # make the id view an exact linear function of the semantic view
         semantic = model.views.tables()[0]
         model.views.ids.weight[: items + 1] = semantic @ torch.randn(d, d) + 0.5
-    before = model.views.ids.weight.clone()
+    before = model.views.ids.weight.detach().clone()
     target = before[warm + 1 : items + 1].clone()
     with torch.no_grad():
         model.views.ids.weight[warm + 1 : items + 1] = 0.0
