@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each objective with the settings it is measured with (negatives per position, or per batch).
 OBJECTIVES = {
     "bce": ["train.loss=bce", "train.negatives=1"],
+    "bce-64": ["train.loss=bce", "train.negatives=64"],
     "gbce": ["train.loss=gbce", "train.negatives=256"],
     "ce": ["train.loss=ce"],
     "sampled_softmax": ["train.loss=sampled_softmax", "train.negatives=512"],
