@@ -62,3 +62,16 @@ def test_the_recommender_trains_and_ranks_with_dgl_unimportable(tiny, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| full | overall | model |" in done.stdout
     assert (tmp_path / "runs" / "r" / "eval" / "metrics.json").is_file()
+
+
+def test_the_readme_is_a_front_door():
+    """At most 400 lines, the two set-up commands CI runs, a code map and the configuration reference."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 400
+    assert 'pip install -e ".[dev]" && esr pipeline configs/quick.yaml' in text
+    assert ". .venv/bin/activate && python -m pytest -q tests" in text
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest -q tests" in ci
+    assert "## Code map" in text and "docs/configuration.md" in text
+    for folder in ("cli/", "esrgraph/stages/", "esrgraph/seq/", "esrgraph/training/"):
+        assert f"`{folder}`" in text, folder
