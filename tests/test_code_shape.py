@@ -75,3 +75,14 @@ def test_the_readme_is_a_front_door():
     assert "## Code map" in text and "docs/configuration.md" in text
     for folder in ("cli/", "esrgraph/stages/", "esrgraph/seq/", "esrgraph/training/"):
         assert f"`{folder}`" in text, folder
+
+
+def test_dgl_is_imported_only_by_the_graph_builder_and_the_gnn_dgl_backend():
+    import re
+
+    importers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "esrgraph").rglob("*.py")
+        if re.search(r"^\s*(import dgl|from dgl)", path.read_text(), re.M)
+    )
+    assert importers and all(p.startswith("esrgraph/graph/") or p == "esrgraph/gnn/dgl_backend.py" for p in importers)
