@@ -132,15 +132,15 @@ def make_dataset(sequences: list[list[int]], num_items: int, tail_share: float =
     import numpy as np
 
     from esrgraph.config import GroupsConfig
-    from esrgraph.data.dataset import Dataset, _tail_items, _tail_users
+    from esrgraph.data.dataset import Dataset, tail_items_by_popularity, tail_users_by_length
 
     lengths = np.array([len(s) for s in sequences])
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
     popularity = np.bincount(items, minlength=num_items + 1)
     groups = GroupsConfig(tail_user_share=tail_share, tail_item_share=tail_share)
-    tail_users, _ = _tail_users(lengths - 1, groups)
-    tail_items, _ = _tail_items(popularity, groups)
+    tail_users, _ = tail_users_by_length(lengths - 1, groups)
+    tail_items, _ = tail_items_by_popularity(popularity, groups)
     return Dataset(
         "synthetic",
         [str(u) for u in range(len(sequences))],

@@ -122,8 +122,8 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
             cfg.join.offset,
         )
     popularity = np.bincount(items, minlength=len(item_ids) + 1).astype(np.int64)
-    tail_users, user_threshold = _tail_users(lengths - 1, cfg.groups)
-    tail_items, item_threshold = _tail_items(popularity[: len(warm) + 1], cfg.groups)
+    tail_users, user_threshold = tail_users_by_length(lengths - 1, cfg.groups)
+    tail_items, item_threshold = tail_items_by_popularity(popularity[: len(warm) + 1], cfg.groups)
     cold_mask = np.zeros(len(item_ids) + 1, dtype=bool)
     cold_mask[len(warm) + 1 :] = True
     tail_items = np.concatenate([tail_items, cold_mask[len(warm) + 1 :]])  # no interaction: tail
@@ -367,14 +367,14 @@ def _join_metadata(item_ids: list[str], records: dict[str, ItemMeta], key_type: 
     return lookup, stats
 
 
-def _tail_users(lengths: np.ndarray, groups: GroupsConfig) -> tuple[np.ndarray, int]:
+def tail_users_by_length(lengths: np.ndarray, groups: GroupsConfig) -> tuple[np.ndarray, int]:
     threshold = groups.tail_user_max_length
     if threshold is None:
         threshold = _share_threshold(lengths, groups.tail_user_share)
     return lengths <= threshold, int(threshold)
 
 
-def _tail_items(popularity: np.ndarray, groups: GroupsConfig) -> tuple[np.ndarray, int]:
+def tail_items_by_popularity(popularity: np.ndarray, groups: GroupsConfig) -> tuple[np.ndarray, int]:
     threshold = groups.tail_item_max_popularity
     if threshold is None:
         threshold = _share_threshold(popularity[1:], groups.tail_item_share)
