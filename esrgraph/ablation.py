@@ -328,9 +328,9 @@ def plot_gains(results: dict, path: Path) -> None:
             ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=spread, capsize=3, label=label)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(f"{VALID_METRIC} change over LLM-ESR (%), ± seed std")
         ax.set_title(f"{results['dataset']}, {protocol} protocol")
         ax.legend()
+    axes[0][0].set_ylabel(f"{VALID_METRIC} vs LLM-ESR (%), ± seed std")  # one label: a second would overlap
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
