@@ -1,0 +1,67 @@
+"""The objectives' losses against their formulas, written out by hand on toy cases."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from esrgraph.seq.objectives import Candidates, Objective, gbce_beta, objective_loss
+
+NUM_ITEMS = 6
+
+
+def toy():
+    """Two positions, a table of 6 items (row 0 padding), fixed vectors."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(NUM_ITEMS + 1, 4, generator=gen)
+    hidden = torch.randn(2, 4, generator=gen)
+    targets = torch.tensor([1, 4])
+    return table, hidden, targets
+
+
+def loss(name: str, candidates: Candidates, gbce_t: float = 0.75) -> float:
+    table, hidden, targets = toy()
+    value = objective_loss(
+        Objective(name, gbce_t), hidden, targets, candidates, lambda ids: table[ids], lambda: table, NUM_ITEMS
+    )
+    return float(value)
+
+
+def test_sampled_softmax_subtracts_log_q_and_drops_accidental_hits():
+    table, hidden, targets = toy()
+    shared = torch.tensor([2, 4, 5])  # 4 is position 1's own target: not a negative there
+    log_q = torch.log(torch.tensor([1.0, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4]))
+    expected = 0.0
+    for p in range(2):
+        t = int(targets[p])
+        logits = [float(hidden[p] @ table[t]) - float(log_q[t])]
+        logits += [float(hidden[p] @ table[j]) - float(log_q[j]) for j in shared.tolist() if j != t]
+        expected -= logits[0] - math.log(sum(math.exp(x) for x in logits))
+    assert loss("sampled_softmax", Candidates(shared=shared, log_q=log_q)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_full_softmax_is_cross_entropy_over_every_item_but_padding():
+    table, hidden, targets = toy()
+    logits = hidden @ table[1:].T
+    expected = float(F.cross_entropy(logits, targets - 1, reduction="sum"))
+    assert loss("ce", Candidates()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bce_averages_its_negatives_and_gbce_powers_the_positive_term():
+    table, hidden, targets = toy()
+    negatives = torch.tensor([[2, 3, 5], [1, 2, 6]])
+    pos = (hidden * table[targets]).sum(-1)
+    neg = (hidden.unsqueeze(1) * table[negatives]).sum(-1)
+    bce = float((F.softplus(-pos) + F.softplus(neg).mean(-1)).sum())
+    assert loss("bce", Candidates(per_position=negatives)) == pytest.approx(bce, rel=1e-5)
+    beta = gbce_beta(3, NUM_ITEMS, 0.75)
+    gbce = float((beta * F.softplus(-pos) + F.softplus(neg).sum(-1)).sum())
+    assert loss("gbce", Candidates(per_position=negatives)) == pytest.approx(gbce, rel=1e-5)
+
+
+def test_gbce_beta_runs_from_plain_bce_to_full_calibration():
+    alpha = 3 / (NUM_ITEMS - 1)
+    assert gbce_beta(3, NUM_ITEMS, 0.0) == pytest.approx(1.0)  # t = 0: the positive term as in BCE
+    assert gbce_beta(3, NUM_ITEMS, 1.0) == pytest.approx(alpha)  # t = 1: scaled by the sampling rate
+    assert gbce_beta(3, NUM_ITEMS, 0.5) == pytest.approx(alpha * (0.5 * (1 - 1 / alpha) + 1 / alpha))
