@@ -78,6 +78,7 @@ def test_the_readme_is_a_front_door():
 
 
 def test_dgl_is_imported_only_by_the_graph_builder_and_the_gnn_dgl_backend():
+    """The direct importers, whitelisted (.importlinter's dgl-contained contract covers indirect paths)."""
     import re
 
     importers = sorted(

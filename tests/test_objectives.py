@@ -64,4 +64,4 @@ def test_gbce_beta_runs_from_plain_bce_to_full_calibration():
     alpha = 3 / (NUM_ITEMS - 1)
     assert gbce_beta(3, NUM_ITEMS, 0.0) == pytest.approx(1.0)  # t = 0: the positive term as in BCE
     assert gbce_beta(3, NUM_ITEMS, 1.0) == pytest.approx(alpha)  # t = 1: scaled by the sampling rate
-    assert gbce_beta(3, NUM_ITEMS, 0.5) == pytest.approx(alpha * (0.5 * (1 - 1 / alpha) + 1 / alpha))
+    assert gbce_beta(3, NUM_ITEMS, 0.5) == pytest.approx((1 + alpha) / 2)  # linear in t: halfway between the two
