@@ -22,7 +22,7 @@ from tests.conftest import cluster_sequences, make_dataset, synthetic_trainer, t
 ITEMS = 40
 
 
-def setup(backbone, folder, epochs, loss="bce", seed=0, max_length=20, dropout=0.0, build_seed=None):
+def setup(backbone, folder, epochs, loss="bce", seed=0, max_length=20, dropout=0.0, build_seed=None, extra=()):
     trainer = synthetic_trainer(
         folder / "ckpt",
         cluster_sequences(300, ITEMS),
@@ -32,6 +32,7 @@ def setup(backbone, folder, epochs, loss="bce", seed=0, max_length=20, dropout=0
         f"train.loss={loss}",
         f"seq.max_length={max_length}",
         f"seq.dropout={dropout}",
+        *extra,
         seed=seed,
         build_seed=build_seed,
     )
@@ -67,11 +68,12 @@ def untimed(history):
     return [{k: v for k, v in e.items() if "seconds" not in k} for e in history]
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    straight, _ = setup("sasrec", tmp_path / "a", epochs=4)
+@pytest.mark.parametrize("extra", [(), ("train.weight_average=0.9",)], ids=["raw", "averaged"])
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch, extra):
+    straight, _ = setup("sasrec", tmp_path / "a", epochs=4, extra=extra)
     expected = straight.fit(seed=3)
 
-    broken, _ = setup("sasrec", tmp_path / "b", epochs=4)
+    broken, _ = setup("sasrec", tmp_path / "b", epochs=4, extra=extra)
     calls = {"n": 0}
     original = Trainer.step
 
@@ -85,14 +87,15 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         broken.fit(seed=3)
     monkeypatch.setattr(Trainer, "step", original)
-    resumed, _ = setup(
-        "sasrec", tmp_path / "b", epochs=4, build_seed=99
-    )  # fresh weights: all must come from the checkpoint
+    # fresh weights: all (the average's too) must come from the checkpoint
+    resumed, _ = setup("sasrec", tmp_path / "b", epochs=4, build_seed=99, extra=extra)
     result = resumed.fit(seed=3, resume=True)
     assert result.epochs == 4
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert untimed(expected.history) == untimed(result.history)
+    best = [torch.load(t.store.best_path(), weights_only=True) for t in (straight, resumed)]
+    assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
 
 
 def test_an_interruption_between_the_checkpoint_files_resumes_exactly(tmp_path, monkeypatch):

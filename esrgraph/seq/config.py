@@ -97,6 +97,12 @@ class TrainConfig:
         1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
     )
     gbce_t: float = field(0.75, min=0.0, max=1.0, help="gbce: calibration t (0: plain bce, 1: full calibration)")
+    weight_average: float = field(
+        0.0,
+        min=0.0,
+        lt=1.0,
+        help="decay of an exponential moving average of the weights, which validation and the best model use (0: off)",
+    )
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")
     batch_size: int = field(128, min=1, help="users per batch")

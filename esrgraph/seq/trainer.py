@@ -12,10 +12,15 @@ Early stopping (:class:`~esrgraph.training.stopping.EarlyStopping`) counts
 patience only once validation has beaten the popularity baseline's
 validation score by ``train.floor_margin``: a model that has learned no more
 than popularity cannot stop there.
+
+With ``train.weight_average`` the weights validated and kept as the best are
+an exponential moving average of the trained ones
+(:mod:`esrgraph.training.averaging`); its state is checkpointed with the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -29,6 +34,7 @@ from ..data.sequences import SequenceData
 from ..errors import EsrError
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import VALID_METRIC
+from ..training.averaging import WeightAverage
 from ..training.checkpoint import CheckpointStore
 from ..training.distributed import DistContext
 from ..training.stopping import EarlyStopping
@@ -98,6 +104,7 @@ class Trainer:
         self.network = self.dist.wrap(model, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.objective = Objective(train.loss, train.gbce_t)
+        self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
         self.sampler = NegativeSampler(
             self.objective,
             train.negatives,
@@ -131,8 +138,9 @@ class Trainer:
             start = time.perf_counter()
             loss = self.train_epoch(rng, generator, result.epochs + 1)
             trained = time.perf_counter() - start
-            score = self.validate()
-            self._record(result, loss, score, trained, time.perf_counter() - start)
+            with self.evaluated_weights():
+                score = self.validate()
+                self._record(result, loss, score, trained, time.perf_counter() - start)
             self._save(result, generators)
         self._report_floor(result)
         return result
@@ -191,9 +199,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         return float(loss.detach())
 
     # --------------------------------------------------------- validation
+
+    def evaluated_weights(self) -> contextlib.AbstractContextManager:
+        """The weights validation scores and the best model keeps: the average's, when there is one."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def validate(self) -> float:
         """Validation NDCG@10 under ``train.valid_protocol`` (rank 0 computes, every rank receives)."""
@@ -247,6 +261,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         states = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.average is not None:
+            states["average"] = self.average.state_dict()
         progress = {"stopping": result.stopping.state_dict(), "history": result.history}
         self.store.save(result.epochs, states, progress, generators)
 
@@ -254,6 +270,8 @@ class Trainer:
         states, progress = self.store.load(generators)
         self.model.load_state_dict(states["model"])
         self.optimizer.load_state_dict(states["optimizer"])
+        if self.average is not None:
+            self.average.load_state_dict(states["average"])
         stopping = self.stopping_rule()
         stopping.load_state_dict(progress["stopping"])
         return TrainResult(stopping, progress["history"])
