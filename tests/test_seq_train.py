@@ -348,3 +348,45 @@ def test_more_processes_than_users_to_train_is_refused(tmp_path):
             CheckpointStore(tmp_path, "test"),
             DistContext(rank=0, world=4),
         )
+
+
+def test_each_epoch_keeps_the_better_of_the_raw_and_the_averaged_weights(tmp_path, monkeypatch):
+    trainer, _ = setup("sasrec", tmp_path, epochs=2, extra=("train.weight_average=0.9",))
+    # validation is called for the raw weights, then for the average: the average wins epoch 1, raw epoch 2
+    scores = iter([0.10, 0.20, 0.50, 0.30])
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
+    saved = []
+    keep = lambda state: saved.append({k: v.clone() for k, v in state.items()})
+    monkeypatch.setattr(trainer.store, "save_best", keep)
+    averages = []
+    original_update = trainer.average.update
+
+    def update_and_copy():
+        original_update()
+        averages.append([a.clone() for a in trainer.average.average])
+
+    monkeypatch.setattr(trainer.average, "update", update_and_copy)
+    result = trainer.fit(seed=0)
+    assert [e["weights"] for e in result.history] == ["average", "raw"]
+    assert [e["valid_NDCG@10"] for e in result.history] == [0.20, 0.50]
+    steps = len(averages) // 2  # both epochs take the same number of steps
+    trained = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
+    first = dict(zip(trained, averages[steps - 1]))
+    assert all(torch.equal(saved[0][name], first[name]) for name in trained)  # epoch 1 kept the average
+    final = trainer.model.state_dict()
+    assert all(torch.equal(saved[1][name], final[name]) for name in final)  # epoch 2 the raw weights
+    assert not torch.equal(saved[1][trained[0]], averages[-1][0])
+
+
+def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monkeypatch):
+    trainer, _ = setup(
+        "sasrec", tmp_path, epochs=8, extra=("train.weight_average=0.9", "train.patience=2", "train.floor_margin=0")
+    )
+    raw = [0.95, 0.94, 0.94, 0.94, 0.94, 0.94, 0.94]
+    average = [0.90, 0.91, 0.92, 0.96, 0.97, 0.96, 0.95]
+    scores = iter(value for pair in zip(raw, average) for value in pair)
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
+    result = trainer.fit(seed=0)
+    # raw runs out of patience after epoch 3, the average after epoch 7: training ends there, before the cap
+    assert result.epochs == 7 and result.best_epoch == 5 and result.best_score == 0.97
+    assert [e["weights"] for e in result.history] == ["raw"] * 3 + ["average"] * 4

@@ -13,9 +13,12 @@ patience only once validation has beaten the popularity baseline's
 validation score by ``train.floor_margin``: a model that has learned no more
 than popularity cannot stop there.
 
-With ``train.weight_average`` the weights validated and kept as the best are
-an exponential moving average of the trained ones
-(:mod:`esrgraph.training.averaging`); its state is checkpointed with the rest.
+With ``train.weight_average`` an exponential moving average of the weights
+(:mod:`esrgraph.training.averaging`) is validated beside them every epoch.
+Each has its own early stopping (the average peaks later than the raw
+weights, so a raw peak must not stop it); training ends when both have run
+out of patience, and the kept model is the best of either. The average's
+state is checkpointed with the rest.
 """
 
 from __future__ import annotations
@@ -48,22 +51,43 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a finished (or stopped) training leaves: the stopping state and one record per epoch."""
+    """What a finished (or stopped) training leaves: one early-stopping state per set of weights
+    validated (``raw``, and ``average`` with weight averaging) and one record per epoch."""
 
-    stopping: EarlyStopping
+    stoppings: dict[str, EarlyStopping]
     history: list[dict] = field(default_factory=list)
 
     @property
+    def leader(self) -> str:
+        """The weights with the best validation score so far."""
+        return max(self.stoppings, key=lambda name: _or_minus_inf(self.stoppings[name].best))
+
+    @property
     def best_epoch(self) -> int:
-        return self.stopping.best_epoch
+        return self.stoppings[self.leader].best_epoch
 
     @property
     def best_score(self) -> float:
-        return self.stopping.best if self.stopping.best is not None else float("nan")
+        best = self.stoppings[self.leader].best
+        return best if best is not None else float("nan")
 
     @property
     def epochs(self) -> int:
-        return self.stopping.epoch
+        return self.stoppings["raw"].epoch
+
+    @property
+    def stopped(self) -> bool:
+        """Every set of weights has run out of patience on its own curve: the average rises later than
+        the raw weights peak, so a raw peak cannot stop it."""
+        return all(stop.stopped for stop in self.stoppings.values())
+
+    @property
+    def armed(self) -> bool:
+        return any(stop.armed for stop in self.stoppings.values())
+
+
+def _or_minus_inf(value: float | None) -> float:
+    return value if value is not None else -math.inf
 
 
 class Trainer:
@@ -113,6 +137,10 @@ class Trainer:
             train.sampled_softmax_beta,
         )
 
+    def stopping_rules(self) -> dict[str, EarlyStopping]:
+        names = ["raw"] + (["average"] if self.average is not None else [])
+        return {name: self.stopping_rule() for name in names}
+
     def stopping_rule(self) -> EarlyStopping:
         return EarlyStopping(
             self.cfg.patience,
@@ -128,19 +156,18 @@ class Trainer:
         """Train until early stopping or ``train.epochs``; with ``resume``, continue from the store's checkpoint."""
         rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
         generators = {"order": rng, "sampler": generator}
-        result = TrainResult(self.stopping_rule())
+        result = TrainResult(self.stopping_rules())
         if resume and self.store.exists():
             result = self._restore(generators)
             log.info("resuming seed %d after epoch %d", seed, result.epochs)
         elif self.dist.is_main:
             self.store.start()
-        while not result.stopping.stopped and result.epochs < self.cfg.epochs:
+        while not result.stopped and result.epochs < self.cfg.epochs:
             start = time.perf_counter()
             loss = self.train_epoch(rng, generator, result.epochs + 1)
             trained = time.perf_counter() - start
-            with self.evaluated_weights():
-                score = self.validate()
-                self._record(result, loss, score, trained, time.perf_counter() - start)
+            scores = self.validate_weights()
+            self._record(result, loss, scores, trained, time.perf_counter() - start)
             self._save(result, generators)
         self._report_floor(result)
         return result
@@ -205,9 +232,13 @@ class Trainer:
 
     # --------------------------------------------------------- validation
 
-    def evaluated_weights(self) -> contextlib.AbstractContextManager:
-        """The weights validation scores and the best model keeps: the average's, when there is one."""
-        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+    def validate_weights(self) -> dict[str, float]:
+        """Validation NDCG@10 of the raw weights and, with ``train.weight_average``, of the average."""
+        scores = {"raw": self.validate()}
+        if self.average is not None:
+            with self.average.applied():
+                scores["average"] = self.validate()
+        return scores
 
     def validate(self) -> float:
         """Validation NDCG@10 under ``train.valid_protocol`` (rank 0 computes, every rank receives)."""
@@ -217,35 +248,44 @@ class Trainer:
             score = metrics[self.cfg.valid_protocol]["overall"][VALID_METRIC]
         return self.dist.broadcast(score)
 
-    def _record(self, result: TrainResult, loss: float, score: float, trained: float, seconds: float) -> None:
-        improved = result.stopping.update(score)
-        stop = result.stopping
+    def _record(
+        self, result: TrainResult, loss: float, scores: dict[str, float], trained: float, seconds: float
+    ) -> None:
+        before = _or_minus_inf(result.stoppings[result.leader].best)
+        for name, score in scores.items():
+            result.stoppings[name].update(score)
+        weights = max(scores, key=scores.get)
         result.history.append(
             {
-                "epoch": stop.epoch,
+                "epoch": result.epochs,
                 "loss": round(loss, 6),
-                f"valid_{VALID_METRIC}": round(score, 6),
+                f"valid_{VALID_METRIC}": round(scores[weights], 6),
+                "weights": weights,
+                **({f"valid_{name}": round(score, 6) for name, score in scores.items()} if len(scores) > 1 else {}),
                 "train_seconds": round(trained, 3),
                 "seconds": round(seconds, 3),
             }
         )
         if self.dist.is_main:
             log.info(
-                "epoch %d: loss %.4f, valid %s %.4f (%s), best %.4f at epoch %d, %.1f s",
-                stop.epoch,
+                "epoch %d: loss %.4f, valid %s %.4f (%s, %s weights), best %.4f at epoch %d, %.1f s",
+                result.epochs,
                 loss,
                 VALID_METRIC,
-                score,
+                scores[weights],
                 self.cfg.valid_protocol,
-                stop.best if stop.best is not None else math.nan,
-                stop.best_epoch,
+                weights,
+                result.best_score,
+                result.best_epoch,
                 seconds,
             )
-        if improved and self.dist.is_main:
-            self.store.save_best(self.model.state_dict())
+        # the kept model: the weights that beat every score so far (a NaN never does)
+        if self.dist.is_main and _or_minus_inf(result.stoppings[result.leader].best) > before:
+            with self.average.applied() if result.leader == "average" else contextlib.nullcontext():
+                self.store.save_best(self.model.state_dict())
 
     def _report_floor(self, result: TrainResult) -> None:
-        if self.dist.is_main and not result.stopping.armed:
+        if self.dist.is_main and not result.armed:
             log.warning(
                 "validation %s never beat the popularity baseline's %.4f by %.0f%% in %d epochs: this model "
                 "learned little beyond popularity",
@@ -263,7 +303,8 @@ class Trainer:
         states = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.average is not None:
             states["average"] = self.average.state_dict()
-        progress = {"stopping": result.stopping.state_dict(), "history": result.history}
+        stoppings = {name: stop.state_dict() for name, stop in result.stoppings.items()}
+        progress = {"stoppings": stoppings, "history": result.history}
         self.store.save(result.epochs, states, progress, generators)
 
     def _restore(self, generators: dict) -> TrainResult:
@@ -272,9 +313,10 @@ class Trainer:
         self.optimizer.load_state_dict(states["optimizer"])
         if self.average is not None:
             self.average.load_state_dict(states["average"])
-        stopping = self.stopping_rule()
-        stopping.load_state_dict(progress["stopping"])
-        return TrainResult(stopping, progress["history"])
+        stoppings = self.stopping_rules()
+        for name, stop in stoppings.items():
+            stop.load_state_dict(progress["stoppings"][name])
+        return TrainResult(stoppings, progress["history"])
 
 
 def batch_bounds(rows: int, size: int, world: int = 1) -> list[tuple[int, int]]:

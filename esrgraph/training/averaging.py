@@ -1,11 +1,11 @@
-"""An exponential moving average of a model's weights, the weights that validation and the best model use.
+"""An exponential moving average of a model's weights, validated beside the weights themselves.
 
 Next-item models trained with a full softmax peak early and then overfit: the
 validation curve is a sharp peak between noisy steps. The average of the
 recent steps' weights sits in a flatter, better place than any one step
-(Polyak averaging), and it is what :meth:`WeightAverage.applied` puts into the
-model while it is validated and saved. Training itself goes on from the raw
-weights.
+(Polyak averaging). :meth:`WeightAverage.applied` puts it into the model
+while it is validated and, when it wins, saved; training itself goes on
+from the raw weights.
 """
 
 from __future__ import annotations
