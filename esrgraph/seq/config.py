@@ -101,7 +101,8 @@ class TrainConfig:
         0.0,
         min=0.0,
         lt=1.0,
-        help="decay of an exponential moving average of the weights, which validation and the best model use (0: off)",
+        help="decay of an exponential moving average of the weights, validated beside them with its own "
+        "patience; the better is kept (0: off)",
     )
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")
