@@ -382,11 +382,12 @@ def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monk
     trainer, _ = setup(
         "sasrec", tmp_path, epochs=8, extra=("train.weight_average=0.9", "train.patience=2", "train.floor_margin=0")
     )
-    raw = [0.95, 0.94, 0.94, 0.94, 0.94, 0.94, 0.94]
+    raw = [0.95, 0.94, 0.94]  # out of patience after epoch 3: validated no more
     average = [0.90, 0.91, 0.92, 0.96, 0.97, 0.96, 0.95]
-    scores = iter(value for pair in zip(raw, average) for value in pair)
+    scores = iter([value for pair in zip(raw, average) for value in pair] + average[len(raw) :])
     monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
     result = trainer.fit(seed=0)
+    assert next(scores, None) is None  # every score was asked for: raw 3 times, the average 7
     # raw runs out of patience after epoch 3, the average after epoch 7: training ends there, before the cap
     assert result.epochs == 7 and result.best_epoch == 5 and result.best_score == 0.97
     assert [e["weights"] for e in result.history] == ["raw"] * 3 + ["average"] * 4

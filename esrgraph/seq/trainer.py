@@ -16,9 +16,9 @@ than popularity cannot stop there.
 With ``train.weight_average`` an exponential moving average of the weights
 (:mod:`esrgraph.training.averaging`) is validated beside them every epoch.
 Each has its own early stopping (the average peaks later than the raw
-weights, so a raw peak must not stop it); training ends when both have run
-out of patience, and the kept model is the best of either. The average's
-state is checkpointed with the rest.
+weights, so a raw peak must not stop it) and is no longer validated once it
+has run out of patience; training ends when both have, and the kept model
+is the best of either. The average's state is checkpointed with the rest.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TrainResult:
 
     @property
     def epochs(self) -> int:
-        return self.stoppings["raw"].epoch
+        return max(stop.epoch for stop in self.stoppings.values())
 
     @property
     def stopped(self) -> bool:
@@ -166,7 +166,7 @@ class Trainer:
             start = time.perf_counter()
             loss = self.train_epoch(rng, generator, result.epochs + 1)
             trained = time.perf_counter() - start
-            scores = self.validate_weights()
+            scores = self.validate_weights(result)
             self._record(result, loss, scores, trained, time.perf_counter() - start)
             self._save(result, generators)
         self._report_floor(result)
@@ -232,13 +232,19 @@ class Trainer:
 
     # --------------------------------------------------------- validation
 
-    def validate_weights(self) -> dict[str, float]:
-        """Validation NDCG@10 of the raw weights and, with ``train.weight_average``, of the average."""
-        scores = {"raw": self.validate()}
-        if self.average is not None:
-            with self.average.applied():
-                scores["average"] = self.validate()
+    def validate_weights(self, result: TrainResult) -> dict[str, float]:
+        """Validation NDCG@10 of each set of weights still running: the raw weights and, with
+        ``train.weight_average``, the average. One that has run out of patience is done."""
+        running = [name for name, stop in result.stoppings.items() if not stop.stopped]
+        scores = {}
+        for name in running:
+            with self.weights_in_model(name):
+                scores[name] = self.validate()
         return scores
+
+    def weights_in_model(self, name: str) -> contextlib.AbstractContextManager:
+        """The model holds the ``name``d weights (``raw``: its own; ``average``) inside the block."""
+        return self.average.applied() if name == "average" else contextlib.nullcontext()
 
     def validate(self) -> float:
         """Validation NDCG@10 under ``train.valid_protocol`` (rank 0 computes, every rank receives)."""
@@ -255,17 +261,16 @@ class Trainer:
         for name, score in scores.items():
             result.stoppings[name].update(score)
         weights = max(scores, key=scores.get)
-        result.history.append(
-            {
-                "epoch": result.epochs,
-                "loss": round(loss, 6),
-                f"valid_{VALID_METRIC}": round(scores[weights], 6),
-                "weights": weights,
-                **({f"valid_{name}": round(score, 6) for name, score in scores.items()} if len(scores) > 1 else {}),
-                "train_seconds": round(trained, 3),
-                "seconds": round(seconds, 3),
-            }
-        )
+        entry = {
+            "epoch": result.epochs,
+            "loss": round(loss, 6),
+            f"valid_{VALID_METRIC}": round(scores[weights], 6),
+            "weights": weights,
+        }
+        if self.average is not None:  # each running set's own score, for their curves
+            entry.update({f"valid_{name}": round(score, 6) for name, score in scores.items()})
+        entry.update(train_seconds=round(trained, 3), seconds=round(seconds, 3))
+        result.history.append(entry)
         if self.dist.is_main:
             log.info(
                 "epoch %d: loss %.4f, valid %s %.4f (%s, %s weights), best %.4f at epoch %d, %.1f s",
@@ -281,7 +286,7 @@ class Trainer:
             )
         # the kept model: the weights that beat every score so far (a NaN never does)
         if self.dist.is_main and _or_minus_inf(result.stoppings[result.leader].best) > before:
-            with self.average.applied() if result.leader == "average" else contextlib.nullcontext():
+            with self.weights_in_model(result.leader):
                 self.store.save_best(self.model.state_dict())
 
     def _report_floor(self, result: TrainResult) -> None:
