@@ -230,6 +230,35 @@ def test_length_buckets_keep_every_user_once_and_cut_padding(tmp_path):
     assert padded < padded_plain
 
 
+@pytest.mark.parametrize("backbone, draws", [("sasrec", 1), ("bert4rec", 400)])
+def test_the_expected_targets_per_user_are_what_training_batches_hold(backbone, draws, tmp_path):
+    trainer, _ = setup(backbone, tmp_path, epochs=1, max_length=3)  # some histories are cut
+    model, users = trainer.model, trainer.users
+    expected = model.targets_per_user(trainer.train_lengths[users]).sum()
+    generator = torch.Generator().manual_seed(0)
+    counts = [(model.training_batch(trainer.data, users, generator).targets > 0).sum().item() for _ in range(draws)]
+    # next-item targets are counted exactly; masked ones are random, their mean within 1%
+    assert np.mean(counts) == pytest.approx(expected, rel=1e-9 if draws == 1 else 0.01)
+
+
+def test_a_target_weighs_the_same_in_a_batch_of_short_or_of_long_histories(tmp_path):
+    trainer, _ = setup("sasrec", tmp_path, epochs=1)
+    norms, network = [], trainer.network
+    trainer.network = lambda batch, candidates, norm, objective: (
+        norms.append(norm),
+        network(batch, candidates, norm, objective),
+    )[1]
+    by_length = trainer.users[np.argsort(trainer.train_lengths[trainer.users], kind="stable")]
+    short, long = by_length[:8], by_length[-8:]
+    assert trainer.train_lengths[long].min() > trainer.train_lengths[short].max()
+    generator = torch.Generator().manual_seed(0)
+    trainer.step(short, generator)
+    trainer.step(long, generator)
+    targets = (trainer.data.training_batch(trainer.users).targets > 0).sum().item()
+    # each batch's summed loss is divided by 8 users' share of all targets, not by its own count
+    assert norms == pytest.approx([8 * targets / len(trainer.users)] * 2)
+
+
 def test_a_terminated_run_leaves_no_temporary_folder_and_keeps_its_checkpoints(tiny, tmp_path):
     import os
     import signal

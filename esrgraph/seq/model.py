@@ -221,6 +221,14 @@ class SeqRecommender(nn.Module):
         items = torch.where(masked, torch.full_like(batch.items, self.mask_token), batch.items)
         return Batch(batch.users, items, batch.lengths, targets, history)
 
+    def targets_per_user(self, lengths: np.ndarray) -> np.ndarray:
+        """Expected training targets of users whose training sequences have ``lengths``: the next
+        item at every input position, or, bidirectional, the masked share (at least one)."""
+        if not self.bidirectional:
+            return np.clip(np.minimum(lengths - 1, self.cfg.max_length), 0, None).astype(float)
+        kept = np.minimum(lengths, self.cfg.max_length).astype(float)
+        return self.cfg.mask_prob * kept + (1.0 - self.cfg.mask_prob) ** kept
+
     def distill_weights(self, users: torch.Tensor) -> torch.Tensor | None:
         """[B] weights of each user's self-distillation term (None: every user's counts fully)."""
         if self.readouts is None:
