@@ -139,17 +139,15 @@ class Trainer:
         )
 
     def stopping_rules(self) -> dict[str, EarlyStopping]:
+        """A fresh early stopping for each set of weights validated."""
         names = ["raw"] + (["average"] if self.average is not None else [])
-        return {name: self.stopping_rule() for name in names}
-
-    def stopping_rule(self) -> EarlyStopping:
-        return EarlyStopping(
-            self.cfg.patience,
-            "max",
-            min_epochs=self.cfg.min_epochs,
-            floor=self.floor,
-            floor_margin=self.cfg.floor_margin,
-        )
+        cfg = self.cfg
+        return {
+            name: EarlyStopping(
+                cfg.patience, "max", min_epochs=cfg.min_epochs, floor=self.floor, floor_margin=cfg.floor_margin
+            )
+            for name in names
+        }
 
     # ------------------------------------------------------------------ loop
 
@@ -238,11 +236,11 @@ class Trainer:
     def validate_weights(self, result: TrainResult) -> dict[str, float]:
         """Validation NDCG@10 of each set of weights still running: the raw weights and, with
         ``train.weight_average``, the average. One that has run out of patience is done."""
-        running = [name for name, stop in result.stoppings.items() if not stop.stopped]
         scores = {}
-        for name in running:
-            with self.weights_in_model(name):
-                scores[name] = self.validate()
+        for name, stop in result.stoppings.items():
+            if not stop.stopped:
+                with self.weights_in_model(name):
+                    scores[name] = self.validate()
         return scores
 
     def weights_in_model(self, name: str) -> contextlib.AbstractContextManager:
