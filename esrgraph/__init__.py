@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name in ("load_recommender", "build_recommender", "build_trainer"):
+    if name in ("load_recommender", "build_recommender", "train_recommender"):
         from . import api
 
         return getattr(api, name)

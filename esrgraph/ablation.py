@@ -40,6 +40,7 @@ class Variant:
     name: str
     overrides: list[str]
     description: str
+    shared_from: str | None = None  # fitted readouts: the variant whose trained shared model they start from
 
 
 FIXED_VARIANTS = [
@@ -47,7 +48,12 @@ FIXED_VARIANTS = [
     Variant(BASELINE, BARE, "LLM-ESR"),
     *[Variant(f"llmesr+graph-{f}", BARE + [f"seq.fusion={f}"], f"LLM-ESR + graph ({f})") for f in FUSIONS],
     *[
-        Variant(f"llmesr+readouts-{m}", BARE + [f"seq.readouts.mode={m}"], f"LLM-ESR + user-group readouts ({m})")
+        Variant(
+            f"llmesr+readouts-{m}",
+            BARE + [f"seq.readouts.mode={m}"],
+            f"LLM-ESR + user-group readouts ({m})",
+            BASELINE if m == "fitted" else None,
+        )
         for m in READOUT_MODES
     ],
     # the control: one readout for every user, to tell the readout's effect from that of splitting users
@@ -55,6 +61,7 @@ FIXED_VARIANTS = [
         "llmesr+readouts-fitted-all",
         BARE + ["seq.readouts.mode=fitted", "seq.readouts.groups=all"],
         "LLM-ESR + one readout for every user, fitted (control of llmesr+readouts-fitted)",
+        BASELINE,
     ),
 ]
 
@@ -127,6 +134,7 @@ def _combined_variant(outcomes: dict[str, Outcome]) -> Variant | None:
         COMBINED,
         BARE + [f"seq.fusion={fusion}", f"seq.readouts.mode={mode}"],
         f"LLM-ESR + graph ({fusion}) + readouts ({mode}), each best on validation",
+        graph.variant.name if mode == "fitted" else None,
     )
 
 
@@ -143,7 +151,8 @@ def _check_variants(setting, variants: list[Variant]) -> None:
 def _outcome(setting, variant: Variant, train: bool) -> Outcome | None:
     """Train and evaluate the variant (``train``), or take its up-to-date results from an earlier call, if any."""
     config, overrides, seeds, shared = setting
-    cfg = load_config(config, list(overrides) + variant.overrides + [f"train.seeds={seeds}", f"run.name={shared}"])
+    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"]
+    cfg = load_config(config, common + variant.overrides + _shared_model(setting, variant))
     run = Run(cfg, variant=variant.name)
     if train:
         log.info("ablation: %s", variant.description)
@@ -156,6 +165,20 @@ def _outcome(setting, variant: Variant, train: bool) -> Outcome | None:
     seeds_run = (read_manifest(run.stage_dir("seq")) or {}).get("seeds", {})
     valid = [s.get("valid_NDCG@10_with_readouts", s["best_valid_NDCG@10"]) for s in seeds_run.values()]
     return Outcome(variant, read_json(folder / "metrics.json"), valid)
+
+
+def _shared_model(setting, variant: Variant) -> list[str]:
+    """The override declaring the shared model a fitted-readouts variant starts from: the trained model of
+    the variant it extends, when that one is up to date (else it trains its own, the same model)."""
+    if variant.shared_from is None:
+        return []
+    config, overrides, seeds, shared = setting
+    donor = next((v for v in FIXED_VARIANTS if v.name == variant.shared_from), None)
+    if donor is None:
+        return []
+    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"]
+    folder = current(Run(load_config(config, common + donor.overrides), variant=donor.name), "seq")
+    return [f"seq.readouts.shared_model={folder}"] if folder is not None else []
 
 
 def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list[int]) -> dict:

@@ -1,24 +1,20 @@
-"""The Python API: building recommenders and trainers exactly as ``esr train-seq`` does, and
-loading a trained one to recommend with (:func:`load_recommender`).
+"""The Python API: training a recommender exactly as ``esr train-seq`` does, and loading a trained one
+to recommend with (:func:`load_recommender`).
 
-The command line, the benchmarks and the tests all build through these
-functions, so what they measure is what the toolkit trains::
+The command line, the benchmarks and the tests all train through
+:func:`train_recommender`, so what they measure is what the toolkit trains::
 
-    from esrgraph.api import build_recommender, build_trainer
+    from esrgraph.api import train_recommender
     from esrgraph.config import load_config
-    from esrgraph.runs import Run
 
     cfg = load_config("configs/quick.yaml")
-    run = Run(cfg)
-    model = build_recommender(cfg, run, seed=1)
-    result = build_trainer(cfg, run, model).fit(seed=1)
+    trained = train_recommender(cfg, seed=1)  # brings the stages it reads up to date first
+    trained.model, trained.summary, trained.history
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
 
 from .config import Config, load_config
 from .errors import EsrError
@@ -27,12 +23,13 @@ from .recommend.recommender import Recommender, load_model_and_dataset
 from .runs import Run
 from .seq.build import RecommenderInputs
 from .seq.build import build_recommender as _build_recommender
-from .seq.build import build_trainer as _build_trainer
 from .seq.model import SeqRecommender
-from .seq.trainer import Trainer
+from .seq.train import TrainedRecommender
+from .seq.train import train_recommender as _train_recommender
 from .stages import seq as seq_stage
 from .training.checkpoint import CheckpointStore
 from .training.device import resolve_device
+from .training.loop import EpochCallback
 
 
 def recommender_inputs(run: Run) -> RecommenderInputs:
@@ -44,27 +41,31 @@ def recommender_inputs(run: Run) -> RecommenderInputs:
 def build_recommender(
     cfg: Config, run: Run | None = None, seed: int | None = None, inputs: RecommenderInputs | None = None
 ) -> SeqRecommender:
-    """The configured recommender on ``cfg.train.device``, initialised from ``seed`` (the first of
+    """The configured recommender, untrained, on ``cfg.train.device``, initialised from ``seed`` (the first of
     ``train.seeds`` by default)."""
     inputs = inputs or recommender_inputs(run or Run(cfg))
     seed = cfg.train.seeds[0] if seed is None else seed
     return _build_recommender(cfg, inputs, seed, resolve_device(cfg.train.device))
 
 
-def build_trainer(
+def train_recommender(
     cfg: Config,
-    run: Run | None,
-    model: SeqRecommender,
-    store: CheckpointStore | None = None,
+    run: Run | None = None,
+    seed: int | None = None,
     inputs: RecommenderInputs | None = None,
-) -> Trainer:
-    """A trainer for ``model`` with the configured objective, distillation and early stopping; checkpoints
-    go to ``store`` (by default a folder ``train.checkpoints`` in the run directory)."""
+    store: CheckpointStore | None = None,
+    resume: bool = False,
+    callbacks: tuple[EpochCallback, ...] = (),
+) -> TrainedRecommender:
+    """Train the configured recommender for ``seed`` (the first of ``train.seeds`` by default) and finish
+    it as ``esr train-seq`` does: readouts fitted, cold items mapped. Checkpoints go to ``store`` (none
+    by default: the best weights stay in memory); each callback runs after each epoch."""
     run = run or Run(cfg)
     inputs = inputs or recommender_inputs(run)
-    store = store or CheckpointStore(run.dir / "train.checkpoints", run.key("seq", seq_stage.section(cfg), {}))
-    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else resolve_device(cfg.train.device)
-    return _build_trainer(cfg, inputs, model, store, device)
+    seed = cfg.train.seeds[0] if seed is None else seed
+    shared = seq_stage.shared_for_seed(seq_stage.declared_shared_model(run), seed)
+    device = resolve_device(cfg.train.device)
+    return _train_recommender(cfg, inputs, seed, device, store, resume, shared=shared, callbacks=callbacks)
 
 
 def load_recommender(

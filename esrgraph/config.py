@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import string
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ from .gnn.config import GnnConfig
 from .graph.config import GraphConfig
 from .seq.config import SeqConfig, TrainConfig
 from .text.config import EmbedConfig
-from .training.device import check_device
 
 
 @dataclass
@@ -45,6 +43,9 @@ class RunConfig:
     root: str = field("runs", help="folder that holds run directories")
     name: str | None = field(None, help="run directory name; default <dataset>-<config hash>")
     seed: int = field(42, min=0, help="seed of the graph pretraining")
+
+    def check(self, cfg: Config) -> None:
+        schema.check_folder_name("run.name", self.name)
 
 
 @dataclass
@@ -205,75 +206,11 @@ def _dataclass_type(cls: type, name: str) -> type | None:
 
 
 def _validate(cfg: Config) -> None:
-    """Checks that involve more than one key, and defaults that follow other keys."""
-    for key, device in (
-        ("embed.device", cfg.embed.device),
-        ("gnn.device", cfg.gnn.device),
-        ("train.device", cfg.train.device),
-    ):
-        check_device(device, key)
-    if cfg.embed.pca_dim is None:
-        cfg.embed.pca_dim = cfg.seq.hidden_size
-    elif cfg.embed.pca_dim != cfg.seq.hidden_size and cfg.seq.variant != "plain":
-        raise ConfigError(
-            f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({cfg.seq.hidden_size}): "
-            "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
-        )
-    if cfg.seq.hidden_size % cfg.seq.num_heads:
-        raise ConfigError(f"seq.num_heads ({cfg.seq.num_heads}) must divide seq.hidden_size ({cfg.seq.hidden_size})")
-    if cfg.seq.distill.k is None:
-        cfg.seq.distill.k = cfg.embed.similar_users
-    elif cfg.seq.distill.k > cfg.embed.similar_users:
-        raise ConfigError(
-            f"seq.distill.k ({cfg.seq.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})"
-        )
-    if cfg.seq.readouts.mode == "fitted" and cfg.seq.backbone == "bert4rec":
-        # the readouts read each training position's output, and Bert4Rec's outputs see the next item
-        raise ConfigError(
-            "seq.readouts.mode: readouts fitted after training need a left-to-right backbone "
-            "(sasrec or gru4rec); with bert4rec use seq.readouts.mode=joint"
-        )
-    if 10 not in cfg.eval.ks:
-        raise ConfigError(
-            f"eval.ks: {cfg.eval.ks} must include 10: early stopping, θ tuning and the ablation read NDCG@10"
-        )
-    if not cfg.train.seeds:
-        raise ConfigError("train.seeds: give at least one seed")
-    for key, name in (("dataset.name", cfg.dataset.name), ("run.name", cfg.run.name)):
-        if name is not None and not re.fullmatch(r"(?!\.)[\w.-]+", name):  # a folder name inside run.root
-            raise ConfigError(
-                f"{key}: {name!r} is not allowed; use letters, digits, '.', '-' and '_' (not starting with '.')"
-            )
-    if cfg.dataset.join.offset and cfg.dataset.join.key_type == "str":
-        raise ConfigError(
-            "dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto"
-        )
-    if cfg.dataset.metadata.category_pattern is not None:
-        try:
-            re.compile(cfg.dataset.metadata.category_pattern)
-        except re.error as exc:
-            raise ConfigError(
-                f"dataset.metadata.category_pattern: {cfg.dataset.metadata.category_pattern!r} "
-                f"is not a regular expression ({exc})"
-            ) from None
-    for i, part in enumerate(cfg.embed.item_template):
-        _check_template(part, f"embed.item_template[{i}]")
-    _check_template(cfg.embed.user_item_template, "embed.user_item_template")
-
-
-TEMPLATE_FIELDS = ("title", "brand", "categories", "price", "description")
-
-
-def _check_template(text: str, key: str) -> None:
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as exc:
-        raise ConfigError(f"{key}: not a valid template ({exc})") from None
-    for name in names:
-        if name not in TEMPLATE_FIELDS:
-            raise ConfigError(
-                f"{key}: unknown field {{{name}}}; use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
-            )
+    """Each section checks itself (settings that involve more than one key, defaults that follow other keys)."""
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        if hasattr(section, "check"):
+            section.check(cfg)
 
 
 def dump_yaml(cfg: Config) -> str:

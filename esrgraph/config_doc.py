@@ -70,8 +70,12 @@ def _type(tp: Any, meta: typing.Mapping) -> str:
         text = _type(args[0], {})
     else:
         text = getattr(tp, "__name__", str(tp))
-    if meta.get("choices"):
-        text += ": " + " \\| ".join(f"`{c}`" for c in meta["choices"])
+    choices = meta.get("choices")
+    if callable(choices):
+        choices = choices()
+    if choices:
+        listed = " \\| ".join(f"`{c}`" for c in choices)
+        text = listed if text == "str" else f"{text}: {listed}"
     bounds = [f"{sym} {meta[k]}" for k, sym in (("min", "≥"), ("max", "≤"), ("gt", ">"), ("lt", "<")) if k in meta]
     if bounds:
         text += " (" + ", ".join(bounds) + ")"

@@ -1,7 +1,8 @@
 """Turning plain mappings (from YAML and ``-o`` overrides) into typed dataclasses.
 
 Every dataclass field may carry constraints in its ``metadata``:
-``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds),
+``choices`` (allowed values, or a function returning them, e.g. a
+registry's names), ``min`` / ``max`` (inclusive bounds),
 ``gt`` / ``lt`` (exclusive bounds); a ``Literal`` type lists the allowed
 values itself. Errors name the full dotted key and say what is allowed, so a
 typo in a YAML file or an override is found at once.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -103,6 +105,8 @@ def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
             )
             raise ConfigError(f"{key}: expected a string, got {_describe(value)}{hint}")
     choices = meta.get("choices")
+    if callable(choices):  # read from a registry when the value is checked
+        choices = choices()
     if choices is not None and value not in choices:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
     _check_bounds(value, key, meta)
@@ -169,3 +173,11 @@ def field(
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def check_folder_name(key: str, name: str | None) -> None:
+    """A name that becomes a folder inside another: letters, digits, '.', '-' and '_', not starting with '.'."""
+    if name is not None and not re.fullmatch(r"(?!\.)[\w.-]+", name):
+        raise ConfigError(
+            f"{key}: {name!r} is not allowed; use letters, digits, '.', '-' and '_' (not starting with '.')"
+        )

@@ -30,14 +30,15 @@ STAGES: dict[str, Stage] = {
 ORDER = tuple(STAGES)  # each stage after every stage it can read
 
 
-def ensure(run: Run, name: str, resume: bool | str = "auto", **options: Any) -> Path:
+def ensure(run: Run, name: str, resume: bool | str = "auto", callbacks: tuple = ()) -> Path:
     """Bring stage ``name`` (and every stage it reads) up to date; returns its folder.
 
     ``resume`` applies to this stage's checkpoints (True: continue, and refuse
     checkpoints of other settings; False: start over; "auto": continue those
     that match); the stages it reads always continue what matches. One process
     at a time writes a stage: another that needs to write it meanwhile stops
-    with an error naming the writer.
+    with an error naming the writer. ``callbacks`` run after each training
+    epoch of this stage (:class:`~esrgraph.training.loop.EpochRecord`).
     """
     stage = STAGES[name]
     dist = _processes(run, stage)
@@ -51,7 +52,7 @@ def ensure(run: Run, name: str, resume: bool | str = "auto", **options: Any) -> 
     with _writer(run, name, dist):
         if _is_current(run, name, key, dist):  # another process finished it between the check and the lock
             return _up_to_date(run, name)
-        ctx = StageRun(run, {up: run.stage_dir(up) for up in stage.reads(run.cfg)}, key, resume, options, dist)
+        ctx = StageRun(run, {up: run.stage_dir(up) for up in stage.reads(run.cfg)}, key, resume, tuple(callbacks), dist)
         if dist.is_main:
             out = run.run_stage(name, section, upstream_keys, lambda tmp: stage.produce(ctx, tmp), hashes)
             if stage.checkpoints:

@@ -118,7 +118,10 @@ def test_cross_key_checks():
     with pytest.raises(ConfigError, match=r"eval.ks: \[5, 20\] must include 10"):
         load_config(None, ["eval.ks=[5,20]"])
     fitted = ["seq.readouts.mode=fitted"]
-    with pytest.raises(ConfigError, match="seq.readouts.mode: readouts fitted after training need a left-to-right"):
+    with pytest.raises(
+        ConfigError,
+        match="seq.readouts.mode: readouts fitted after training read each training position, which the bert4rec",
+    ):
         load_config(None, fitted + ["seq.backbone=bert4rec"])
     assert load_config(None, fitted + ["seq.backbone=gru4rec"]).seq.readouts.mode == "fitted"
 

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from esrgraph.errors import EsrError
 from esrgraph.gnn.store import load_item_graph
 from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
+from esrgraph.training.loop import EpochRecord
 
 CHECKPOINTS = "gnn.checkpoints"
 FAST = ["gnn.hidden=16", "gnn.heads=2", "gnn.projection=16", "gnn.patience=100"]
@@ -22,11 +24,11 @@ class Interrupt(Exception):
 
 
 def stop_after(epoch_to_stop: int):
-    def hook(epoch, loss):
-        if epoch == epoch_to_stop:
+    def hook(record: EpochRecord):
+        if record.epoch == epoch_to_stop:
             raise Interrupt
 
-    return hook
+    return (hook,)
 
 
 def read(stage_dir, name):
@@ -47,7 +49,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config,
 
     run = Run(tiny_config(*settings, "run.name=cut"))
     with pytest.raises(Interrupt):
-        ensure(run, "gnn", on_epoch_end=stop_after(3))
+        ensure(run, "gnn", callbacks=stop_after(3))
     assert not run.stage_dir("gnn").exists()  # nothing half-written
     index = json.loads((run.dir / CHECKPOINTS / "checkpoint.json").read_text())
     assert index["epoch"] == 3 and len(list((run.dir / CHECKPOINTS).glob("epoch-*.pt"))) == 1
@@ -65,33 +67,41 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config,
 def test_checkpoints_load_with_weights_only(tiny_config):
     run = Run(tiny_config(*FAST, "gnn.item_input=id", "gnn.epochs=4"))
     with pytest.raises(Interrupt):
-        ensure(run, "gnn", on_epoch_end=stop_after(2))
+        ensure(run, "gnn", callbacks=stop_after(2))
     (path,) = (run.dir / CHECKPOINTS).glob("epoch-*.pt")
     state = torch.load(path, weights_only=True)
-    assert {"model", "optimizer", "best_model", "rng"} <= set(state)
+    assert {"model", "optimizer", "rng"} <= set(state)
     assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
+    best = torch.load(run.dir / CHECKPOINTS / "best.pt", weights_only=True)
+    assert set(best) == set(state["model"])
 
 
-def test_resume_with_other_settings_or_a_damaged_checkpoint_starts_over(tiny_config, caplog):
+def test_resume_with_other_settings_or_a_damaged_checkpoint(tiny_config, caplog):
+    """The one rule of every training loop: --resume stops with the file named; "auto" (esr pipeline,
+    an ablation) warns and starts over."""
     settings = FAST + ["gnn.item_input=id", "gnn.epochs=4"]
     run = Run(tiny_config(*settings))
     with pytest.raises(Interrupt):
-        ensure(run, "gnn", on_epoch_end=stop_after(2))
+        ensure(run, "gnn", callbacks=stop_after(2))
     other_seed = Run(tiny_config(*settings, "run.seed=7"))  # same run folder: run.* is not in its name
     assert other_seed.dir == run.dir
-    out = ensure(other_seed, "gnn", resume=True)
-    assert read(out, "manifest.json")["resumed_from"] == 0 and "other settings or inputs" in caplog.text
+    with pytest.raises(EsrError, match="made with other settings"):
+        ensure(other_seed, "gnn", resume=True)
+    out = ensure(other_seed, "gnn", resume="auto")
+    assert read(out, "manifest.json")["resumed_from"] == 0 and "made with other settings" in caplog.text
     assert not (run.dir / CHECKPOINTS).exists()  # the stale checkpoint goes once the stage is done
     fresh = ensure(Run(tiny_config(*settings, "run.seed=7", "run.name=fresh")), "gnn")
     assert np.array_equal(load_item_graph(out), load_item_graph(fresh))
 
     damaged = Run(tiny_config(*settings, "run.name=damaged"))
     with pytest.raises(Interrupt):
-        ensure(damaged, "gnn", on_epoch_end=stop_after(2))
+        ensure(damaged, "gnn", callbacks=stop_after(2))
     (path,) = (damaged.dir / CHECKPOINTS).glob("epoch-*.pt")
     path.write_bytes(b"not a checkpoint")
-    assert read(ensure(damaged, "gnn", resume=True), "manifest.json")["resumed_from"] == 0
-    assert "checkpoint file missing or damaged" in caplog.text
+    with pytest.raises(EsrError, match=f"{path.name}: checkpoint file damaged"):
+        ensure(damaged, "gnn", resume=True)
+    assert read(ensure(damaged, "gnn", resume="auto"), "manifest.json")["resumed_from"] == 0
+    assert "checkpoint file damaged" in caplog.text
 
 
 def test_llm_items_and_attribute_text_inputs(tiny_config):

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from esrgraph.seq.objectives import Candidates, Objective, gbce_beta, objective_loss
+from esrgraph.seq.objectives import Candidates, gbce_beta
+from esrgraph.seq.registry import OBJECTIVES
 
 NUM_ITEMS = 6
 
@@ -22,10 +23,8 @@ def toy():
 
 def loss(name: str, candidates: Candidates, gbce_t: float = 0.75) -> float:
     table, hidden, targets = toy()
-    value = objective_loss(
-        Objective(name, gbce_t), hidden, targets, candidates, lambda ids: table[ids], lambda: table, NUM_ITEMS
-    )
-    return float(value)
+    objective = OBJECTIVES.get(name)(NUM_ITEMS, gbce_t=gbce_t)
+    return float(objective.loss(hidden, targets, candidates, lambda ids: table[ids], lambda: table))
 
 
 def test_sampled_softmax_subtracts_log_q_and_drops_accidental_hits():

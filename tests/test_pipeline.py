@@ -84,26 +84,27 @@ def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
 
 def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeypatch):
     from esrgraph.seq import trainer
+    from esrgraph.training.loop import TrainingLoop
 
     root = tmp_path / "runs"
     argv = ["ablate", "--seeds", "2", "--only", "sasrec"] + args(tiny, root)
-    fit, step = trainer.Trainer.fit, trainer.Trainer.step
+    fit, step = trainer.Trainer.fit, TrainingLoop.step
     steps = {1: 0, 2: 0}
     current = {}
 
-    def fit_stopping_at_seed_2(self, seed, resume=False):
+    def fit_stopping_at_seed_2(self, seed, resume=False, callbacks=()):
         current["seed"] = seed
-        if seed == 2 and not resume and not current.get("stopped"):
+        if seed == 2 and not current.get("stopped"):
             current["stopped"] = True
             raise KeyboardInterrupt  # interrupted once, after seed 1 finished
-        return fit(self, seed, resume)
+        return fit(self, seed, resume, callbacks)
 
     def counting_step(self, *a, **k):
         steps[current["seed"]] += 1
         return step(self, *a, **k)
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit_stopping_at_seed_2)
-    monkeypatch.setattr(trainer.Trainer, "step", counting_step)
+    monkeypatch.setattr(TrainingLoop, "step", counting_step)
     assert main(argv) == 130  # the command reports the interruption (as Ctrl-C) and stops
     trained_seed_1 = steps[1]
     assert trained_seed_1 > 0 and steps[2] == 0
@@ -130,9 +131,9 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
     fit = trainer.Trainer.fit
     trained = []
 
-    def recording_fit(self, seed, resume=False):
+    def recording_fit(self, seed, resume=False, callbacks=()):
         trained.append(self.model.readouts is not None)
-        return fit(self, seed, resume)
+        return fit(self, seed, resume, callbacks)
 
     monkeypatch.setattr(trainer.Trainer, "fit", recording_fit)
     # the baseline alone, then the combined variant with its fusion and mode taken from the earlier call's runs
@@ -157,12 +158,12 @@ def test_a_variant_another_call_finishes_while_the_combined_one_trains_joins_the
     fit = trainer.Trainer.fit
     other_call = []
 
-    def fit_while_another_call_runs(self, seed, resume=False):
+    def fit_while_another_call_runs(self, seed, resume=False, callbacks=()):
         if self.model.views.graph is not None and self.model.readouts is not None and not other_call:
             # the combined variant: meanwhile another call finishes sasrec
             other_call.append(None)
             other_call[0] = main(["ablate", "--seeds", "1"] + only_flags("sasrec") + args(tiny, root))
-        return fit(self, seed, resume)
+        return fit(self, seed, resume, callbacks)
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit_while_another_call_runs)
     assert main(["ablate", "--seeds", "1"] + only_flags("full") + args(tiny, root)) == 0
@@ -181,7 +182,7 @@ def test_a_variant_the_settings_rule_out_is_refused_before_any_training(tiny, tm
     extra = only_flags("sasrec", "llmesr+readouts-fitted") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
     assert main(["ablate", "--seeds", "1"] + extra) == 2
     assert (
-        "variant llmesr+readouts-fitted: seq.readouts.mode: readouts fitted after training need"
+        "variant llmesr+readouts-fitted: seq.readouts.mode: readouts fitted after training read each training"
         in capsys.readouterr().err
     )
     assert not (tmp_path / "runs").exists()

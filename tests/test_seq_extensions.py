@@ -6,14 +6,22 @@ import torch
 
 from esrgraph.data.sequences import Batch
 from esrgraph.seq.config import ReadoutsConfig, SeqConfig
-from esrgraph.seq.model import SeqRecommender
-from esrgraph.seq.objectives import Candidates, Objective
+from esrgraph.seq.model import SeqRecommender, TrainingParts
+from esrgraph.seq.objectives import BinaryCrossEntropy, Candidates
+from esrgraph.seq.registry import OBJECTIVES
+from esrgraph.seq.schemes import TrainingBatch
 
 N, U = 20, 6
 TAIL = torch.tensor([True, True, False, True, False, False])
 
 
-BCE = Objective("bce")
+BCE = BinaryCrossEntropy(N)
+
+
+def loss_of(model, batch: Batch, candidates: Candidates, norm: float, objective) -> torch.Tensor:
+    """The model's loss of one batch under ``objective`` (no auxiliary terms)."""
+    model.training_parts = TrainingParts(None, objective, (), 1.0)
+    return model(TrainingBatch(batch, candidates, norm, batch.users.numpy()))
 
 
 def build(fusion="none", mode="none", theta=(0.5, 0.5), variant="llmesr", seed=0, groups="head_tail"):
@@ -75,13 +83,13 @@ def test_joint_readouts_both_train_and_head_users_skip_distillation():
     m.train()
     items, lengths, users = histories()
     targets = torch.roll(items, -1, 1) * (items > 0)
-    loss, _ = m(Batch(users, items, lengths, targets), Candidates(torch.randint(1, N + 1, (*items.shape, 1))), 1.0, BCE)
+    negatives = Candidates(torch.randint(1, N + 1, (*items.shape, 1)))
+    loss = loss_of(m, Batch(users, items, lengths, targets), negatives, 1.0, BCE)
     loss.backward()
     for layer in m.readouts.proj:
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
-    assert torch.equal(m.distill_weights(users), TAIL.float())
-    assert build(mode="fitted").distill_weights(users).eq(1).all()  # fitted: the shared model trains as without
-    assert build().distill_weights(users) is None
+    assert torch.equal(~m.readouts.skips_distillation(users), TAIL)
+    assert not build(mode="fitted").readouts.skips_distillation(users).any()  # fitted: trains as without
 
 
 def test_one_readout_for_every_user():
@@ -121,8 +129,6 @@ def test_frozen_graph_is_a_buffer_and_finetuned_a_parameter():
     ],
 )
 def test_every_combination_trains_and_scores(backbone, fusion, mode, cross, loss):
-    from esrgraph.seq.objectives import NegativeSampler
-
     torch.manual_seed(0)
     cfg = SeqConfig(
         backbone=backbone,
@@ -137,12 +143,12 @@ def test_every_combination_trains_and_scores(backbone, fusion, mode, cross, loss
     m = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), graph, TAIL).train()
     items, lengths, users = histories()
     targets = torch.roll(items, -1, 1) * (items > 0)
-    objective = Objective(loss)
-    candidates = NegativeSampler(objective, 4, N, torch.ones(N + 1)).draw(targets, torch.Generator().manual_seed(0))
-    value, students = m(
-        Batch(users, items, lengths, targets, Batch(users, items, lengths)), candidates, 10.0, objective
-    )
+    objective = OBJECTIVES.get(loss)(N, negatives=4, popularity=torch.ones(N + 1))
+    candidates = objective.draw(targets, torch.Generator().manual_seed(0))
+    batch = Batch(users, items, lengths, targets, Batch(users, items, lengths))
+    value = loss_of(m, batch, candidates, 10.0, objective)
     value.backward()
+    students = m.last_outputs(TrainingBatch(batch, candidates, 10.0, users.numpy()), None)
     assert torch.isfinite(value) and students.shape == (U, m.user_dim)
     assert all(p.grad is not None for n, p in m.named_parameters() if "views.ids" in n or "encoder" in n)
     m.eval()
@@ -192,15 +198,15 @@ def test_shared_score_keeps_its_own_loss_and_each_readout_learns_from_its_group(
     targets = torch.roll(items, -1, 1) * (items > 0)
     negatives = torch.randint(1, N + 1, (*items.shape, 1), generator=torch.Generator().manual_seed(0))
     batch = Batch(users, items, lengths, targets)
-    shared, _ = plain(batch, Candidates(negatives), 1.0, BCE)
-    both, _ = m(batch, Candidates(negatives), 1.0, BCE)
+    shared = loss_of(plain, batch, Candidates(negatives), 1.0, BCE)
+    both = loss_of(m, batch, Candidates(negatives), 1.0, BCE)
     # identity readouts score exactly like the shared score: shared loss + readout loss = 2 × shared loss
     assert torch.allclose(both, 2 * shared, rtol=1e-5)
     head_only = ~TAIL[users]
     sub = Batch(users[head_only], items[head_only], lengths[head_only], targets[head_only])
     with torch.no_grad():
         m.readouts.proj[1].weight.add_(torch.randn_like(m.readouts.proj[1].weight))
-    loss, _ = m(sub, Candidates(negatives[head_only]), 1.0, BCE)
+    loss = loss_of(m, sub, Candidates(negatives[head_only]), 1.0, BCE)
     loss.backward()
     assert m.readouts.proj[1].weight.grad.abs().sum() == 0  # tail readout: no tail user in the batch
     assert m.readouts.proj[0].weight.grad.abs().sum() > 0

@@ -8,7 +8,7 @@ from esrgraph.data.sequences import SequenceData
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.seq.config import SeqConfig
-from esrgraph.seq.distill import Distiller
+from esrgraph.seq.distill import SelfDistillation
 from esrgraph.seq.model import SeqRecommender
 from tests.conftest import make_dataset
 
@@ -111,7 +111,7 @@ def test_teacher_is_the_mean_of_neighbour_encodings_without_grad():
     similar = np.array([[1, 2], [0, 3], [4, 0], [2, 1], [3, 2]])
     m = model()
     m.train()
-    distiller = Distiller(similar, SeqConfig().distill.__class__(k=2), data)
+    distiller = SelfDistillation(similar, SeqConfig().distill.__class__(k=2), data, 1.0)
     teachers = distiller.teachers(m, np.array([0, 3]), torch.device("cpu"))
     assert not teachers.requires_grad and m.training
     m.eval()
@@ -127,9 +127,9 @@ def test_epoch_teachers_equal_live_teachers_for_the_same_weights():
     similar = np.array([[1, 2], [0, 3], [4, 0], [2, 1], [3, 2]])
     m = model()
     DistillConfig = SeqConfig().distill.__class__
-    live = Distiller(similar, DistillConfig(k=2, teacher="batch"), data)
-    cached = Distiller(similar, DistillConfig(k=2, teacher="epoch"), data)
-    cached.start_epoch(m, torch.device("cpu"))
+    live = SelfDistillation(similar, DistillConfig(k=2, teacher="batch"), data, 1.0)
+    cached = SelfDistillation(similar, DistillConfig(k=2, teacher="epoch"), data, 1.0)
+    cached.begin_epoch(m)
     users = np.array([4, 0, 2])
     assert torch.allclose(
         live.teachers(m, users, torch.device("cpu")), cached.teachers(m, users, torch.device("cpu")), atol=1e-5
@@ -147,5 +147,5 @@ def test_bert4rec_inputs_are_never_longer_than_in_training():
     evaluator = Evaluator(data, EvalConfig(sampled_negatives=3), 8, torch.device("cpu"))
     metrics = evaluator.evaluate(m, "test", ["full"])["full"]["overall"]
     assert np.isfinite(metrics["NDCG@10"])
-    distiller = Distiller(np.array([[1], [0], [0]]), SeqConfig().distill.__class__(k=1), data)
+    distiller = SelfDistillation(np.array([[1], [0], [0]]), SeqConfig().distill.__class__(k=1), data, 1.0)
     assert torch.isfinite(distiller.teachers(m, np.arange(3), torch.device("cpu"))).all()

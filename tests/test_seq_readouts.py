@@ -12,13 +12,13 @@ from esrgraph.config import load_config
 from esrgraph.errors import ConfigError
 from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
+from esrgraph.seq import train as train_module
 from esrgraph.seq.config import ReadoutsConfig
 from esrgraph.seq.fit_readouts import fit_readouts
 from esrgraph.seq.readouts import HEAD, TAIL
 from esrgraph.seq.store import load_model
 from esrgraph.seq.theta import GRID, choose
 from esrgraph.seq.trainer import Trainer
-from esrgraph.stages import seq as seq_stage
 from tests.conftest import cluster_sequences, synthetic_trainer, tiny_overrides
 from tests.test_seq_train import run_cli
 
@@ -103,7 +103,7 @@ def test_both_protocols_take_the_theta_whose_smaller_gain_is_largest():
 
 
 def test_readouts_fitted_after_training_need_a_left_to_right_backbone():
-    with pytest.raises(ConfigError, match="seq.readouts.mode: readouts fitted after training need"):
+    with pytest.raises(ConfigError, match="seq.readouts.mode: readouts fitted after training read each training"):
         load_config(None, ["seq.readouts.mode=fitted", "seq.backbone=bert4rec"])
 
 
@@ -137,7 +137,7 @@ def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, t
     )
     whole = tmp_path / "whole"
     assert main(["train-seq"] + run_cli(tiny, whole, *settings)) == 0
-    fitted, train, fit = [], Trainer.fit, seq_stage.fit_readouts
+    fitted, train, fit = [], Trainer.fit, train_module.fit_readouts
 
     def count(*a, **k):
         fitted.append(a[-1])  # the seed
@@ -145,13 +145,13 @@ def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, t
 
     stopped = []
 
-    def stop_at_seed_2(self, seed, resume=False):
+    def stop_at_seed_2(self, seed, resume=False, callbacks=()):
         if seed == 2 and not stopped:
             stopped.append(seed)
             raise KeyboardInterrupt
-        return train(self, seed, resume)
+        return train(self, seed, resume, callbacks)
 
-    monkeypatch.setattr(seq_stage, "fit_readouts", count)
+    monkeypatch.setattr(train_module, "fit_readouts", count)
     monkeypatch.setattr(Trainer, "fit", stop_at_seed_2)
     args = run_cli(tiny, tmp_path / "cut", *settings)
     assert main(["train-seq"] + args) == 130
@@ -165,7 +165,7 @@ def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, t
             assert torch.equal(cut[name], value), name
 
 
-def test_readouts_fitted_after_training_reuse_a_model_trained_with_the_same_settings(tiny, tmp_path):
+def test_readouts_fitted_after_training_start_from_a_declared_shared_model(tiny, tmp_path):
     base = tiny_overrides(tiny, tmp_path / "runs") + [
         "run.name=r",
         "train.epochs=2",
@@ -175,7 +175,7 @@ def test_readouts_fitted_after_training_reuse_a_model_trained_with_the_same_sett
         "eval.sampled_negatives=3",
     ]
     plain_dir = ensure(Run(load_config(None, base), variant="plain"), "seq")
-    after = base + ["seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2"]
+    after = base + ["seq.readouts.mode=fitted", "seq.readouts.fit_epochs=2", f"seq.readouts.shared_model={plain_dir}"]
     after_dir = ensure(Run(load_config(None, after), variant="after"), "seq")
     summary = json.loads((after_dir / "manifest.json").read_text())["seeds"]["42"]
     assert summary["shared_model_from"] == plain_dir.name
@@ -183,7 +183,11 @@ def test_readouts_fitted_after_training_reuse_a_model_trained_with_the_same_sett
     after_state = torch.load(after_dir / "model-seed42.pt", weights_only=True)
     assert all(torch.equal(after_state[k], v) for k, v in plain_state.items())
     assert bool(after_state["readouts.fitted"]) and not torch.equal(after_state["readouts.proj.1.weight"], torch.eye(8))
-    # other settings of the shared model: trained, not taken
-    other = after + ["train.lr=0.002"]
-    other_dir = ensure(Run(load_config(None, other), variant="other"), "seq")
-    assert "shared_model_from" not in json.loads((other_dir / "manifest.json").read_text())["seeds"]["42"]
+    # the same model trained here instead of taken: identical
+    trained_dir = ensure(Run(load_config(None, after[:-1]), variant="trained"), "seq")
+    assert "shared_model_from" not in json.loads((trained_dir / "manifest.json").read_text())["seeds"]["42"]
+    trained_state = torch.load(trained_dir / "model-seed42.pt", weights_only=True)
+    assert all(torch.equal(trained_state[k], v) for k, v in after_state.items())
+    # a declared shared model trained with other settings is refused, naming the setting
+    with pytest.raises(ConfigError, match="seq.readouts.shared_model: .* not a finished seq stage trained with these"):
+        ensure(Run(load_config(None, after + ["train.lr=0.002"]), variant="other"), "seq")

@@ -17,6 +17,7 @@ from esrgraph.seq.model import SeqRecommender
 from esrgraph.seq.trainer import Trainer, batch_bounds
 from esrgraph.training.checkpoint import CheckpointStore
 from esrgraph.training.distributed import DistContext
+from esrgraph.training.loop import TrainingLoop
 from tests.conftest import cluster_sequences, make_dataset, synthetic_trainer, tiny_overrides
 
 ITEMS = 40
@@ -75,18 +76,18 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
 
     broken, _ = setup("sasrec", tmp_path / "b", epochs=4, extra=extra)
     calls = {"n": 0}
-    original = Trainer.step
+    original = TrainingLoop.step
 
-    def interrupting(self, users, generator):
+    def interrupting(self, batch):
         calls["n"] += 1
-        if calls["n"] == 2 * len(range(0, len(self.users), 16)) + 3:  # a few batches into epoch 3
+        if calls["n"] == 2 * len(range(0, len(broken.users), 16)) + 3:  # a few batches into epoch 3
             raise KeyboardInterrupt
-        return original(self, users, generator)
+        return original(self, batch)
 
-    monkeypatch.setattr(Trainer, "step", interrupting)
+    monkeypatch.setattr(TrainingLoop, "step", interrupting)
     with pytest.raises(KeyboardInterrupt):
         broken.fit(seed=3)
-    monkeypatch.setattr(Trainer, "step", original)
+    monkeypatch.setattr(TrainingLoop, "step", original)
     # fresh weights: all (the average's too) must come from the checkpoint
     resumed, _ = setup("sasrec", tmp_path / "b", epochs=4, build_seed=99, extra=extra)
     result = resumed.fit(seed=3, resume=True)
@@ -222,7 +223,7 @@ def test_length_buckets_keep_every_user_once_and_cut_padding(tmp_path):
     trainer.cfg.length_buckets = 4
     order = trainer.user_order(np.random.default_rng(0))
     assert sorted(order.tolist()) == sorted(trainer.users.tolist())
-    lengths = trainer.train_lengths
+    lengths = trainer.data.train_lengths
     batches = [order[lo : lo + 16] for lo in range(0, len(order), 16)]
     padded = sum(len(b) * lengths[b].max() for b in batches)
     plain = np.random.default_rng(0).permutation(trainer.users)
@@ -234,28 +235,21 @@ def test_length_buckets_keep_every_user_once_and_cut_padding(tmp_path):
 def test_the_expected_targets_per_user_are_what_training_batches_hold(backbone, draws, tmp_path):
     trainer, _ = setup(backbone, tmp_path, epochs=1, max_length=3)  # some histories are cut
     model, users = trainer.model, trainer.users
-    expected = model.targets_per_user(trainer.train_lengths[users]).sum()
+    expected = model.scheme.targets_per_user(trainer.data.train_lengths[users], 3).sum()
     generator = torch.Generator().manual_seed(0)
-    counts = [(model.training_batch(trainer.data, users, generator).targets > 0).sum().item() for _ in range(draws)]
+    counts = [(model.training_batch(users, generator).inputs.targets > 0).sum().item() for _ in range(draws)]
     # next-item targets are counted exactly; masked ones are random, their mean within 1%
     assert np.mean(counts) == pytest.approx(expected, rel=1e-9 if draws == 1 else 0.01)
 
 
 def test_a_target_weighs_the_same_in_a_batch_of_short_or_of_long_histories(tmp_path):
     trainer, _ = setup("sasrec", tmp_path, epochs=1)
-    norms, network = [], trainer.network
-
-    def network_noting_norm(batch, candidates, norm, objective):
-        norms.append(norm)
-        return network(batch, candidates, norm, objective)
-
-    trainer.network = network_noting_norm
-    by_length = trainer.users[np.argsort(trainer.train_lengths[trainer.users], kind="stable")]
+    lengths = trainer.data.train_lengths
+    by_length = trainer.users[np.argsort(lengths[trainer.users], kind="stable")]
     short, long = by_length[:8], by_length[-8:]
-    assert trainer.train_lengths[long].min() > trainer.train_lengths[short].max()
+    assert lengths[long].min() > lengths[short].max()
     generator = torch.Generator().manual_seed(0)
-    trainer.step(short, generator)
-    trainer.step(long, generator)
+    norms = [trainer.model.training_batch(users, generator).norm for users in (short, long)]
     targets = (trainer.data.training_batch(trainer.users).targets > 0).sum().item()
     # each batch's summed loss is divided by 8 users' share of all targets, not by its own count
     assert norms == pytest.approx([8 * targets / len(trainer.users)] * 2)
@@ -307,7 +301,7 @@ def test_no_early_stop_before_min_epochs(tmp_path, monkeypatch, min_epochs, stop
     trainer, _ = setup("gru4rec", tmp_path, epochs=20)
     trainer.cfg.patience, trainer.cfg.min_epochs, trainer.floor = 1, min_epochs, None
     scores = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01] + [0.0] * 20)  # only the first epoch is the best
-    monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores)})
     result = trainer.fit(seed=0)
     assert (result.epochs, result.best_epoch) == (stops_after, 1)
 
@@ -338,8 +332,8 @@ def test_an_early_popularity_peak_does_not_stop_training(tmp_path, monkeypatch):
         0.246,
     ] + [0.24] * 30
     scores = iter(curve)
-    monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
-    monkeypatch.setattr(Trainer, "train_epoch", lambda self, rng, gen, epoch: 1.0)
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores)})
+    monkeypatch.setattr(TrainingLoop, "train_epoch", lambda self, epoch: 1.0)
     result = trainer.fit(seed=0)
     assert result.best_epoch == 13 and result.best_score == 0.26
     assert result.epochs == 16  # three epochs without improvement after the real peak
@@ -374,7 +368,6 @@ def test_more_processes_than_users_to_train_is_refused(tmp_path):
             data,
             TrainConfig(),
             evaluator,
-            None,
             torch.device("cpu"),
             CheckpointStore(tmp_path, "test"),
             DistContext(rank=0, world=4),
@@ -385,7 +378,7 @@ def test_each_epoch_keeps_the_better_of_the_raw_and_the_averaged_weights(tmp_pat
     trainer, _ = setup("sasrec", tmp_path, epochs=2, extra=("train.weight_average=0.9",))
     # validation is called for the raw weights, then for the average: the average wins epoch 1, raw epoch 2
     scores = iter([0.10, 0.20, 0.50, 0.30])
-    monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores)})
     saved = []
     keep = lambda state: saved.append({k: v.clone() for k, v in state.items()})
     monkeypatch.setattr(trainer.store, "save_best", keep)
@@ -416,7 +409,7 @@ def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monk
     raw = [0.95, 0.94, 0.94]  # out of patience after epoch 3: validated no more
     average = [0.90, 0.91, 0.92, 0.96, 0.97, 0.96, 0.95]
     scores = iter([value for pair in zip(raw, average) for value in pair] + average[len(raw) :])
-    monkeypatch.setattr(Trainer, "validate", lambda self: next(scores))
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores)})
     result = trainer.fit(seed=0)
     assert next(scores, None) is None  # every score was asked for: raw 3 times, the average 7
     # raw runs out of patience after epoch 3, the average after epoch 7: training ends there, before the cap

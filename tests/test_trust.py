@@ -155,17 +155,17 @@ def seq_args(tiny, root, *extra):
 @pytest.fixture
 def damaged_checkpoint(tiny, tmp_path, monkeypatch):
     """A training of seed 1 interrupted after epoch 1, its checkpoint file then truncated."""
-    from esrgraph.seq import trainer
+    from esrgraph.training.loop import TrainingLoop
 
-    save = trainer.Trainer._save
+    save = TrainingLoop._save
 
-    def save_then_interrupt(self, result, generators):
-        save(self, result, generators)
+    def save_then_interrupt(self, result):
+        save(self, result)
         raise KeyboardInterrupt
 
     root = tmp_path / "runs"
     with monkeypatch.context() as patch:
-        patch.setattr(trainer.Trainer, "_save", save_then_interrupt)
+        patch.setattr(TrainingLoop, "_save", save_then_interrupt)
         assert main(["train-seq"] + seq_args(tiny, root)) == 130
     path = root / "r" / "seq.checkpoints" / "seed-1" / "epoch-00001.pt"
     path.write_bytes(path.read_bytes()[:100])
@@ -188,7 +188,7 @@ def test_the_pipeline_starts_a_seed_with_a_damaged_checkpoint_over(tiny, damaged
     root, path = damaged_checkpoint
     with caplog.at_level(logging.WARNING):
         assert main(["pipeline"] + seq_args(tiny, root)) == 0
-    assert f"seq: {path}: checkpoint file damaged" in caplog.text and "this seed starts over" in caplog.text
+    assert f"train-seq: {path}: checkpoint file damaged" in caplog.text and "starting over" in caplog.text
     history = json.loads((root / "r" / "seq" / "history-seed1.json").read_text())
     assert [epoch["epoch"] for epoch in history] == [1, 2]  # trained from the first epoch
     assert (root / "r" / "seq" / "model-seed1.pt").stat().st_size > 0

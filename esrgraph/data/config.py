@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config_schema import field
+from ..config_schema import check_folder_name, field
+from ..errors import ConfigError
 
 InteractionFormat = Literal["auto", "inter", "sequences", "json", "csv", "tsv", "amazon-reviews", "amazon-reviews-2023"]
 MetadataFormat = Literal["auto", "json", "jsonl", "csv", "tsv", "amazon-2014", "amazon-2023"]
@@ -130,3 +132,18 @@ class DatasetConfig:
     min_user_interactions: int = field(3, min=3, help="users with fewer are dropped (leave-one-out needs 3)")
     groups: GroupsConfig = field(factory=GroupsConfig)
     cold_items: ColdItemsConfig = field(factory=ColdItemsConfig)
+
+    def check(self, cfg) -> None:
+        check_folder_name("dataset.name", self.name)
+        if self.join.offset and self.join.key_type == "str":
+            raise ConfigError(
+                "dataset.join.offset: an id offset needs integer ids; set dataset.join.key_type to int or auto"
+            )
+        pattern = self.metadata.category_pattern
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"dataset.metadata.category_pattern: {pattern!r} is not a regular expression ({exc})"
+                ) from None

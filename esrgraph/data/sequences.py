@@ -2,8 +2,9 @@
 
 Sequences are right-padded with item 0 to the longest sequence of the batch
 (not to ``max_length``), after keeping each sequence's most recent
-``max_length`` items. With ``reference_padding`` every sequence is left-padded
-to ``max_length`` instead, as the reference implementation did.
+``max_length`` items. With ``left_pad`` every sequence is left-padded to
+``max_length`` instead, as the reference implementation did and as encoders
+that read a fixed window need.
 
 Splits (leave-one-out): a user's training sequence ``s`` is everything but the
 last two items. Training inputs are ``s[:-1]`` with targets ``s[1:]``;
@@ -13,6 +14,7 @@ item from everything before it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +47,11 @@ class Batch:
 class SequenceData:
     """Per-user sequences of one dataset, split leave-one-out, ready for batching."""
 
-    def __init__(self, ds: Dataset, max_length: int, reference_padding: bool = False):
+    def __init__(self, ds: Dataset, max_length: int, left_pad: bool = False):
         self.num_items = ds.num_items
         self.num_warm = ds.num_warm  # items 1..num_warm have interactions; cold items follow and are never targets
         self.max_length = max_length
-        self.reference_padding = reference_padding
+        self.left_pad = left_pad
         self.full = [ds.sequence(u) for u in range(ds.num_users)]
         self.tail_users = torch.from_numpy(ds.tail_users.copy())
         self.tail_items = torch.from_numpy(ds.tail_items.copy())
@@ -60,6 +62,11 @@ class SequenceData:
 
     def train_sequence(self, user: int) -> np.ndarray:
         return self.full[user][:-2]
+
+    @functools.cached_property
+    def train_lengths(self) -> np.ndarray:
+        """[U] the length of each user's training sequence."""
+        return np.array([max(len(seq) - 2, 0) for seq in self.full], dtype=np.int64)
 
     def cold_batch(self, queries: np.ndarray, extra: int = 0) -> Batch:
         """The cold-item protocol's queries [Q, 3] (user, held-out item, items before it) as a batch:
@@ -87,11 +94,11 @@ class SequenceData:
         limit = self.max_length - extra
         cut = [s[-limit:] for s in sequences]
         lengths = np.array([len(s) for s in cut], dtype=np.int64)
-        width = self.max_length - extra if self.reference_padding else max(int(lengths.max()), 1)
+        width = self.max_length - extra if self.left_pad else max(int(lengths.max()), 1)
         out = np.zeros((len(cut), width), dtype=np.int64)
         for row, seq in enumerate(cut):
             if len(seq):
-                if self.reference_padding:
+                if self.left_pad:
                     out[row, width - len(seq) :] = seq
                 else:
                     out[row, : len(seq)] = seq
@@ -122,8 +129,8 @@ class SequenceData:
         return [self.full[u][:-cut] for u in users]
 
 
-def last_positions(items: torch.Tensor, lengths: torch.Tensor, reference_padding: bool) -> torch.Tensor:
+def last_positions(items: torch.Tensor, lengths: torch.Tensor, left_pad: bool) -> torch.Tensor:
     """Index of each row's most recent item: [B]."""
-    if reference_padding:
+    if left_pad:
         return torch.full_like(lengths, items.shape[1] - 1)
     return (lengths - 1).clamp_min(0)

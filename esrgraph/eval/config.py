@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config_schema import field
+from ..errors import ConfigError
 
 PROTOCOLS = ("sampled", "full")
 
@@ -15,3 +16,9 @@ class EvalConfig:
     sampled_negatives: int = field(100, min=1, help="sampled protocol: negatives per user, never interacted with")
     negative_seed: int = field(2024, min=0, help="fixes each user's sampled negatives, the same for every model")
     ks: list[int] = field(factory=lambda: [5, 10, 20], min=1, help="cut-offs K of HR@K and NDCG@K (must include 10)")
+
+    def check(self, cfg) -> None:
+        if 10 not in self.ks:
+            raise ConfigError(
+                f"eval.ks: {self.ks} must include 10: early stopping, θ tuning and the ablation read NDCG@10"
+            )

@@ -8,6 +8,7 @@ from typing import Literal
 
 from ..config_schema import field
 from ..errors import ConfigError
+from ..training.device import check_device
 
 BACKENDS = ("auto", "dgl", "native")
 COMBINES = ("sum", "mean", "attention")
@@ -91,3 +92,6 @@ class GnnConfig:
             raise ConfigError(f"gnn.device: {self.device!r} is not allowed; use auto, cpu, cuda or cuda:N")
         if self.hidden % self.heads:
             raise ConfigError(f"gnn.heads: {self.heads} does not divide gnn.hidden ({self.hidden})")
+
+    def check(self, cfg) -> None:
+        check_device(self.device, "gnn.device")

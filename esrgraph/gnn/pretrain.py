@@ -16,7 +16,6 @@ by :func:`~.backends.resolve_backend`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from ..artifacts import save_array, write_json
 from ..graph.edges import HeteroEdges
 from ..training.checkpoint import CheckpointStore
 from ..training.device import resolve_device
+from ..training.loop import EpochCallback, TrainResult
 from ..training.seeding import seed_everything
 from .backends import resolve_backend
 from .config import GnnConfig
@@ -34,7 +34,7 @@ from .model import ContrastiveModel, build_encoder
 from .probe import chance_agreement, item_labels, probe
 from .store import EMBEDDINGS, HISTORY, PROBE
 from .tensors import GraphTensors
-from .train import TrainResult, train
+from .train import train
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def pretrain_into(
     edges: HeteroEdges,
     features: dict[str, np.ndarray],
     store: CheckpointStore | None = None,
-    resume: bool = False,
-    on_epoch_end: Callable[[int, float], None] | None = None,
+    resume: bool | str = False,
+    callbacks: tuple[EpochCallback, ...] = (),
 ) -> dict:
     """Train on ``edges`` and write the artifacts into ``out``; returns manifest entries."""
     device = resolve_device(cfg.device)
@@ -59,8 +59,7 @@ def pretrain_into(
     model = ContrastiveModel(build_encoder(cfg, graph, backend, tensors), cfg.projection).to(device)
     labels = item_labels(edges)
     untrained = item_embeddings(model.encoder, graph).cpu().numpy()
-    result = train(model, graph, cfg, store, resume, on_epoch_end)
-    model.load_state_dict(result.best_state)
+    result = train(model, graph, cfg, store, resume, callbacks)
     trained = item_embeddings(model.encoder, graph).cpu().numpy()
     rows = {}
     if ITEM in features:
@@ -85,7 +84,7 @@ def pretrain_into(
 
 
 def summary(result: TrainResult) -> dict:
-    stop = result.stopping
+    stop = result.stoppings["raw"]
     seconds = [h["seconds"] for h in result.history if h["epoch"] > result.resumed_from]
     return {
         "epochs": stop.epoch,

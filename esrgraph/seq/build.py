@@ -3,8 +3,9 @@
 :class:`RecommenderInputs` gathers what a recommender is made from (the
 dataset, the LLM and PCA item embeddings, the graph item embeddings, the
 similar users); :func:`build_recommender` and :func:`build_trainer` are what
-the ``seq`` stage, the benchmarks and the tests all call, so none of them can
-drift from what ``esr train-seq`` trains.
+:func:`~.train.train_recommender` calls, and it is what the ``seq`` stage, the
+API and the benchmarks call, so none of them can drift from what
+``esr train-seq`` trains.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from ..text.reduce import pca
 from ..text.store import ITEM_LLM, ITEM_PCA, SIMILAR_USERS, load_array
 from ..training.checkpoint import CheckpointStore
 from ..training.distributed import DistContext
-from .distill import Distiller
+from .backbones import left_padded
+from .distill import SelfDistillation
 from .model import SeqRecommender
+from .objectives import build_objective
 from .trainer import Trainer
+from .variants import variant_spec
 from .views import ID_INIT_STD
 
 
@@ -54,13 +58,13 @@ class RecommenderInputs:
         return inputs
 
     def sequences(self, cfg) -> SequenceData:
-        return SequenceData(self.dataset, cfg.seq.max_length, cfg.seq.reference_padding)
+        return SequenceData(self.dataset, cfg.seq.max_length, left_padded(cfg.seq))
 
 
 def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | None]:
     """Tensors the model is built from: LLM table, collaborative init, graph table, user groups."""
     as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)) if a is not None else None
-    use_text = cfg.seq.variant != "plain"
+    use_text = variant_spec(cfg.seq).text
     llm, init = (as_tensor(inputs.llm), as_tensor(inputs.pca)) if use_text else (None, None)
     graph = as_tensor(inputs.graph) if cfg.seq.fusion != "none" else None
     if graph is not None:
@@ -93,11 +97,20 @@ def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:
     return metrics[cfg.train.valid_protocol]["overall"][VALID_METRIC]
 
 
+def prepare_training(cfg, inputs: RecommenderInputs, model: SeqRecommender, data: SequenceData) -> None:
+    """Give ``model`` what it trains with: the sequences, the configured objective and self-distillation."""
+    popularity = data.train_popularity()[: data.num_warm + 1]
+    auxiliary = []
+    if distills(cfg) and inputs.similar_users is not None:
+        auxiliary.append(SelfDistillation(inputs.similar_users, cfg.seq.distill, data, cfg.seq.distill.alpha))
+    model.prepare_training(data, build_objective(cfg.train, data.num_warm, popularity), tuple(auxiliary))
+
+
 def build_trainer(
     cfg,
     inputs: RecommenderInputs,
     model: SeqRecommender,
-    store: CheckpointStore,
+    store: CheckpointStore | None,
     device: torch.device | str = "cpu",
     dist: DistContext | None = None,
     data: SequenceData | None = None,
@@ -107,15 +120,13 @@ def build_trainer(
     device = torch.device(device)
     data = data or inputs.sequences(cfg)
     evaluator = evaluator or build_evaluator(cfg, data, device)
-    distiller = None
-    if distills(cfg) and inputs.similar_users is not None:
-        distiller = Distiller(inputs.similar_users, cfg.seq.distill, data)
+    prepare_training(cfg, inputs, model, data)
     floor = popularity_floor(cfg, data, evaluator)
-    return Trainer(model, data, cfg.train, evaluator, distiller, device, store, dist, floor, cfg.seq.distill.alpha)
+    return Trainer(model, data, cfg.train, evaluator, device, store, dist, floor)
 
 
 def distills(cfg) -> bool:
-    return cfg.seq.variant == "llmesr" and cfg.seq.distill.alpha > 0
+    return variant_spec(cfg.seq).distills and cfg.seq.distill.alpha > 0
 
 
 def _start_std(init: torch.Tensor | None) -> float:

@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config_schema import field
+from ..errors import ConfigError
+from ..training.device import check_device
+from .registry import BACKBONES, OBJECTIVES, VARIANTS
 
-Backbone = Literal["sasrec", "gru4rec", "bert4rec"]
-# plain: the backbone with id embeddings only; dual-view: LLM-ESR without
-# self-distillation; llmesr: the full model.
-Variant = Literal["plain", "dual-view", "llmesr"]
 Fusion = Literal["none", "init", "view"]
-Objective = Literal["bce", "gbce", "ce", "sampled_softmax"]
 Protocol = Literal["full", "sampled"]
 
 
@@ -54,13 +52,19 @@ class ReadoutsConfig:
     fit_batch_size: int = field(
         1024, min=1, help="fitted: positions per step (each holds a positions × items score matrix)"
     )
+    shared_model: str | None = field(
+        None,
+        help="fitted: a finished seq stage folder trained with these settings and no readouts, whose models "
+        "the readouts start from instead of training (esr ablate sets it)",
+    )
 
 
 @dataclass
 class SeqConfig:
-    backbone: Backbone = field("sasrec", help="sequence encoder")
-    variant: Variant = field(
+    backbone: str = field("sasrec", choices=BACKBONES.choices(), help="sequence encoder")
+    variant: str = field(
         "llmesr",
+        choices=VARIANTS.choices(),
         help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation) or llmesr (the full model)",
     )
     # 128: validation NDCG@10 +1.5% on amazon-scientific and +1.9% on amazon-beauty over the reference's 64
@@ -84,11 +88,37 @@ class SeqConfig:
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
     readouts: ReadoutsConfig = field(factory=ReadoutsConfig)
 
+    def check(self, cfg) -> None:
+        from .backbones import backbone_spec
+
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"seq.num_heads ({self.num_heads}) must divide seq.hidden_size ({self.hidden_size})")
+        if cfg.embed.pca_dim != self.hidden_size and VARIANTS.get(self.variant).text:
+            raise ConfigError(
+                f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({self.hidden_size}): "
+                "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
+            )
+        if self.distill.k is None:
+            self.distill.k = cfg.embed.similar_users
+        elif self.distill.k > cfg.embed.similar_users:
+            raise ConfigError(
+                f"seq.distill.k ({self.distill.k}) exceeds embed.similar_users ({cfg.embed.similar_users})"
+            )
+        if self.readouts.mode == "fitted" and not backbone_spec(self).scheme(self, 0).reads_positions:
+            # the readouts read each training position's output, and a masked model's outputs see the next item
+            raise ConfigError(
+                f"seq.readouts.mode: readouts fitted after training read each training position, which the "
+                f"{self.backbone} backbone does not train; use seq.readouts.mode=joint"
+            )
+        if self.readouts.shared_model is not None and self.readouts.mode != "fitted":
+            raise ConfigError("seq.readouts.shared_model: only fitted readouts start from a shared model")
+
 
 @dataclass
 class TrainConfig:
-    loss: Objective = field(
+    loss: str = field(
         "ce",
+        choices=OBJECTIVES.choices(),
         help="training objective: bce or gbce with sampled negatives, ce (full softmax) "
         "or sampled_softmax (negatives shared by a batch, log-frequency correction)",
     )
@@ -130,3 +160,8 @@ class TrainConfig:
         help="sort users by length within windows of this many batches, then shuffle the batches: "
         "less padding, faster epochs; 1 keeps plain random batches (the reference)",
     )
+
+    def check(self, cfg) -> None:
+        check_device(self.device, "train.device")
+        if not self.seeds:
+            raise ConfigError("train.seeds: give at least one seed")

@@ -1,4 +1,4 @@
-"""Retrieval-augmented self-distillation (LLM-ESR).
+"""Retrieval-augmented self-distillation (LLM-ESR), an auxiliary loss term the model owns.
 
 Each user's teacher is the average encoding of the training sequences of its K
 most similar users (by LLM user-embedding cosine, from ``esr embed``). The
@@ -21,21 +21,37 @@ from ..data.sequences import SequenceData
 from .config import DistillConfig
 
 
-class Distiller:
+class SelfDistillation:
+    """α · the distance of each user's vector (the student) to its teacher, per user of a batch.
+
+    The loss is summed over the batch's users and divided by the whole batch's number of users;
+    with user-group readouts trained jointly, head users are left out (the seed project's rule).
+    """
+
     # Neighbour sequences are encoded in chunks of similar length, so one long
     # history does not pad hundreds of short ones.
     CHUNK = 256
 
-    def __init__(self, similar: np.ndarray, cfg: DistillConfig, data: SequenceData):
+    def __init__(self, similar: np.ndarray, cfg: DistillConfig, data: SequenceData, alpha: float):
         self.similar = similar[:, : cfg.k]
         self.cfg = cfg
         self.data = data
-        self.train_lengths = np.array([len(data.train_sequence(u)) for u in range(data.num_users)])
+        self.alpha = alpha
         self.table: torch.Tensor | None = None  # [U, V * d] encodings of every user (teacher: epoch)
 
-    def start_epoch(self, model, device: torch.device) -> None:
+    def begin_epoch(self, model) -> None:
         if self.cfg.teacher == "epoch":
-            self.table = self.encode(model, np.arange(self.data.num_users), device)
+            self.table = self.encode(model, np.arange(self.data.num_users), model.input_device)
+
+    def loss(self, model, batch, outputs: torch.Tensor) -> torch.Tensor:
+        """α · the summed distance of the batch's users to their teachers, divided by ``batch.size``."""
+        students = model.last_outputs(batch, outputs)
+        teachers = self.teachers(model, batch.users, students.device)
+        weights = None
+        if model.readouts is not None:
+            users = torch.from_numpy(batch.users).to(students.device)
+            weights = (~model.readouts.skips_distillation(users)).float()
+        return self.alpha * self.distance(students, teachers, float(batch.size), weights)
 
     @torch.no_grad()
     def teachers(self, model, users: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -51,7 +67,7 @@ class Distiller:
     @torch.no_grad()
     def encode(self, model, users: np.ndarray, device: torch.device) -> torch.Tensor:
         """[len(users), V * d] shared user vectors of these users' training sequences, in eval mode."""
-        order = np.argsort(self.train_lengths[users], kind="stable")
+        order = np.argsort(self.data.train_lengths[users], kind="stable")
         was_training = model.training
         model.eval()
         try:
@@ -66,7 +82,7 @@ class Distiller:
         vectors[torch.from_numpy(order).to(device)] = torch.cat(parts)
         return vectors
 
-    def loss(
+    def distance(
         self, students: torch.Tensor, teachers: torch.Tensor, norm: float, weights: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Summed over users (``weights`` [B] in {0, 1} leave some out), divided by ``norm`` (the global batch size)."""

@@ -1,10 +1,11 @@
-"""Fitting the user-group readouts after training (``seq.readouts.mode: fitted``).
+"""Fitting the user-group readouts after training (``seq.readouts.mode: fitted``), on the training core.
 
 The shared model is frozen and read in eval mode (no dropout): the vectors a
 readout is fitted on are the ones it will see at inference. Each group's
 readout W_g (starting as the identity) is fitted on the next-item targets of
-its own users' training positions with a full softmax over every item.
-Validation and test items are never read.
+its own users' training positions with a full softmax over every item, for
+``fit_epochs`` epochs (its patience never runs out; it keeps its last
+weights). Validation and test items are never read.
 """
 
 from __future__ import annotations
@@ -12,14 +13,45 @@ from __future__ import annotations
 import logging
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data.sequences import SequenceData
+from ..training.loop import TrainingLoop
+from ..training.stopping import EarlyStopping
 from .config import ReadoutsConfig
 from .model import SeqRecommender
-from .objectives import Candidates, Objective, objective_loss
+from .objectives import Candidates, FullSoftmax
 
 log = logging.getLogger(__name__)
+
+
+class ReadoutTask:
+    """One group's readout as the training core sees it: shuffled batches of frozen position vectors."""
+
+    metric = None  # no validation: θ is chosen on validation afterwards
+
+    def __init__(self, layer, vectors, targets, items, cfg: ReadoutsConfig, generator: torch.Generator):
+        self.model = layer
+        self.vectors, self.targets, self.items = vectors, targets, items
+        self.cfg = cfg
+        self.generator = generator
+        self.objective = FullSoftmax(len(items) - 1)
+
+    def begin_epoch(self, epoch: int) -> None:
+        pass
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        order = torch.randperm(len(self.targets), generator=self.generator).to(self.vectors.device)
+        return [order[lo : lo + self.cfg.fit_batch_size] for lo in range(0, len(order), self.cfg.fit_batch_size)]
+
+    def loss(self, pick: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        items = self.items
+        summed = self.objective.loss(
+            network(self.vectors[pick]), self.targets[pick], Candidates(), lambda ids: items[ids], lambda: items
+        )
+        return summed / len(pick)
+
+    def validate(self) -> dict[str, float]:
+        raise NotImplementedError("readouts are fitted for a fixed number of epochs")
 
 
 def fit_readouts(model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig, seed: int) -> dict:
@@ -42,46 +74,19 @@ def fit_readouts(model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig,
             continue
         vectors, targets = model.position_vectors(data, users)
         layer = readouts.proj[g].requires_grad_(True)
-        losses[name] = _fit_layer(model, layer, vectors, targets, items, cfg, generator, name)
+        loop = TrainingLoop(
+            ReadoutTask(layer, vectors, targets, items, cfg, generator),
+            torch.optim.Adam(layer.parameters(), lr=cfg.fit_lr),
+            lambda: EarlyStopping(cfg.fit_epochs + 1, "min"),
+            cfg.fit_epochs,
+            label=f"fit the {name}-user readout",
+            log_every=cfg.fit_epochs,
+        )
+        losses[name] = loop.fit().history[-1]["loss"]
         layer.requires_grad_(False)  # as built: no gradient outside fitting
     readouts.fitted.fill_(True)
+    model.eval()
     log.info(
         "readouts: fitted after training, final loss %s", ", ".join(f"{k} users {v:.4f}" for k, v in losses.items())
     )
     return losses
-
-
-def _fit_layer(
-    model: SeqRecommender,
-    layer: torch.nn.Linear,
-    vectors: torch.Tensor,
-    targets: torch.Tensor,
-    items: torch.Tensor,
-    cfg: ReadoutsConfig,
-    generator: torch.Generator,
-    name: str,
-) -> float:
-    """Adam over shuffled batches of positions with a full softmax; returns the last epoch's mean loss."""
-    optimizer = torch.optim.Adam(layer.parameters(), lr=cfg.fit_lr)
-    mean = float("nan")
-    for _ in tqdm(range(cfg.fit_epochs), desc=f"fit the {name}-user readout", unit="epoch", leave=False):
-        order = torch.randperm(len(targets), generator=generator).to(vectors.device)
-        total = 0.0
-        for lo in range(0, len(order), cfg.fit_batch_size):
-            pick = order[lo : lo + cfg.fit_batch_size]
-            picked = targets[pick]
-            value = objective_loss(
-                Objective("ce"),
-                layer(vectors[pick]),
-                picked,
-                Candidates(),
-                lambda ids: items[ids],
-                lambda: items,
-                model.num_items,
-            ) / len(pick)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            total += float(value.detach()) * len(pick)
-        mean = total / len(targets)
-    return mean

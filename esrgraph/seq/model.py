@@ -14,10 +14,12 @@ Extensions: graph fusion (:mod:`.views`) and user-group readouts (:mod:`.readout
 Every model offers the same contract, so one trainer and one evaluator serve
 every backbone and variant without knowing which it is:
 
-* training: :meth:`~SeqRecommender.training_batch` (the model decides what it
-  predicts: next items, or masked items for Bert4Rec), :meth:`~SeqRecommender.forward`
-  (the loss of a batch under an objective, and the user vectors that
-  self-distillation aligns), :meth:`~SeqRecommender.distill_weights`;
+* training (once :meth:`~SeqRecommender.prepare_training` gave it its data,
+  objective and auxiliary terms): :meth:`~SeqRecommender.training_batch` (the
+  backbone's training scheme decides what is predicted: next items, masked
+  items, or each prefix's next item; the objective draws the candidates),
+  :meth:`~SeqRecommender.forward` (the batch's whole loss, auxiliary terms such
+  as self-distillation included), :meth:`~SeqRecommender.begin_epoch`;
 * scoring: :meth:`~SeqRecommender.user_vectors`, :meth:`~SeqRecommender.item_tables`,
   :meth:`~SeqRecommender.score_all`, :meth:`~SeqRecommender.score_items`;
 * reading: :meth:`~SeqRecommender.position_vectors` (the vector at every training
@@ -33,15 +35,19 @@ once to the encoder's input (it was applied twice, dropping 75% of it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.sequences import Batch, SequenceData, last_positions
-from .backbones import build_backbone, valid_mask
+from ..data.sequences import SequenceData, last_positions
+from .backbones import backbone_spec, left_padded, valid_mask
 from .config import SeqConfig
-from .objectives import Candidates, Objective, objective_loss
+from .objectives import Candidates, Objective
 from .readouts import GroupReadouts
+from .schemes import TrainingBatch
+from .variants import variant_spec
 from .views import ItemViews
 
 
@@ -92,8 +98,11 @@ class SeqRecommender(nn.Module):
         self.num_items = num_items
         # items 1..num_warm have interactions; cold items (after them) never take part in training
         self.num_warm = num_items if num_warm is None else num_warm
-        self.mask_token = num_items + 1
-        use_llm = cfg.variant != "plain"
+        spec = backbone_spec(cfg)
+        self.scheme = spec.scheme(cfg, num_items + 1)  # the mask token's id follows the items
+        self.left_pad = left_padded(cfg)
+        self.causal = spec.causal(cfg)
+        use_llm = variant_spec(cfg).text
         self.views = ItemViews(
             num_items,
             cfg.hidden_size,
@@ -101,20 +110,11 @@ class SeqRecommender(nn.Module):
             init if use_llm else None,
             graph,
             cfg.fusion,
-            mask_token=cfg.backbone == "bert4rec",
+            mask_token=self.scheme.mask_token,
             graph_finetune=cfg.graph_finetune,
         )
-        self.input_scale = cfg.hidden_size**0.5
-        self.encoder = build_backbone(
-            cfg.backbone,
-            cfg.hidden_size,
-            cfg.num_layers,
-            cfg.num_heads,
-            cfg.dropout,
-            cfg.max_length,
-            cfg.causal,
-            cfg.reference_padding,
-        )
+        self.input_scale = cfg.hidden_size**0.5 if spec.scale_inputs else 1.0
+        self.encoder = spec.encoder(cfg)
         self.cross = (
             CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout) if cfg.cross_attention and use_llm else None
         )
@@ -123,16 +123,13 @@ class SeqRecommender(nn.Module):
             if tail_users is None:
                 raise ValueError("user-group readouts need the user groups (tail_users)")
             self.readouts = GroupReadouts(self.user_dim, cfg.readouts, tail_users)
-
-    @property
-    def bidirectional(self) -> bool:
-        return self.cfg.backbone == "bert4rec"
+        self.training_parts: TrainingParts | None = None  # set by prepare_training, never saved
 
     @property
     def appended_tokens(self) -> int:
-        """Positions ``user_vectors`` adds after a history (Bert4Rec's mask token): histories
+        """Positions ``user_vectors`` adds after a history (a mask token): histories
         are cut to ``max_length`` minus these, so no input is longer than in training."""
-        return 1 if self.bidirectional else 0
+        return self.scheme.appended_tokens
 
     @property
     def user_dim(self) -> int:
@@ -144,8 +141,8 @@ class SeqRecommender(nn.Module):
         """Encoder outputs of all views, concatenated: [B, T, V * d]."""
         views = [v * self.input_scale for v in self.views.lookup(items)]
         if self.cross is not None:
-            valid = valid_mask(lengths, items.shape[1], self.cfg.reference_padding)
-            views = self.cross(views, valid, causal=self.cfg.causal and not self.bidirectional)
+            valid = valid_mask(lengths, items.shape[1], self.left_pad)
+            views = self.cross(views, valid, causal=self.causal)
         return torch.cat([self.encoder(v, lengths) for v in views], dim=-1)
 
     def user_vectors(
@@ -161,7 +158,7 @@ class SeqRecommender(nn.Module):
         ``groups``: 1 tail, 0 head) each is mixed with its group's readout once the
         readouts are active; without, the shared vector (as self-distillation uses).
         """
-        if self.bidirectional:
+        if self.appended_tokens:
             items, lengths = self._append_mask(items, lengths)
         vectors = self._last(self.sequence_outputs(items, lengths), items, lengths)
         # users first: self-distillation passes none, and reading ``active`` syncs a GPU
@@ -170,16 +167,17 @@ class SeqRecommender(nn.Module):
         return self.readouts(vectors, users, groups=groups)
 
     def _last(self, outputs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        last = last_positions(items, lengths, self.cfg.reference_padding)
+        last = last_positions(items, lengths, self.left_pad)
         return outputs[torch.arange(items.shape[0], device=items.device), last]
 
     def _append_mask(self, items: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = items.shape[0]
-        if self.cfg.reference_padding:
-            tail = torch.full((b, 1), self.mask_token, dtype=items.dtype, device=items.device)
+        mask_id = self.num_items + 1
+        if self.left_pad:
+            tail = torch.full((b, 1), mask_id, dtype=items.dtype, device=items.device)
             return torch.cat([items, tail], dim=1), lengths + 1
         wider = torch.cat([items, torch.zeros((b, 1), dtype=items.dtype, device=items.device)], dim=1)
-        wider[torch.arange(b, device=items.device), lengths] = self.mask_token
+        wider[torch.arange(b, device=items.device), lengths] = mask_id
         return wider, lengths + 1
 
     # ----------------------------------------------------------------- scoring
@@ -204,48 +202,77 @@ class SeqRecommender(nn.Module):
 
     # ---------------------------------------------------------------- training
 
-    def training_batch(self, data: SequenceData, users: np.ndarray, generator: torch.Generator) -> Batch:
-        """The batch these users train on: next-item targets at every position, or, for a
-        bidirectional model, a share of masked items (at least one per user) to recover."""
-        if not self.bidirectional:
-            return data.training_batch(users)
-        history = data.history_batch(users, "train", self.appended_tokens)
-        batch = data.history_batch(users, "train")
-        real = batch.items > 0
-        masked = (torch.rand(batch.items.shape, generator=generator) < self.cfg.mask_prob) & real
-        none = ~masked.any(1)
-        width = batch.items.shape[1]
-        last = torch.full_like(batch.lengths, width - 1) if self.cfg.reference_padding else batch.lengths - 1
-        masked[none, last[none]] = True
-        targets = torch.where(masked, batch.items, torch.zeros_like(batch.items))
-        items = torch.where(masked, torch.full_like(batch.items, self.mask_token), batch.items)
-        return Batch(batch.users, items, batch.lengths, targets, history)
+    def prepare_training(self, data: SequenceData, objective: Objective, auxiliary: tuple = ()) -> None:
+        """What training needs besides the weights: the sequences, the objective and auxiliary loss terms
+        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation)."""
+        lengths = np.array([len(data.train_sequence(u)) for u in data.trainable_users()])
+        expected = float(self.scheme.targets_per_user(lengths, self.cfg.max_length).mean()) if len(lengths) else 1.0
+        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected)
 
-    def targets_per_user(self, lengths: np.ndarray) -> np.ndarray:
-        """Expected training targets of users whose training sequences have ``lengths``: the next
-        item at every input position, or, bidirectional, the masked share (at least one)."""
-        if not self.bidirectional:
-            return np.clip(np.minimum(lengths - 1, self.cfg.max_length), 0, None).astype(float)
-        kept = np.minimum(lengths, self.cfg.max_length).astype(float)
-        return self.cfg.mask_prob * kept + (1.0 - self.cfg.mask_prob) ** kept
+    def begin_epoch(self) -> None:
+        for term in self._parts.auxiliary:
+            term.begin_epoch(self)
 
-    def distill_weights(self, users: torch.Tensor) -> torch.Tensor | None:
-        """[B] weights of each user's self-distillation term (None: every user's counts fully)."""
-        if self.readouts is None:
-            return None
-        return (~self.readouts.skips_distillation(users)).float()
+    def training_batch(self, users: np.ndarray, generator: torch.Generator) -> TrainingBatch:
+        """The batch these users train on, with the candidates the objective draws for its targets.
+
+        Every target weighs the same, whatever batch it falls in: the summed loss is divided by
+        the batch's expected number of targets, not its own. Length buckets make batches of short
+        histories only; dividing by their own few targets gave each of them several times the
+        weight of a long history's target (amazon-scientific validation 0.1047 against 0.1072).
+        """
+        parts = self._parts
+        inputs, owner = self.scheme.inputs(parts.data, users, generator)
+        candidates = parts.objective.draw(inputs.targets, generator)
+        return TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
+
+    def forward(self, batch: TrainingBatch) -> torch.Tensor:
+        """The batch's loss: next-item (or masked-item) loss summed over its targets and divided by
+        ``batch.norm``, plus every auxiliary term. ``batch.inputs.targets`` [R, T] holds the item to
+        predict at each position (0: none); ``batch.candidates`` what positions are scored against."""
+        inputs = batch.inputs
+        outputs = self.sequence_outputs(inputs.items, inputs.lengths)
+        where = inputs.targets > 0
+        targets = inputs.targets[where]
+        candidates = batch.candidates.at(where)
+        value = self.position_loss(outputs[where], targets, candidates)
+        if self.readouts is not None and self.readouts.trains_jointly:
+            projected = self.readouts.project(outputs, inputs.users)
+            value = value + self.position_loss(projected[where], targets, candidates)
+        value = value / batch.norm
+        for term in self._parts.auxiliary:
+            value = value + term.loss(self, batch, outputs)
+        return value
+
+    def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
+        """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
+        return self._parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
+
+    def last_outputs(self, batch: TrainingBatch, outputs: torch.Tensor) -> torch.Tensor:
+        """The shared vector [B, V * d] of each user of a training batch, as inference reads it: the last
+        output of each row, or, where rows are not the users' whole sequences, their encoded history."""
+        history = batch.inputs.history
+        if history is not None:
+            return self.user_vectors(history.items, history.lengths)
+        return self._last(outputs, batch.inputs.items, batch.inputs.lengths)
+
+    @property
+    def _parts(self) -> TrainingParts:
+        if self.training_parts is None:
+            raise RuntimeError("call prepare_training before training the model")
+        return self.training_parts
 
     @torch.no_grad()
     def position_vectors(
         self, data: SequenceData, users: np.ndarray, batch_size: int = 256
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared vectors [P, V * d] at every training position of ``users`` and their next items [P],
-        read as inference reads them (eval mode: no dropout). Left-to-right models only."""
+        read as inference reads them (eval mode: no dropout). Schemes that read positions only."""
         device, was_training = self.input_device, self.training
         self.eval()
         vectors, targets = [], []
         for lo in range(0, len(users), batch_size):
-            batch = data.training_batch(users[lo : lo + batch_size]).to(device)
+            batch = self.scheme.reading_batch(data, users[lo : lo + batch_size]).to(device)
             outputs = self.sequence_outputs(batch.items, batch.lengths)
             where = batch.targets > 0
             vectors.append(outputs[where])
@@ -257,38 +284,15 @@ class SeqRecommender(nn.Module):
     def input_device(self) -> torch.device:
         return self.views.ids.weight.device
 
-    def forward(
-        self, batch: Batch, candidates: Candidates, norm: float, objective: Objective
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next-item (or masked-item) loss summed over positions and divided by ``norm``,
-        and the shared student user vectors [B, V * d] for self-distillation.
-
-        ``batch.targets`` [B, T] holds the item to predict at each position (0: none);
-        ``candidates`` what positions are scored against (:mod:`.objectives`). A masked
-        batch's student is its unmasked history (``batch.history``).
-        """
-        outputs = self.sequence_outputs(batch.items, batch.lengths)
-        students = self._last(outputs, batch.items, batch.lengths)
-        if batch.history is not None:
-            students = self.user_vectors(batch.history.items, batch.history.lengths)
-        where = batch.targets > 0
-        targets = batch.targets[where]
-        candidates = candidates.at(where)
-        value = self.position_loss(outputs[where], targets, candidates, objective)
-        if self.readouts is not None and self.readouts.trains_jointly:
-            projected = self.readouts.project(outputs, batch.users)
-            value = value + self.position_loss(projected[where], targets, candidates, objective)
-        return value / norm, students
-
-    def position_loss(
-        self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates, objective: Objective
-    ) -> torch.Tensor:
-        """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
-        return objective_loss(
-            objective, hidden, targets, candidates, self.item_vectors, self.warm_tables, self.num_warm
-        )
-
     def warm_tables(self) -> torch.Tensor:
         """[num_warm + 1, V * d]: the items training scores against (cold items never are)."""
         tables = self.item_tables()
         return tables if self.num_warm == self.num_items else tables[: self.num_warm + 1]
+
+
+@dataclass
+class TrainingParts:
+    data: SequenceData
+    objective: Objective
+    auxiliary: tuple
+    targets_per_user: float  # expected training targets of a user (the loss's normaliser per user)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..runs import Run
     from ..training.distributed import DistContext
+    from ..training.loop import EpochCallback
 
 
 def _single_process() -> DistContext:
@@ -37,7 +38,7 @@ class StageRun:
     resume: bool | str = (
         "auto"  # True: continue checkpoints (other settings: an error); "auto": continue when they match
     )
-    options: dict[str, Any] = field(default_factory=dict)  # stage-specific hooks (e.g. a callback per epoch)
+    callbacks: tuple[EpochCallback, ...] = ()  # run after each training epoch of the stage (tests, progress)
     dist: DistContext = field(default_factory=lambda: _single_process())
 
     @property

@@ -12,6 +12,7 @@ from ..eval.cold import RandomScorer, cold_item_metrics
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report
+from ..seq.backbones import left_padded
 from ..seq.store import load_model, trained_seeds
 from ..training.device import resolve_device
 from . import Stage, StageRun
@@ -21,7 +22,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
     cfg = ctx.cfg
     ds = load_dataset(ctx.inputs["dataset"])
     device = resolve_device(cfg.train.device)
-    data = SequenceData(ds, cfg.seq.max_length, cfg.seq.reference_padding)
+    data = SequenceData(ds, cfg.seq.max_length, left_padded(cfg.seq))
     evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device)
     per_seed = {}
     for seed in trained_seeds(ctx.inputs["seq"]):

@@ -56,15 +56,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
     edges = load_edges(ctx.inputs["graph"], ds.num_items)
     features = input_features(ctx, edges)
     store = checkpoint_store(ctx)
-    resume = bool(ctx.resume)
-    if not resume and store.latest_epoch() is not None:
-        log.warning(
-            "gnn: a checkpoint after epoch %d exists in %s; starting over (pass --resume to continue it)",
-            store.latest_epoch(),
-            store.folder,
-        )
-    result = pretrain_into(out, cfg, ctx.cfg.run.seed, edges, features, store, resume, ctx.options.get("on_epoch_end"))
-    return result
+    return pretrain_into(out, cfg, ctx.cfg.run.seed, edges, features, store, ctx.resume, ctx.callbacks)
 
 
 def input_features(ctx: StageRun, edges: HeteroEdges) -> dict[str, np.ndarray]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Literal
 
 from ..config_schema import field
+from ..errors import ConfigError
+from ..training.device import check_device
 
 DEFAULT_ITEM_TEMPLATE = ["{title}.", "Brand: {brand}.", "Categories: {categories}.", "Price: {price}.", "{description}"]
 
@@ -27,3 +30,26 @@ class EmbedConfig:
     similar_users: int = field(10, min=1, help="K most similar users kept per user")
     block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
     cache: bool = field(True, help="reuse encodings of texts seen before (keyed by model and text)")
+
+    def check(self, cfg) -> None:
+        check_device(self.device, "embed.device")
+        if self.pca_dim is None:
+            self.pca_dim = cfg.seq.hidden_size
+        for i, part in enumerate(self.item_template):
+            check_template(part, f"embed.item_template[{i}]")
+        check_template(self.user_item_template, "embed.user_item_template")
+
+
+TEMPLATE_FIELDS = ("title", "brand", "categories", "price", "description")
+
+
+def check_template(text: str, key: str) -> None:
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not a valid template ({exc})") from None
+    for name in names:
+        if name not in TEMPLATE_FIELDS:
+            raise ConfigError(
+                f"{key}: unknown field {{{name}}}; use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+            )

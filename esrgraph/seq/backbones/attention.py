@@ -1,16 +1,12 @@
-"""Sequence encoders shared by every recommender.
+"""Self-attention encoders: SASRec ("Self-Attentive Sequential Recommendation", ICDM 2018)
+when causal, Bert4Rec ("BERT4Rec: Sequential Recommendation with Bidirectional Encoder
+Representations from Transformer", CIKM 2019) when bidirectional.
 
-* :class:`SelfAttentionEncoder` — SASRec ("Self-Attentive Sequential
-  Recommendation", ICDM 2018) when causal, Bert4Rec (CIKM 2019) when
-  bidirectional.
-* :class:`GRUEncoder` — GRU4Rec ("Session-based Recommendations with
-  Recurrent Neural Networks", ICLR 2016).
-
-Both map item embeddings ``x`` [B, T, d] and ``lengths`` [B] to outputs
+The encoder maps item embeddings ``x`` [B, T, d] and ``lengths`` [B] to outputs
 [B, T, d]. Padding never changes the outputs at real positions: it is masked
-out of attention and skipped by the GRU, and positions count back from each
-sequence's most recent item, so results do not depend on how much padding a
-batch carries or on ``max_length``.
+out of attention, and positions count back from each sequence's most recent
+item, so results do not depend on how much padding a batch carries or on
+``max_length``.
 """
 
 from __future__ import annotations
@@ -20,13 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
-
-def valid_mask(lengths: torch.Tensor, width: int, reference_padding: bool) -> torch.Tensor:
-    """[B, T] True at real (non-padding) positions."""
-    positions = torch.arange(width, device=lengths.device)
-    if reference_padding:
-        return positions.unsqueeze(0) >= (width - lengths).unsqueeze(1)
-    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+from ..schemes import MaskedItems, NextItems
+from .base import BackboneSpec, init_positions, register, valid_mask
 
 
 class FeedForward(nn.Module):
@@ -90,7 +81,7 @@ class SelfAttentionEncoder(nn.Module):
         self.causal = causal
         self.reference_padding = reference_padding
         self.positions = skip_init(nn.Embedding, max_length + 1, d)  # the default init's draws depend on the size
-        _init_positions(self.positions.weight)
+        init_positions(self.positions.weight)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(AttentionBlock(d, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
@@ -126,46 +117,27 @@ class SelfAttentionEncoder(nn.Module):
         return allowed
 
 
-@torch.no_grad()
-def _init_positions(weight: torch.Tensor) -> None:
-    """N(0, 0.02²) rows, each from its own generator, so a position's row and every draw after the
-    table are the same whatever ``max_length`` is: results then do not change with it.
-
-    Same scale as the item embeddings: a default N(0, 1) table would drown the items' signal
-    and leave the model little but position.
-    """
-    base = int(torch.randint(0, 2**31, ()))  # one draw from the global stream, whatever the size
-    for row, values in enumerate(weight):
-        values.normal_(0.0, 0.02, generator=torch.Generator().manual_seed((base << 20) + row))
+def _encoder(seq, causal: bool) -> SelfAttentionEncoder:
+    return SelfAttentionEncoder(
+        seq.hidden_size, seq.num_layers, seq.num_heads, seq.dropout, seq.max_length, causal, seq.reference_padding
+    )
 
 
-class GRUEncoder(nn.Module):
-    """GRU4Rec encoder. Inputs ``x`` [B, T, d], ``lengths`` [B]; output [B, T, d] (zeros at padding)."""
-
-    def __init__(self, d: int, layers: int, dropout: float, reference_padding: bool = False):
-        super().__init__()
-        self.reference_padding = reference_padding
-        self.dropout = nn.Dropout(dropout)
-        self.gru = nn.GRU(d, d, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        self.norm = nn.LayerNorm(d)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(x)
-        if self.reference_padding:
-            out, _ = self.gru(x)  # the reference runs the GRU over the left padding too
-            return self.norm(out)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.gru(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.norm(out)
-
-
-def build_backbone(
-    name: str, d: int, layers: int, heads: int, dropout: float, max_length: int, causal: bool, reference_padding: bool
-) -> nn.Module:
-    if name == "gru4rec":
-        return GRUEncoder(d, layers, dropout, reference_padding)
-    # Bert4Rec reads the whole sequence in both directions.
-    return SelfAttentionEncoder(d, layers, heads, dropout, max_length, causal and name == "sasrec", reference_padding)
+register(
+    "sasrec",
+    BackboneSpec(
+        encoder=lambda seq: _encoder(seq, seq.causal),
+        scheme=lambda seq, mask_id: NextItems(),
+        paper="Self-Attentive Sequential Recommendation (ICDM 2018)",
+        causal=lambda seq: seq.causal,
+    ),
+)
+register(
+    "bert4rec",
+    BackboneSpec(
+        encoder=lambda seq: _encoder(seq, False),
+        scheme=lambda seq, mask_id: MaskedItems(seq.mask_prob, mask_id),
+        paper="BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer "
+        "(CIKM 2019)",
+    ),
+)

@@ -1,0 +1,31 @@
+"""The recommender's variants (``seq.variant``): which item views a model has and whether it self-distils.
+
+* ``plain``: the backbone with item-id embeddings only, randomly initialised;
+* ``dual-view``: LLM-ESR's semantic view (frozen LLM item embeddings through an
+  adapter) beside the collaborative view (id embeddings initialised with the
+  PCA of the LLM embeddings), without self-distillation;
+* ``llmesr``: the full LLM-ESR model, with retrieval-augmented self-distillation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .registry import VARIANTS
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    text: bool  # semantic view and PCA-initialised ids: reads the embed stage
+    distills: bool  # self-distillation from similar users (reads the similar users)
+    help: str
+
+
+def variant_spec(seq) -> VariantSpec:
+    """The spec of the configured ``seq.variant``."""
+    return VARIANTS.get(seq.variant, "seq.variant")
+
+
+VARIANTS.register("plain", VariantSpec(text=False, distills=False, help="id embeddings only"))
+VARIANTS.register("dual-view", VariantSpec(text=True, distills=False, help="LLM-ESR without self-distillation"))
+VARIANTS.register("llmesr", VariantSpec(text=True, distills=True, help="the full LLM-ESR model"))
