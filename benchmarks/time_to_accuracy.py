@@ -2,7 +2,7 @@
 
 What a user waits for is a model as good as a given one, not an epoch. For
 each objective and backbone this trains the configured recommender as
-``esr train-seq`` does (same builder, same early stopping, validation under
+``esr train-seq`` does (the same training call, early stopping, validation under
 the sampled protocol every epoch) and reports, from its per-epoch history,
 the training seconds (validation excluded) until validation NDCG@10 first
 reaches each target, and until the model's own best epoch. The default
@@ -25,7 +25,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each objective with the settings it is measured with (negatives per position, or per batch).
@@ -42,19 +41,12 @@ def measure(config: str, objective: str, backbone: str, root: str, overrides: li
     """Runs inside the child process: one training to its own early stop."""
     import torch
 
-    from esrgraph.api import build_recommender, build_trainer, recommender_inputs
+    from esrgraph.api import train_recommender
     from esrgraph.config import load_config
-    from esrgraph.runs import Run
-    from esrgraph.training.checkpoint import CheckpointStore
 
     settings = [f"run.root={root}", f"seq.backbone={backbone}", "train.valid_protocol=sampled"]
     cfg = load_config(config, settings + OBJECTIVES[objective] + overrides)
-    run = Run(cfg)
-    inputs = recommender_inputs(run)
-    model = build_recommender(cfg, run, seed=seed, inputs=inputs)
-    with tempfile.TemporaryDirectory() as folder:
-        trainer = build_trainer(cfg, run, model, CheckpointStore(folder, "bench"), inputs)
-        result = trainer.fit(seed)
+    trained = train_recommender(cfg, seed=seed)
     return {
         "objective": objective,
         "backbone": backbone,
@@ -62,8 +54,8 @@ def measure(config: str, objective: str, backbone: str, root: str, overrides: li
         "seed": seed,
         "threads": torch.get_num_threads(),
         "settings": OBJECTIVES[objective] + overrides,
-        "floor": trainer.floor,
-        "history": result.history,
+        "floor": trained.summary["popularity_valid_NDCG@10"],
+        "history": trained.history,
     }
 
 

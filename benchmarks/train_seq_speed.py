@@ -18,42 +18,32 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def measure(config: str, backbone: str, variant: str, epochs: int, root: str, overrides: list[str]) -> dict:
-    """Runs inside the child process."""
+    """Runs inside the child process: ``epochs`` epochs of the training ``esr train-seq`` runs."""
     import numpy as np
     import torch
 
-    from esrgraph.api import build_recommender, build_trainer, recommender_inputs
+    from esrgraph.api import recommender_inputs, train_recommender
     from esrgraph.config import load_config
     from esrgraph.runs import Run
-    from esrgraph.training.checkpoint import CheckpointStore
 
-    cfg = load_config(config, [f"run.root={root}", f"seq.backbone={backbone}", f"seq.variant={variant}"] + overrides)
+    settings = [f"run.root={root}", f"seq.backbone={backbone}", f"seq.variant={variant}"]
+    budget = [f"train.epochs={epochs}", f"train.patience={epochs + 1}", "train.min_epochs=0"]
+    cfg = load_config(config, settings + overrides + budget)
     run = Run(cfg)
     inputs = recommender_inputs(run)
-    model = build_recommender(cfg, run, seed=0, inputs=inputs)
-    device = next(model.parameters()).device
-    trainer = build_trainer(cfg, run, model, CheckpointStore(run.dir / "bench.ckpt", "bench"), inputs)
-    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    if device.type == "cuda":
+    device = torch.device(str(cfg.train.device if cfg.train.device != "auto" else "cpu"))
+    if torch.cuda.is_available() and cfg.train.device in ("auto", "cuda"):
+        device = torch.device("cuda")
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for epoch in range(epochs):
-        _sync(device)
-        start = time.perf_counter()
-        trainer.train_epoch(rng, generator, epoch + 1)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    trainer.validate()
-    _sync(device)
-    valid_s = time.perf_counter() - start
-    sequences = len(trainer.users)
+    history = train_recommender(cfg, run, seed=0, inputs=inputs).history
+    times = [e["train_seconds"] for e in history]
+    valid_s = float(np.median([e["seconds"] - e["train_seconds"] for e in history]))
+    sequences = len(inputs.sequences(cfg).trainable_users())
     per_epoch = float(np.median(times))
     return {
         "dataset": cfg.dataset.name,
@@ -66,13 +56,6 @@ def measure(config: str, backbone: str, variant: str, epochs: int, root: str, ov
         "validation_s": round(valid_s, 2),
         "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
     }
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def run_child(args: list[str]) -> tuple[dict, float]:

@@ -9,7 +9,7 @@ from .app import esr, run_options
 
 def show_dataset(run) -> None:
     from esrgraph.artifacts import read_json
-    from esrgraph.data.dataset import describe
+    from esrgraph.data.report import describe
     from esrgraph.pipeline import ensure
 
     out = ensure(run, "dataset")

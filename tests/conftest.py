@@ -132,7 +132,8 @@ def make_dataset(sequences: list[list[int]], num_items: int, tail_share: float =
     import numpy as np
 
     from esrgraph.config import GroupsConfig
-    from esrgraph.data.dataset import Dataset, tail_items_by_popularity, tail_users_by_length
+    from esrgraph.data.dataset import Dataset
+    from esrgraph.data.groups import tail_items_by_popularity, tail_users_by_length
 
     lengths = np.array([len(s) for s in sequences])
     offsets = np.concatenate([[0], np.cumsum(lengths)])

@@ -87,3 +87,24 @@ def test_dgl_is_imported_only_by_the_graph_builder_and_the_gnn_dgl_backend():
         if re.search(r"^\s*(import dgl|from dgl)", path.read_text(), re.M)
     )
     assert importers and all(p.startswith("esrgraph/graph/") or p == "esrgraph/gnn/dgl_backend.py" for p in importers)
+
+
+def test_no_backbone_variant_or_objective_name_is_compared_outside_its_registry():
+    """Code asks a part's registered spec what it can do; comparing its name would hide a capability
+    a new part must then be added to by hand."""
+    import re
+
+    from esrgraph.seq.registry import BACKBONES, OBJECTIVES, VARIANTS
+
+    names = "|".join(re.escape(n) for n in BACKBONES.names() + OBJECTIVES.names() + VARIANTS.names())
+    quoted = rf"""["']({names})["']"""
+    comparison = re.compile(rf"(==|!=)\s*{quoted}|{quoted}\s*(==|!=)|\bin\s*[(\[{{][^)\]}}]*{quoted}")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for folder in ("esrgraph", "cli", "benchmarks")
+        for path in (ROOT / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if comparison.search(line)
+    ]
+    assert not offenders, "\n".join(offenders)
+    assert comparison.search('if cfg.seq.backbone == "bert4rec":')  # the pattern does catch one

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from esrgraph.config import load_config
-from esrgraph.data.dataset import build_dataset, load_dataset, save_dataset
+from esrgraph.data.dataset import build_dataset
+from esrgraph.data.store import load_dataset, save_dataset
 from esrgraph.errors import EsrError
 from tests.conftest import TINY_SEQUENCES, needs_shared
 

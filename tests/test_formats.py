@@ -10,9 +10,10 @@ import pytest
 
 from cli.main import main
 from esrgraph.config import InteractionsConfig, MetadataConfig, MetadataFields, load_config
-from esrgraph.data.dataset import build_dataset, categories_are_path, load_dataset
+from esrgraph.data.dataset import build_dataset, categories_are_path
 from esrgraph.data.interactions import read_interactions
 from esrgraph.data.metadata import detect_category_paths, read_metadata
+from esrgraph.data.store import load_dataset
 from esrgraph.errors import EsrError, InputError
 from esrgraph.graph.io import load_sidecar
 from esrgraph.pipeline import ensure

@@ -40,7 +40,9 @@ def setup(backbone, folder, epochs, loss="bce", seed=0, max_length=20, dropout=0
     return trainer, trainer.evaluator
 
 
-@pytest.mark.parametrize("backbone, loss", [("sasrec", "bce"), ("gru4rec", "ce"), ("bert4rec", "ce")])
+@pytest.mark.parametrize(
+    "backbone, loss", [("sasrec", "bce"), ("gru4rec", "ce"), ("bert4rec", "ce"), ("bsarec", "sampled_softmax")]
+)
 def test_models_learn_a_sequential_pattern(backbone, loss, tmp_path):
     trainer, evaluator = setup(backbone, tmp_path, epochs=30, loss=loss)
     before = evaluator.evaluate(trainer.model, "test", ["full"])["full"]["overall"]["HR@10"]

@@ -17,19 +17,14 @@ import torch
 TIE_SEED = 0
 
 
-class PopularityScorer:
-    """Scores item i by its training popularity; inputs and outputs as :class:`~.protocols.Scorer`."""
+class FixedScores:
+    """The same score for an item whatever the user: ``table`` [N + 1, 1] (row 0 padding, -inf).
+    Inputs and outputs as :class:`~.protocols.Scorer`."""
 
     appended_tokens = 0
 
-    def __init__(self, popularity: np.ndarray, device: torch.device | str = "cpu"):
-        counts = np.asarray(popularity, dtype=np.float64)
-        ties = np.random.default_rng(TIE_SEED).permutation(len(counts)) / (
-            2.0 * len(counts)
-        )  # < 0.5: order within a count
-        scores = counts + ties
-        scores[0] = -np.inf  # padding
-        self.table = torch.from_numpy(scores).unsqueeze(1).to(device)
+    def __init__(self, table: torch.Tensor):
+        self.table = table
 
     def user_vectors(
         self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
@@ -44,3 +39,23 @@ class PopularityScorer:
 
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return users * self.table[items, 0]
+
+
+class PopularityScorer(FixedScores):
+    """Scores item i by its training popularity, ties broken by a fixed random order."""
+
+    def __init__(self, popularity: np.ndarray, device: torch.device | str = "cpu"):
+        counts = np.asarray(popularity, dtype=np.float64)
+        ties = np.random.default_rng(TIE_SEED).permutation(len(counts)) / (2.0 * len(counts))  # < 0.5
+        scores = counts + ties
+        scores[0] = -np.inf  # padding
+        super().__init__(torch.from_numpy(scores).unsqueeze(1).to(device))
+
+
+class RandomScorer(FixedScores):
+    """Every item a fixed random score, the same for every user: the chance level of a protocol."""
+
+    def __init__(self, num_items: int, seed: int = 0, device: torch.device | str = "cpu"):
+        scores = torch.from_numpy(np.random.default_rng(seed).random(num_items + 1)).float()
+        scores[0] = -float("inf")
+        super().__init__(scores.unsqueeze(1).to(device))

@@ -47,26 +47,3 @@ def cold_item_metrics(
             seen[row, torch.from_numpy(data.full[user][:cut]).to(device)] = False
         ranks["among_all"].append(count_ahead(scores, target, seen).cpu().numpy())
     return {name: {"queries": len(queries), **metrics_from_ranks(np.concatenate(r), ks)} for name, r in ranks.items()}
-
-
-class RandomScorer:
-    """Every item a fixed random score, the same for every user: the chance level of a protocol."""
-
-    appended_tokens = 0
-
-    def __init__(self, num_items: int, seed: int = 0, device: torch.device | str = "cpu"):
-        scores = torch.from_numpy(np.random.default_rng(seed).random(num_items + 1)).float()
-        scores[0] = -float("inf")
-        self.table = scores.unsqueeze(1).to(device)
-
-    def user_vectors(self, items, lengths, users=None) -> torch.Tensor:
-        return torch.ones((len(lengths), 1), device=self.table.device)
-
-    def item_tables(self) -> torch.Tensor:
-        return self.table
-
-    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
-        return users @ (self.table if tables is None else tables).T
-
-    def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return users * self.table[items, 0]

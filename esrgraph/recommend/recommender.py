@@ -225,7 +225,7 @@ class Recommender:
 
 def load_model_and_dataset(seq_dir: Path, dataset_dir: Path, seed: int | None, device: str):
     """The trained model of ``seed`` (the smallest trained seed by default) and the dataset it was trained on."""
-    from ..data.dataset import load_dataset
+    from ..data.store import load_dataset
     from ..seq.store import load_model, trained_seeds
 
     seeds = trained_seeds(seq_dir)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import Dataset, load_dataset
+from ..data.dataset import Dataset
 from ..data.sequences import SequenceData
+from ..data.store import load_dataset
 from ..eval.baselines import PopularityScorer
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import VALID_METRIC

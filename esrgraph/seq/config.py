@@ -60,6 +60,14 @@ class ReadoutsConfig:
 
 
 @dataclass
+class BSARecConfig:
+    """The bsarec backbone's frequency branch (it reads a window of seq.max_length positions; the paper: 50)."""
+
+    alpha: float = field(0.7, min=0.0, max=1.0, help="weight of the frequency branch against self-attention")
+    cutoff: int = field(5, min=1, help="c: the lowest c // 2 + 1 frequencies of the window are its low-pass part")
+
+
+@dataclass
 class SeqConfig:
     backbone: str = field("sasrec", choices=BACKBONES.choices(), help="sequence encoder")
     variant: str = field(
@@ -87,6 +95,7 @@ class SeqConfig:
     )
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
     readouts: ReadoutsConfig = field(factory=ReadoutsConfig)
+    bsarec: BSARecConfig = field(factory=BSARecConfig)
 
     def check(self, cfg) -> None:
         from .backbones import backbone_spec

@@ -50,9 +50,9 @@ class TrainingBatch:
             rows = part
         else:
             rows = (self.owner >= part.start) & (self.owner < part.stop)
-        inputs = self.inputs.rows(rows)
-        if self.inputs.history is not None:
-            inputs = replace(inputs, history=self.inputs.history.rows(part))
+        inputs = replace(self.inputs, history=None).rows(rows)
+        if self.inputs.history is not None:  # one row per user
+            inputs.history = self.inputs.history.rows(part)
         owner = self.owner[rows] - part.start if self.owner is not None else None
         return TrainingBatch(inputs, self.candidates.at(rows), self.norm, self.users[part], owner, self.size)
 

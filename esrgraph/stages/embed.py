@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import save_array
-from ..data.dataset import categories_are_path, load_dataset
+from ..data.dataset import categories_are_path
+from ..data.store import load_dataset
 from ..errors import EsrError
 from ..text.cache import EmbeddingCache, encode_cached
 from ..text.encoder import TextEncoder

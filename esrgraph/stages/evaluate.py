@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import atomic_write_bytes, write_json
-from ..data.dataset import load_dataset
 from ..data.sequences import SequenceData
-from ..eval.baselines import PopularityScorer
-from ..eval.cold import RandomScorer, cold_item_metrics
+from ..data.store import load_dataset
+from ..eval.baselines import PopularityScorer, RandomScorer
+from ..eval.cold import cold_item_metrics
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report

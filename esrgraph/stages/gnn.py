@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config_schema import key_dict
-from ..data.dataset import load_dataset
+from ..data.store import load_dataset
 from ..errors import InputError
 from ..gnn.encoder import ITEM
 from ..gnn.pretrain import pretrain_into

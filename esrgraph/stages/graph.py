@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.dataset import categories_are_path, load_dataset
+from ..data.dataset import categories_are_path
 from ..data.files import display_name
+from ..data.store import load_dataset
 from ..graph.build import build_graph_data
 from ..graph.io import save_graph
 from . import Stage, StageRun

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.dataset import build_dataset, save_dataset
+from ..data.dataset import build_dataset
+from ..data.store import save_dataset
 from . import Stage, StageRun
 
 

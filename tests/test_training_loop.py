@@ -1,0 +1,94 @@
+"""The one training loop every model trains through: resume, the checkpoint rule, stopping, best weights."""
+
+import logging
+
+import pytest
+import torch
+
+from esrgraph.errors import EsrError
+from esrgraph.training.checkpoint import CheckpointStore
+from esrgraph.training.loop import TrainingLoop
+from esrgraph.training.stopping import EarlyStopping
+
+
+class Regression:
+    """Fits y = 3x - 1 with minibatches drawn from its own generator; monitors its loss."""
+
+    metric = None
+
+    def __init__(self, seed: int = 0):
+        torch.manual_seed(seed)
+        self.model = torch.nn.Linear(1, 1)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.x = torch.linspace(-1, 1, 64).unsqueeze(1)
+        self.y = 3 * self.x - 1
+
+    def begin_epoch(self, epoch):
+        pass
+
+    def batches(self, epoch):
+        order = torch.randperm(64, generator=self.generator)
+        return [order[lo : lo + 16] for lo in range(0, 64, 16)]
+
+    def loss(self, rows, network):
+        return ((network(self.x[rows]) - self.y[rows]) ** 2).mean()
+
+    def validate(self):
+        raise AssertionError("a task without a metric is never validated")
+
+
+def loop(task, folder, epochs=6, identity="a", callbacks=()):
+    store = CheckpointStore(folder, identity) if folder is not None else None
+    optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
+    rule = lambda: EarlyStopping(100, "min")
+    return TrainingLoop(
+        task, optimizer, rule, epochs, store, generators={"batches": task.generator}, callbacks=callbacks
+    )
+
+
+def interrupted(folder, after: int, identity="a"):
+    def stop(record):
+        if record.epoch == after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop(Regression(), folder, identity=identity, callbacks=(stop,)).fit()
+
+
+def test_a_resumed_training_ends_as_an_uninterrupted_one(tmp_path):
+    straight = Regression()
+    expected = loop(straight, tmp_path / "a").fit()
+    interrupted(tmp_path / "b", after=3)
+    resumed = Regression(seed=99)  # other weights and draws: all must come from the checkpoint
+    result = loop(resumed, tmp_path / "b").fit(resume=True)
+    assert result.resumed_from == 3 and [e["loss"] for e in result.history] == [e["loss"] for e in expected.history]
+    assert torch.equal(resumed.model.weight, straight.model.weight)
+
+
+def test_damaged_or_foreign_checkpoints_stop_resume_and_restart_auto(tmp_path, caplog):
+    interrupted(tmp_path / "c", after=2)
+    (path,) = (tmp_path / "c").glob("epoch-*.pt")
+    path.write_bytes(b"damaged")
+    with pytest.raises(EsrError, match=f"{path}: checkpoint file damaged"):
+        loop(Regression(), tmp_path / "c").fit(resume=True)
+    with caplog.at_level(logging.WARNING):
+        assert loop(Regression(), tmp_path / "c").fit(resume="auto").resumed_from == 0
+    assert "checkpoint file damaged" in caplog.text and "starting over" in caplog.text
+
+    interrupted(tmp_path / "d", after=2, identity="other settings")
+    with pytest.raises(EsrError, match="made with other settings; run without --resume"):
+        loop(Regression(), tmp_path / "d").fit(resume=True)
+    assert loop(Regression(), tmp_path / "d").fit(resume="auto").resumed_from == 0
+
+
+def test_the_best_weights_are_kept_and_a_plateau_stops(tmp_path):
+    task = Regression()
+    training = loop(task, None, epochs=200)
+    training.rule = lambda: EarlyStopping(3, "min", min_delta=1e-3)
+    result = training.fit()
+    assert result.stopped and result.epochs < 200
+    assert round(result.best_score, 6) == result.history[result.best_epoch - 1]["loss"]
+    later = [e["loss"] for e in result.history[result.best_epoch :]]
+    assert len(later) == 3 and min(later) > result.best_score - 1e-3  # three epochs without a real drop
+    assert set(training.best_state(result)) == {"weight", "bias"}
+    assert abs(float(task.model.weight) - 3) < 0.1  # it did learn the slope
