@@ -163,8 +163,16 @@ def _outcome(setting, variant: Variant, train: bool) -> Outcome | None:
             return None
         log.info("ablation: %s, results of an earlier call", variant.description)
     seeds_run = (read_manifest(run.stage_dir("seq")) or {}).get("seeds", {})
-    valid = [s.get("valid_NDCG@10_with_readouts", s["best_valid_NDCG@10"]) for s in seeds_run.values()]
+    valid = [_finished_valid(s) for s in seeds_run.values()]
     return Outcome(variant, read_json(folder / "metrics.json"), valid)
+
+
+def _finished_valid(summary: dict) -> float:
+    """A seed's validation NDCG@10 as finished (after readouts or a popularity correction, where fitted)."""
+    for key in ("valid_NDCG@10_finished", "valid_NDCG@10_with_readouts", "best_valid_NDCG@10"):
+        if key in summary:
+            return summary[key]
+    raise KeyError("best_valid_NDCG@10")
 
 
 def _shared_model(setting, variant: Variant) -> list[str]:

@@ -104,7 +104,8 @@ def prepare_training(cfg, inputs: RecommenderInputs, model: SeqRecommender, data
     auxiliary = []
     if distills(cfg) and inputs.similar_users is not None:
         auxiliary.append(SelfDistillation(inputs.similar_users, cfg.seq.distill, data, cfg.seq.distill.alpha))
-    model.prepare_training(data, build_objective(cfg.train, data.num_warm, popularity), tuple(auxiliary))
+    objective = build_objective(cfg.train, data.num_warm, popularity)
+    model.prepare_training(data, objective, tuple(auxiliary), cfg.train.logit_adjustment)
 
 
 def build_trainer(

@@ -94,6 +94,24 @@ class SeqConfig:
         "(initialise the collaborative view) or view (a third view with its own score)",
     )
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
+    view_loss: float = field(
+        0.0,
+        min=0.0,
+        help="weight of each view's own next-item loss beside the loss of their summed score, so every view "
+        "learns to rank alone (0: off)",
+    )
+    id_dropout: float = field(
+        0.0,
+        min=0.0,
+        lt=1.0,
+        help="training: share of items whose id embedding is hidden in each batch (inputs and scores), so the "
+        "other views must carry them (0: off)",
+    )
+    popularity_correction: Literal["none", "fitted"] = field(
+        "none",
+        help="fitted: after training, scores are lowered by β·log(1 + training popularity), β chosen on "
+        "validation NDCG@10 (β = 0 switches it off)",
+    )
     readouts: ReadoutsConfig = field(factory=ReadoutsConfig)
     bsarec: BSARecConfig = field(factory=BSARecConfig)
 
@@ -136,6 +154,12 @@ class TrainConfig:
         1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
     )
     gbce_t: float = field(0.75, min=0.0, max=1.0, help="gbce: calibration t (0: plain bce, 1: full calibration)")
+    logit_adjustment: float = field(
+        0.0,
+        min=0.0,
+        help="training: every item's logit gets τ·log(1 + its training popularity), so the model learns scores "
+        "without the popularity prior (inference does not add it; 0: off)",
+    )
     weight_average: float = field(
         0.0,
         min=0.0,

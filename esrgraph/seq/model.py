@@ -123,6 +123,10 @@ class SeqRecommender(nn.Module):
             if tail_users is None:
                 raise ValueError("user-group readouts need the user groups (tail_users)")
             self.readouts = GroupReadouts(self.user_dim, cfg.readouts, tail_users)
+        # fitted after training (popularity_correction): every item's score offset, saved with the model
+        self.item_bias = None
+        if cfg.popularity_correction != "none":
+            self.register_buffer("item_bias", torch.zeros(num_items + 1))
         self.training_parts: TrainingParts | None = None  # set by prepare_training, never saved
 
     @property
@@ -193,21 +197,31 @@ class SeqRecommender(nn.Module):
         """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf."""
         tables = tables if tables is not None else self.item_tables()
         scores = users @ tables.T
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[: scores.shape[1]]
         scores[:, 0] = -float("inf")
         return scores
 
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores [B, C] of candidate ``items`` [B, C] for user vectors [B, V * d]."""
-        return (users.unsqueeze(1) * self.item_vectors(items)).sum(-1)
+        scores = (users.unsqueeze(1) * self.item_vectors(items)).sum(-1)
+        return scores if self.item_bias is None else scores + self.item_bias[items]
 
     # ---------------------------------------------------------------- training
 
-    def prepare_training(self, data: SequenceData, objective: Objective, auxiliary: tuple = ()) -> None:
-        """What training needs besides the weights: the sequences, the objective and auxiliary loss terms
-        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation)."""
+    def prepare_training(
+        self, data: SequenceData, objective: Objective, auxiliary: tuple = (), logit_adjustment: float = 0.0
+    ) -> None:
+        """What training needs besides the weights: the sequences, the objective, auxiliary loss terms
+        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation) and
+        the weight τ of the popularity prior added to every training logit."""
         lengths = np.array([len(data.train_sequence(u)) for u in data.trainable_users()])
         expected = float(self.scheme.targets_per_user(lengths, self.cfg.max_length).mean()) if len(lengths) else 1.0
-        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected)
+        prior = None
+        if logit_adjustment > 0:
+            popularity = data.train_popularity()[: self.num_warm + 1].float()
+            prior = (logit_adjustment * torch.log1p(popularity)).to(self.input_device)
+        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected, prior)
 
     def begin_epoch(self) -> None:
         for term in self._parts.auxiliary:
@@ -224,21 +238,30 @@ class SeqRecommender(nn.Module):
         parts = self._parts
         inputs, owner = self.scheme.inputs(parts.data, users, generator)
         candidates = parts.objective.draw(inputs.targets, generator)
-        return TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
+        batch = TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
+        if self.cfg.id_dropout > 0:  # the items whose id embedding this step hides
+            batch.item_keep = (torch.rand(self.num_items + 2, generator=generator) >= self.cfg.id_dropout).float()
+        return batch
 
     def forward(self, batch: TrainingBatch) -> torch.Tensor:
         """The batch's loss: next-item (or masked-item) loss summed over its targets and divided by
         ``batch.norm``, plus every auxiliary term. ``batch.inputs.targets`` [R, T] holds the item to
         predict at each position (0: none); ``batch.candidates`` what positions are scored against."""
         inputs = batch.inputs
-        outputs = self.sequence_outputs(inputs.items, inputs.lengths)
-        where = inputs.targets > 0
-        targets = inputs.targets[where]
-        candidates = batch.candidates.at(where)
-        value = self.position_loss(outputs[where], targets, candidates)
-        if self.readouts is not None and self.readouts.trains_jointly:
-            projected = self.readouts.project(outputs, inputs.users)
-            value = value + self.position_loss(projected[where], targets, candidates)
+        self.views.id_keep = batch.item_keep
+        try:
+            outputs = self.sequence_outputs(inputs.items, inputs.lengths)
+            where = inputs.targets > 0
+            targets = inputs.targets[where]
+            candidates = batch.candidates.at(where)
+            value = self.position_loss(outputs[where], targets, candidates)
+            if self.readouts is not None and self.readouts.trains_jointly:
+                projected = self.readouts.project(outputs, inputs.users)
+                value = value + self.position_loss(projected[where], targets, candidates)
+            if self.cfg.view_loss > 0:
+                value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
+        finally:
+            self.views.id_keep = None
         value = value / batch.norm
         for term in self._parts.auxiliary:
             value = value + term.loss(self, batch, outputs)
@@ -246,7 +269,27 @@ class SeqRecommender(nn.Module):
 
     def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
-        return self._parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
+        return self._scored_loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
+
+    def view_losses(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
+        """The summed next-item loss of each view's score on its own (its slice of ``hidden`` [P, V * d])."""
+        d, total = self.cfg.hidden_size, 0.0
+        for v in range(len(self.views.names)):
+            part = slice(v * d, (v + 1) * d)
+            vectors = lambda ids, part=part: self.item_vectors(ids)[..., part]
+            table = lambda part=part: self.warm_tables()[:, part]
+            total = total + self._scored_loss(hidden[:, part], targets, candidates, vectors, table)
+        return total
+
+    def _scored_loss(self, hidden, targets, candidates, vectors, table) -> torch.Tensor:
+        """The objective's loss, with the popularity prior added to every logit where training adjusts them."""
+        prior = self._parts.prior
+        if prior is not None:  # one more coordinate: 1 for every position, the prior for every item
+            hidden = torch.cat([hidden, torch.ones_like(hidden[:, :1])], dim=-1)
+            plain_vectors, plain_table = vectors, table
+            vectors = lambda ids: torch.cat([plain_vectors(ids), prior[ids].unsqueeze(-1)], dim=-1)
+            table = lambda: torch.cat([plain_table(), prior.unsqueeze(-1)], dim=-1)
+        return self._parts.objective.loss(hidden, targets, candidates, vectors, table)
 
     def last_outputs(self, batch: TrainingBatch, outputs: torch.Tensor) -> torch.Tensor:
         """The shared vector [B, V * d] of each user of a training batch, as inference reads it: the last
@@ -296,3 +339,4 @@ class TrainingParts:
     objective: Objective
     auxiliary: tuple
     targets_per_user: float  # expected training targets of a user (the loss's normaliser per user)
+    prior: torch.Tensor | None = None  # [num_warm + 1] τ·log(1 + popularity), added to training logits

@@ -31,6 +31,7 @@ from .build import RecommenderInputs, build_evaluator, build_recommender, build_
 from .cold import map_cold_items
 from .fit_readouts import fit_readouts
 from .model import SeqRecommender
+from .popularity import fit_popularity_correction
 from .theta import tune_theta
 
 
@@ -97,8 +98,12 @@ def train_recommender(
     if dist.is_main and model.readouts is not None and model.readouts.fitted_mode:
         summary["readouts"] = fit_and_tune_readouts(model, data, evaluator, cfg, seed)
         summary[f"valid_{VALID_METRIC}_with_readouts"] = summary["readouts"][f"valid_{VALID_METRIC}"]
+        summary[f"valid_{VALID_METRIC}_finished"] = summary["readouts"][f"valid_{VALID_METRIC}"]
     if dist.is_main and model.num_warm < model.num_items:
         summary["cold_items"] = map_cold_items(model)
+    if dist.is_main and model.item_bias is not None:
+        summary["popularity_correction"] = fit_popularity_correction(model, evaluator, cfg.train.valid_protocol)
+        summary[f"valid_{VALID_METRIC}_finished"] = summary["popularity_correction"][f"valid_{VALID_METRIC}"]
     trained = TrainedRecommender(model.eval(), seed, summary, history)
     if store is not None and dist.is_main:
         _keep_finished(store, trained)

@@ -44,6 +44,7 @@ class ItemViews(nn.Module):
         self.num_items = num_items
         self.fusion = fusion if graph is not None else "none"
         self.ids = nn.Embedding(num_items + 2, d, padding_idx=0)
+        self.id_keep: torch.Tensor | None = None  # [N + 2] per training step: 0 hides an item's id embedding
         nn.init.normal_(self.ids.weight, std=ID_INIT_STD)
         with torch.no_grad():
             if init is not None:
@@ -66,8 +67,11 @@ class ItemViews(nn.Module):
         return names
 
     def lookup(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        """One [..., d] tensor per view, in the order of :attr:`names`."""
-        views = [self.ids(ids)]
+        """One [..., d] tensor per view, in the order of :attr:`names` (ids hidden where ``id_keep`` is 0)."""
+        own = self.ids(ids)
+        if self.id_keep is not None:
+            own = own * self.id_keep[ids].unsqueeze(-1)
+        views = [own]
         if self.semantic is not None:
             views.insert(0, self.semantic(ids))
         if self.fusion == "view":
