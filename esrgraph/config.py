@@ -63,9 +63,9 @@ class Config:
         return schema.to_dict(self)
 
     def digest(self, *sections: str) -> str:
-        """Stable hash of the named sections (all but ``run`` when none are named)."""
+        """Stable hash of the named sections (all but ``run`` and ``tune`` when none are named)."""
         data = schema.key_dict(self)
-        keys = sections or tuple(k for k in data if k != "run")
+        keys = sections or tuple(k for k in data if k not in ("run", "tune"))
         blob = json.dumps({k: data[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -134,14 +134,47 @@ def to_dict(obj: Any) -> Any:
 
 
 def key_dict(obj: Any) -> Any:
-    """Plain data for stage keys and run hashes (config dataclasses anywhere inside ``obj``)."""
+    """Plain data for stage keys and run hashes (config dataclasses anywhere inside ``obj``).
+
+    Settings at their default are left out, so a setting added later, left at its
+    default, changes no key: earlier runs stay up to date.
+    """
     if dataclasses.is_dataclass(obj):
-        return {f.name: key_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if _is_default(f, value):
+                continue
+            keyed = key_dict(value)
+            if not (dataclasses.is_dataclass(value) and keyed == {}):
+                out[f.name] = keyed
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(key_dict(v) for v in obj)
     if isinstance(obj, dict):
         return {k: key_dict(v) for k, v in obj.items()}
     return obj
+
+
+def plain(obj: Any) -> Any:
+    """Plain data of every setting, defaults included (what a manifest records)."""
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _is_default(f: dataclasses.Field, value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return False
+    return type(value) is type(default) and value == default
 
 
 def _describe(value: Any) -> str:

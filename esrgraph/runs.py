@@ -6,8 +6,9 @@ stage, each with its own manifest. A stage is keyed by its own config section,
 its input files and the keys of the stages it reads, and is skipped when its
 folder already holds a complete output with that key whose files still have
 the sizes and hashes recorded when they were written. Sections may hold config
-dataclasses; they are keyed through :func:`key_dict`, so a setting added later
-and left at its default keeps earlier runs up to date.
+dataclasses; they are keyed through :func:`key_dict`, which leaves out settings
+at their default, so a setting added later and left at its default keeps
+earlier runs up to date.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .artifacts import (
     write_manifest,
 )
 from .config import Config, dump_yaml
-from .config_schema import key_dict
+from .config_schema import key_dict, plain
 
 log = logging.getLogger(__name__)
 # Stages that differ between the variants of an ablation; the rest are shared.
@@ -104,7 +105,7 @@ class Run:
         with stage_output(out) as tmp:
             extra = produce(tmp) or {}
             write_manifest(
-                tmp, stage, key, key_dict(section), {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra
+                tmp, stage, key, plain(section), {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}, extra
             )
         self.write_run_manifest()  # after the stage: a failed run leaves the manifest describing what is there
         log.info("%s: wrote %s", stage, out)

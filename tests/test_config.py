@@ -165,3 +165,24 @@ def test_the_configuration_reference_is_current():
     assert path.read_text() == reference(), "run: esr show-config --doc > docs/configuration.md"
     for key in ("train.loss", "seq.readouts.mode", "dataset.metadata.fields.title", "gnn.tau"):
         assert f"| `{key}` |" in reference()
+
+
+def test_a_setting_at_its_default_changes_no_key():
+    """Keys leave defaults out: a setting added later and left at its default keeps earlier runs current."""
+    from dataclasses import dataclass
+
+    from esrgraph.config_schema import field, key_dict
+
+    @dataclass
+    class Before:
+        lr: float = field(1e-3)
+
+    @dataclass
+    class After:
+        lr: float = field(1e-3)
+        added: int = field(4)
+
+    assert key_dict(Before(lr=5e-4)) == key_dict(After(lr=5e-4)) == {"lr": 5e-4}
+    assert key_dict(After(lr=5e-4, added=5)) == {"lr": 5e-4, "added": 5}
+    default, changed = load_config(None), load_config(None, ["seq.view_loss=0.5"])
+    assert default.digest() != changed.digest() and "view_loss" not in str(key_dict(default.seq))
