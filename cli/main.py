@@ -23,6 +23,7 @@ from . import (
     pipeline,  # noqa: F401  (registers pipeline, ablate)
     recommend,  # noqa: F401  (registers recommend)
     seq,  # noqa: F401  (registers train-seq, evaluate)
+    tune,  # noqa: F401  (registers tune)
 )
 from .app import esr
 

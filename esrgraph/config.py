@@ -49,6 +49,50 @@ class RunConfig:
 
 
 @dataclass
+class TuneRange:
+    """One searched setting: a range (``low``, ``high``, ``log``: sampled on a log scale) or ``choices``."""
+
+    low: int | float | None = field(None, help="smallest value (integers when low and high are)")
+    high: int | float | None = field(None, help="largest value")
+    log: bool = field(False, help="sample on a log scale")
+    choices: list[Any] | None = field(None, help="the values to choose from, instead of a range")
+
+
+def default_space() -> dict[str, TuneRange]:
+    return {
+        "train.lr": TuneRange(1e-4, 3e-3, log=True),
+        "seq.dropout": TuneRange(0.1, 0.7),
+        "train.weight_decay": TuneRange(choices=[0.0, 1e-6, 1e-5, 1e-4]),
+    }
+
+
+@dataclass
+class TuneConfig:
+    """esr tune: a search over settings on validation NDCG@10, one seed per trial."""
+
+    trials: int = field(20, min=1, help="trials of a study (the budget every compared model gets)")
+    seed: int = field(0, min=0, help="seed of the sampler")
+    train_seed: int = field(1, min=0, help="the seed every trial trains with")
+    startup_trials: int = field(5, min=1, help="random trials before the sampler models the results")
+    prune_after: int = field(
+        8, min=0, help="epochs before a trial below the median of earlier trials at that epoch may be stopped"
+    )
+    space: dict[str, TuneRange] = field(
+        factory=default_space, help="setting -> range or choices, e.g. train.lr: {low: 1.0e-4, high: 3.0e-3, log: true}"
+    )
+
+    def check(self, cfg: Config) -> None:
+        for key, spec in self.space.items():
+            ranged = spec.low is not None and spec.high is not None
+            if ranged == (spec.choices is not None):
+                raise ConfigError(f"tune.space.{key}: give either low and high, or choices")
+            if ranged and not spec.low < spec.high:
+                raise ConfigError(f"tune.space.{key}: low ({spec.low}) must be below high ({spec.high})")
+            if spec.log and ranged and spec.low <= 0:
+                raise ConfigError(f"tune.space.{key}: a log scale needs low > 0")
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(factory=DatasetConfig)
     embed: EmbedConfig = field(factory=EmbedConfig)
@@ -58,6 +102,7 @@ class Config:
     train: TrainConfig = field(factory=TrainConfig)
     eval: EvalConfig = field(factory=EvalConfig)
     run: RunConfig = field(factory=RunConfig)
+    tune: TuneConfig = field(factory=TuneConfig)
 
     def to_dict(self) -> dict:
         return schema.to_dict(self)

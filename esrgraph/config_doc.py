@@ -62,6 +62,8 @@ def _type(tp: Any, meta: typing.Mapping) -> str:
     optional = len(args) < len(typing.get_args(tp))
     if origin is Literal:
         text = " \\| ".join(f"`{a}`" for a in typing.get_args(tp))
+    elif origin is dict:
+        text = f"mapping of str to {_type(args[1], {})}"
     elif origin in (list, tuple):
         text = f"list of {_type(args[0], {})}" if args else "list"
     elif args and origin is not None and not optional:
@@ -84,7 +86,13 @@ def _type(tp: Any, meta: typing.Mapping) -> str:
 
 def _default(f: dataclasses.Field) -> str:
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(value, dict):  # a mapping of setting sections: only what each sets
+        value = {k: _set_fields(v) for k, v in value.items()}
     return f"`{value!r}`" if value is not None else "null"
+
+
+def _set_fields(section) -> dict:
+    return {name: x for name, x in dataclasses.asdict(section).items() if x not in (None, False)}
 
 
 def _escape(text: str) -> str:

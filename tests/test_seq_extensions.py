@@ -210,3 +210,24 @@ def test_shared_score_keeps_its_own_loss_and_each_readout_learns_from_its_group(
     loss.backward()
     assert m.readouts.proj[1].weight.grad.abs().sum() == 0  # tail readout: no tail user in the batch
     assert m.readouts.proj[0].weight.grad.abs().sum() > 0
+
+
+def test_a_popularity_correction_is_chosen_on_validation_and_saved_with_the_model(tiny, tmp_path):
+    import json
+
+    from cli.main import main
+    from esrgraph.data.sequences import SequenceData
+    from esrgraph.data.store import load_dataset
+    from esrgraph.seq.popularity import GRID
+    from tests.test_seq_train import run_cli
+
+    args = run_cli(tiny, tmp_path / "runs", "seq.variant=plain", "seq.popularity_correction=fitted")
+    assert main(["train-seq"] + args) == 0
+    run_dir = tmp_path / "runs" / "r"
+    fitted = json.loads((run_dir / "seq" / "manifest.json").read_text())["seeds"]["42"]["popularity_correction"]
+    curve = fitted["by_beta"]["overall"]
+    assert fitted["beta"] in GRID and len(curve) == len(GRID)
+    assert fitted["valid_NDCG@10"] == max(curve) and curve.index(max(curve)) == GRID.index(fitted["beta"])
+    bias = torch.load(run_dir / "seq" / "model-seed42.pt", weights_only=True)["item_bias"]
+    popularity = SequenceData(load_dataset(run_dir / "dataset"), 10).train_popularity().float()
+    assert torch.allclose(bias, -fitted["beta"] * torch.log1p(popularity))  # −β·log(1 + training popularity)

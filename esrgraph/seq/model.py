@@ -124,9 +124,10 @@ class SeqRecommender(nn.Module):
                 raise ValueError("user-group readouts need the user groups (tail_users)")
             self.readouts = GroupReadouts(self.user_dim, cfg.readouts, tail_users)
         # fitted after training (popularity_correction): every item's score offset, saved with the model
-        self.item_bias = None
         if cfg.popularity_correction != "none":
             self.register_buffer("item_bias", torch.zeros(num_items + 1))
+        else:
+            self.item_bias = None
         self.training_parts: TrainingParts | None = None  # set by prepare_training, never saved
 
     @property
