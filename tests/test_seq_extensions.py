@@ -231,3 +231,47 @@ def test_a_popularity_correction_is_chosen_on_validation_and_saved_with_the_mode
     bias = torch.load(run_dir / "seq" / "model-seed42.pt", weights_only=True)["item_bias"]
     popularity = SequenceData(load_dataset(run_dir / "dataset"), 10).train_popularity().float()
     assert torch.allclose(bias, -fitted["beta"] * torch.log1p(popularity))  # −β·log(1 + training popularity)
+
+
+def test_the_popularity_gate_weighs_each_view_by_how_often_an_item_was_seen():
+    from esrgraph.seq.views import PopularityGate
+
+    popularity = torch.tensor([0.0, 0.0, 3.0, 99.0])  # padding, a cold item, a rare one, the most popular
+    gate = PopularityGate(2, popularity)
+    assert torch.allclose(gate(torch.arange(4)), torch.ones(4, 2))  # starts as the plain sum of views
+    with torch.no_grad():
+        gate.offset.copy_(torch.tensor([2.0, -3.0]))  # unseen items: the first view counts, the second hardly
+        gate.slope.copy_(torch.tensor([-2.0, 6.0]))  # the most popular: the other way round
+    soft = torch.nn.functional.softplus
+    weights = gate(torch.tensor([1, 3]))
+    assert torch.allclose(weights[0], soft(torch.tensor([2.0, -3.0])))  # zero popularity: the offsets alone
+    assert torch.allclose(weights[1], soft(torch.tensor([0.0, 3.0])))  # top popularity: offset + slope
+    middle = gate(torch.tensor([2]))[0]
+    assert weights[1, 0] < middle[0] < weights[0, 0] and weights[0, 1] < middle[1] < weights[1, 1]
+
+
+def test_a_gated_model_scores_each_view_weighed_per_item():
+    torch.manual_seed(0)
+    cfg = SeqConfig(hidden_size=8, num_heads=1, dropout=0.0, popularity_gate=True)
+    popularity = torch.arange(N + 1).float()
+    m = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), None, TAIL, popularity=popularity)
+    with torch.no_grad():
+        m.gate.slope.copy_(torch.tensor([0.0, -5.0]))  # the id view fades for popular items
+    m.eval()
+    items, lengths, users = histories()
+    u = m.user_vectors(items, lengths)
+    semantic, ids = m.views.tables()
+    weights = m.gate(torch.arange(N + 1))
+    want = weights[:, 0] * (u[:, :8] @ semantic.T) + weights[:, 1] * (u[:, 8:] @ ids.T)
+    assert torch.allclose(m.score_all(u)[:, 1:], want[:, 1:], atol=1e-5)
+    assert weights[N, 1] < weights[1, 1]
+
+
+def test_a_gated_model_trains_saves_and_loads_through_the_cli(tiny, tmp_path):
+    from cli.main import main
+    from esrgraph.seq.store import load_model
+    from tests.test_seq_train import run_cli
+
+    assert main(["train-seq"] + run_cli(tiny, tmp_path / "runs", "seq.popularity_gate=true")) == 0
+    model = load_model(tmp_path / "runs" / "r" / "seq", 42)
+    assert model.gate is not None and model.gate.level.max() == 1.0 and model.gate.level[0] == 0.0

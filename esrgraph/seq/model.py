@@ -48,7 +48,7 @@ from .objectives import Candidates, Objective
 from .readouts import GroupReadouts
 from .schemes import TrainingBatch
 from .variants import variant_spec
-from .views import ItemViews
+from .views import ItemViews, PopularityGate
 
 
 class CrossViewAttention(nn.Module):
@@ -92,6 +92,7 @@ class SeqRecommender(nn.Module):
         graph: torch.Tensor | None = None,
         tail_users: torch.Tensor | None = None,
         num_warm: int | None = None,
+        popularity: torch.Tensor | None = None,
     ):
         super().__init__()
         self.cfg = cfg
@@ -113,6 +114,11 @@ class SeqRecommender(nn.Module):
             mask_token=self.scheme.mask_token,
             graph_finetune=cfg.graph_finetune,
         )
+        self.gate = None
+        if cfg.popularity_gate:
+            if popularity is None:
+                raise ValueError("a popularity gate needs the items' training popularity")
+            self.gate = PopularityGate(len(self.views.names), popularity)
         self.input_scale = cfg.hidden_size**0.5 if spec.scale_inputs else 1.0
         self.encoder = spec.encoder(cfg)
         self.cross = (
@@ -188,11 +194,16 @@ class SeqRecommender(nn.Module):
     # ----------------------------------------------------------------- scoring
 
     def item_tables(self) -> torch.Tensor:
-        """[N + 1, V * d]: every item's views, concatenated (row 0 padding)."""
-        return torch.cat(self.views.tables(), dim=-1)
+        """[N + 1, V * d]: every item's views, concatenated (row 0 padding), as scoring weighs them."""
+        return self.item_vectors(torch.arange(self.num_items + 1, device=self.input_device))
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        return torch.cat(self.views.lookup(items), dim=-1)
+        """[..., V * d]: the items' views, concatenated, each weighed by the popularity gate where there is one."""
+        views = self.views.lookup(items)
+        if self.gate is not None:
+            weights = self.gate(items)
+            views = [v * weights[..., i : i + 1] for i, v in enumerate(views)]
+        return torch.cat(views, dim=-1)
 
     def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf."""

@@ -22,6 +22,8 @@ Item ids run 1..N; 0 is padding; N + 1 is the mask token (Bert4Rec).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -112,3 +114,24 @@ class FrozenTableView(nn.Module):
             return rows
         is_mask = (ids > self.num_items).unsqueeze(-1)
         return torch.where(is_mask, self.mask.expand_as(rows), rows)
+
+
+class PopularityGate(nn.Module):
+    """A weight per view and item, learned from how often the item was seen in training.
+
+    ``popularity`` [N + 1]: training interactions per item. Output for item ids
+    ``[...]``: ``[..., V]`` weights ``softplus(a_v + b_v · z_i)``, z_i = log(1 + pop_i)
+    / log(1 + max pop) in [0, 1]: ``a_v`` sets view v's weight for items never seen
+    (z = 0, cold items), ``a_v + b_v`` for the most popular one. Both start so every
+    weight is 1 (the plain sum of the views' scores).
+    """
+
+    def __init__(self, views: int, popularity: torch.Tensor):
+        super().__init__()
+        level = torch.log1p(popularity.float())
+        self.register_buffer("level", level / level.max().clamp_min(1e-12))
+        self.offset = nn.Parameter(torch.full((views,), math.log(math.e - 1.0)))  # softplus(offset) = 1
+        self.slope = nn.Parameter(torch.zeros(views))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.softplus(self.offset + self.slope * self.level[ids].unsqueeze(-1))
