@@ -417,3 +417,21 @@ def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monk
     # raw runs out of patience after epoch 3, the average after epoch 7: training ends there, before the cap
     assert result.epochs == 7 and result.best_epoch == 5 and result.best_score == 0.97
     assert [e["weights"] for e in result.history] == ["raw"] * 3 + ["average"] * 4
+
+
+def test_validation_ranks_a_fixed_sample_of_users_where_there_are_more(tmp_path):
+    from esrgraph.config import load_config
+    from esrgraph.seq.build import RecommenderInputs, build_evaluator
+
+    inputs = RecommenderInputs(make_dataset(cluster_sequences(300, ITEMS), ITEMS))
+    cfg = load_config(None, ["train.valid_users=120"])
+    data = inputs.sequences(cfg)
+    evaluator = build_evaluator(cfg, data)
+    assert len(evaluator.valid_users) == 120 and np.array_equal(
+        evaluator.valid_users, build_evaluator(cfg, data).valid_users
+    )
+    trainer, _ = setup("sasrec", tmp_path, epochs=1)
+    valid = build_evaluator(cfg, trainer.data).evaluate(trainer.model, "valid", ["full"])["full"]["overall"]
+    test = build_evaluator(cfg, trainer.data).evaluate(trainer.model, "test", ["full"])["full"]["overall"]
+    assert valid["users"] == 120 and test["users"] == 300  # the test split always ranks every user
+    assert build_evaluator(load_config(None), data).valid_users is None  # 300 users: below the default 50,000

@@ -14,11 +14,19 @@ from .protocols import Scorer, rank_targets, sampled_negatives
 class Evaluator:
     """Holds the fixed sampled negatives of a split, so repeated evaluations reuse them."""
 
-    def __init__(self, data: SequenceData, cfg: EvalConfig, batch_size: int, device: torch.device):
+    def __init__(
+        self,
+        data: SequenceData,
+        cfg: EvalConfig,
+        batch_size: int,
+        device: torch.device,
+        valid_users: np.ndarray | None = None,
+    ):
         self.data = data
         self.cfg = cfg
         self.batch_size = batch_size
         self.device = device
+        self.valid_users = valid_users  # the users the validation split ranks (None: every user)
         self._negatives: dict[str, np.ndarray] = {}
 
     def negatives(self, split: str) -> np.ndarray:
@@ -29,8 +37,10 @@ class Evaluator:
         return self._negatives[split]
 
     def ranks(self, model: Scorer, split: str, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, targets, ranks) of ``split``'s targets, users in increasing order."""
         negatives = self.negatives(split) if protocol == "sampled" else None
-        return rank_targets(model, self.data, split, protocol, self.batch_size, self.device, negatives)
+        users = self.valid_users if split == "valid" else None
+        return rank_targets(model, self.data, split, protocol, self.batch_size, self.device, negatives, users)
 
     def evaluate(self, model: Scorer, split: str, protocols: list[str] | None = None) -> dict:
         """{protocol: {group: {metric: value, "users": n}}} for ``split``."""

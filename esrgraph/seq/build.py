@@ -90,7 +90,20 @@ def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.d
 
 
 def build_evaluator(cfg, data: SequenceData, device: torch.device | str = "cpu") -> Evaluator:
-    return Evaluator(data, cfg.eval, cfg.train.eval_batch_size, torch.device(device))
+    """The evaluator of training: validation ranks ``train.valid_users`` users at most (a fixed sample)."""
+    return Evaluator(data, cfg.eval, cfg.train.eval_batch_size, torch.device(device), validation_users(cfg, data))
+
+
+VALID_SAMPLE_SEED = 0
+
+
+def validation_users(cfg, data: SequenceData) -> np.ndarray | None:
+    """A fixed random sample of ``train.valid_users`` users when there are more, else None (every user)."""
+    limit = cfg.train.valid_users
+    if limit is None or data.num_users <= limit:
+        return None
+    picked = np.random.default_rng(VALID_SAMPLE_SEED).choice(data.num_users, limit, replace=False)
+    return np.sort(picked)
 
 
 def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:

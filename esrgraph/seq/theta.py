@@ -36,9 +36,9 @@ def tune_theta(model: SeqRecommender, evaluator: Evaluator) -> dict:
     for theta in GRID:
         readouts.theta.fill_(theta)
         for protocol in PROTOCOLS:
-            _, _, ranks = evaluator.ranks(mixer, "valid", protocol)  # in user order
+            users, _, ranks = evaluator.ranks(mixer, "valid", protocol)
             for g, name in enumerate(readouts.names):
-                mask = groups == g
+                mask = groups[users] == g
                 score = metrics_from_ranks(ranks[mask], evaluator.cfg.ks)[VALID_METRIC] if mask.any() else None
                 curves[protocol][name].append(score)
     model.train(was_training)
