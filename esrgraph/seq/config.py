@@ -131,6 +131,11 @@ class SeqConfig:
                 f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({self.hidden_size}): "
                 "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
             )
+        if VARIANTS.get(self.variant).distills and self.distill.alpha > 0 and cfg.embed.users == "none":
+            raise ConfigError(
+                f"embed.users: none, but seq.variant {self.variant} self-distils from similar users; "
+                "use embed.users=text or items, or a variant without self-distillation"
+            )
         if self.distill.k is None:
             self.distill.k = cfg.embed.similar_users
         elif self.distill.k > cfg.embed.similar_users:

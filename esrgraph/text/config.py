@@ -27,8 +27,19 @@ class EmbedConfig:
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field("auto", help="auto: bf16 where the chip has it")
     pca_dim: int | None = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
+    users: Literal["text", "items", "none"] = field(
+        "text",
+        help="user vectors (for similar users): text encodes each user's text of training-item titles; items "
+        "averages the user's training items' vectors, most recent weighing most (no encoding); none: no user "
+        "vectors or similar users (variants without self-distillation need none)",
+    )
     similar_users: int = field(10, min=1, help="K most similar users kept per user")
-    block_size: int = field(1024, min=1, help="users per block in the similarity search (bounds memory)")
+    similar_search: Literal["auto", "exact", "approximate"] = field(
+        "auto",
+        help="exact: every pair of users (cost grows with users squared); approximate: an inverted-file index "
+        "(needs faiss-cpu); auto: exact up to 200,000 users, approximate above where faiss is installed",
+    )
+    block_size: int = field(1024, min=1, help="users per block in the exact similarity search (bounds memory)")
     cache: bool = field(True, help="reuse encodings of texts seen before (keyed by model and text)")
 
     def check(self, cfg) -> None:
