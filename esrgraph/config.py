@@ -37,12 +37,16 @@ from .graph.config import GraphConfig
 from .seq.config import SeqConfig, TrainConfig
 from .text.config import EmbedConfig
 
+# numpy's global and legacy generators, which the graph pretraining and the tuner's sampler seed, take
+# seeds below 2^32 (torch's and numpy's newer generators take any 64-bit one)
+NUMPY_SEED_MAX = 2**32 - 1
+
 
 @dataclass
 class RunConfig:
     root: str = field("runs", help="folder that holds run directories")
     name: str | None = field(None, help="run directory name; default <dataset>-<config hash>")
-    seed: int = field(42, min=0, help="seed of the graph pretraining")
+    seed: int = field(42, min=0, max=NUMPY_SEED_MAX, help="seed of the graph pretraining (numpy's global seed)")
 
     def check(self, cfg: Config) -> None:
         schema.check_folder_name("run.name", self.name)
@@ -71,7 +75,7 @@ class TuneConfig:
     """esr tune: a search over settings on validation NDCG@10, one seed per trial."""
 
     trials: int = field(20, min=1, help="trials of a study (the budget every compared model gets)")
-    seed: int = field(0, min=0, help="seed of the sampler")
+    seed: int = field(0, min=0, max=NUMPY_SEED_MAX, help="seed of the sampler (a numpy seed)")
     train_seed: int = field(1, min=0, help="the seed every trial trains with")
     startup_trials: int = field(5, min=1, help="random trials before the sampler models the results")
     prune_after: int = field(
