@@ -68,11 +68,15 @@ def recommend(
 
 
 def _history_rows(rec, histories, options):
-    unknown_total, examples = 0, []
+    """Each history's recommendations; unknown ids and histories ranked by popularity are counted and
+    reported once at the end (one warning per history would bury the output)."""
+    unknown_total, examples, fallbacks = 0, [], []
     for user, items in histories:
         known, unknown = rec.known_items(items)
         unknown_total += unknown.count
         examples += unknown.examples[: 5 - len(examples)]
+        if not len(known):
+            fallbacks.append(user)
         yield user, rec.recommend(items, warn=False, **options)
     if unknown_total:
         click.echo(
@@ -80,11 +84,18 @@ def _history_rows(rec, histories, options):
             f"(e.g. {', '.join(examples)})",
             err=True,
         )
+    if fallbacks:
+        click.echo(
+            f"esr: warning: {len(fallbacks):,} histories hold no item the model knows (e.g. "
+            f"{', '.join(fallbacks[:5])}): ranked by popularity, their rows marked fallback=popularity",
+            err=True,
+        )
 
 
 def _print(rows) -> None:
     for user, top in rows:
-        click.echo(f"user {user}:")
+        fallback = f" (no item the model knows: ranked by {top[0]['fallback']})" if top and "fallback" in top[0] else ""
+        click.echo(f"user {user}:{fallback}")
         for rank, row in enumerate(top, 1):
             title = f"  {row['title']}" if row["title"] else ""
             click.echo(f"  {rank:>3}. {row['item']}  {row['score']:.4f}{title}")

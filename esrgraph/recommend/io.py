@@ -72,9 +72,12 @@ def _jsonl(handle: io.TextIOBase, user: str, items: list[dict]) -> None:
 
 def _csv_writer(handle: io.TextIOBase):
     writer = csv.writer(handle)
-    writer.writerow(["user", "rank", "item", "score", "title"])
+    writer.writerow(["user", "rank", "item", "score", "title", "fallback"])
 
     def write(_, user: str, items: list[dict]) -> None:
-        writer.writerows([user, rank, r["item"], r["score"], r["title"] or ""] for rank, r in enumerate(items, 1))
+        writer.writerows(
+            [user, rank, r["item"], r["score"], r["title"] or "", r.get("fallback", "")]
+            for rank, r in enumerate(items, 1)
+        )
 
     return write
