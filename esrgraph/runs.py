@@ -79,9 +79,10 @@ class Run:
     def key(stage: str, section: Any, upstream: dict[str, str], inputs: dict[str, str] | None = None) -> str:
         return sha256_json({"stage": stage, "config": key_dict(section), "upstream": upstream, "inputs": inputs or {}})
 
-    def is_current(self, stage: str, key: str) -> bool:
-        """The stage folder holds a complete, undamaged output with this key, and no --force asks to redo it."""
-        return stage not in self.force and is_up_to_date(self.stage_dir(stage), key)
+    def is_current(self, stage: str, key: str, warn: bool = True) -> bool:
+        """The stage folder holds a complete, undamaged output with this key, and no --force asks to redo it
+        (a damaged output is named in a warning unless ``warn`` is false)."""
+        return stage not in self.force and is_up_to_date(self.stage_dir(stage), key, warn)
 
     def run_stage(
         self,
