@@ -30,6 +30,7 @@ from .data.config import (  # noqa: F401  (re-exported: the dataset section is r
     MetadataConfig,
     MetadataFields,
 )
+from .data.files import why_missing
 from .errors import ConfigError
 from .eval.config import EvalConfig
 from .gnn.config import GnnConfig
@@ -169,11 +170,12 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def _read_yaml_tree(path: Path, seen: set[Path]) -> dict:
+    if not path.is_file():  # checked before resolving: a link loop cannot be resolved
+        missing = why_missing(path) if not path.exists() else "not a file"
+        raise ConfigError(f"{path}: config file not found" if missing == "file not found" else f"{path}: {missing}")
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -204,7 +206,10 @@ def _resolve_paths(data: dict, base: Path) -> None:
 def resolve_relative(value: str, base: Path) -> str:
     if value.startswith(BUNDLED_PREFIX) or os.path.isabs(value):
         return value
-    return str((base / value).resolve())
+    try:
+        return str((base / value).resolve())
+    except (RuntimeError, OSError):  # a link loop: kept as written, and named when the file is opened
+        return os.path.abspath(base / value)
 
 
 def _deep_merge(into: dict, new: dict) -> None:

@@ -80,7 +80,10 @@ SNIFF_AGREEMENT = 0.9  # share of those lines with the table's width
 def read_interactions(cfg: InteractionsConfig) -> tuple[Sequences, Reading]:
     """Read the configured file; returns the sequences and the format used (and why)."""
     source = Source.open(cfg.path, cfg.encoding, f"{SETTING}.encoding")
-    reading = detect_format(source, cfg.separator) if cfg.format == "auto" else Reading(cfg.format, None, FORMAT_KEY)
+    columns = (cfg.user_column, cfg.item_column, cfg.time_column)
+    reading = (
+        detect_format(source, cfg.separator, columns) if cfg.format == "auto" else Reading(cfg.format, None, FORMAT_KEY)
+    )
     log.info("%s: read as %s", source.name, reading)
     with naming_the_guess(reading):
         sequences = _READERS[reading.format](source, cfg, reading)
@@ -89,18 +92,19 @@ def read_interactions(cfg: InteractionsConfig) -> tuple[Sequences, Reading]:
     return sequences, reading
 
 
-def detect_format(source: Source, separator: str | None = None) -> Reading:
-    """The format of ``source``: from its name, else from its first lines."""
+def detect_format(source: Source, separator: str | None = None, columns: tuple[str | None, ...] = ()) -> Reading:
+    """The format of ``source``: from its name, else from its first lines (``columns``: the configured
+    user, item and time columns, which a JSON Lines review dump may use)."""
     by_name = by_suffix(source.path, {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json"})
     if by_name and by_name[0] == "json":
-        return _json_kind(source, by_name[1])
+        return _json_kind(source, by_name[1], columns)
     if by_name:
         return _guess(*by_name)
     if separator is not None:
         return _guess("tsv" if separator == "\t" else "csv", f"{SETTING}.separator {separator!r}")
     _, first = next(iter_lines(source))
     if first.lstrip().startswith("{"):
-        return _json_kind(source, "the first line starting with '{'")
+        return _json_kind(source, "the first line starting with '{'", columns)
     if is_typed_header(first.split("\t")):
         return _guess("tsv", f"the typed header {first.strip()[:60]!r}")
     return _sniff_table(source) or _whitespace_kind(source)
@@ -110,7 +114,7 @@ def _guess(fmt: str, seen: str, separator: str | None = None) -> Reading:
     return Reading(fmt, seen, FORMAT_KEY, separator)
 
 
-def _json_kind(source: Source, seen: str) -> Reading:
+def _json_kind(source: Source, seen: str, columns: tuple[str | None, ...] = ()) -> Reading:
     """A whole-document JSON mapping, or JSON Lines (one review object a line)."""
     _, first = next(iter_lines(source))
     try:
@@ -121,11 +125,23 @@ def _json_kind(source: Source, seen: str) -> Reading:
         return _guess("json", f"{seen}, the first line a mapping of users to lists")
     if {"user_id", "parent_asin"} <= obj.keys():
         return _guess("amazon-reviews-2023", f"{seen}, one object a line with user_id and parent_asin")
-    return _guess("amazon-reviews", f"{seen}, one object a line")
+    if _names_a_review(obj, columns):
+        return _guess("amazon-reviews", f"{seen}, one object a line with user and item fields")
+    # neither lists nor a review's fields: a mapping of users whose values are wrong, which the json
+    # reader names by key (read as reviews, it would be blamed on missing review fields)
+    return _guess("json", f"{seen}, the first line an object with neither lists nor user and item fields")
 
 
 def _is_sequence_map(obj: dict) -> bool:
     return all(isinstance(v, list) for v in obj.values())
+
+
+def _names_a_review(obj: dict, columns: tuple[str | None, ...]) -> bool:
+    """The object has a user and an item field: configured ones, or names a header may use."""
+    if any(c is not None for c in columns):
+        return any(c in obj for c in columns if c is not None)
+    keys = {_norm(str(k)) for k in obj}
+    return bool(keys & set(USER_NAMES)) and bool(keys & set(ITEM_NAMES))
 
 
 def _sniff_table(source: Source) -> Reading | None:
