@@ -136,6 +136,27 @@ def _damaged_gzip() -> bytes:
             "(set dataset.interactions.user_column, dataset.interactions.item_column, "
             "dataset.interactions.time_column)",
         ),
+        (
+            "nul.txt",
+            b"u1 1 2 3\nu\x002 1 2 3\n",
+            "sequences",
+            "nul.txt, line 2: user id 'u\\x002' holds a control character (U+0000); ids must be printable",
+        ),
+        (
+            "nul.inter",
+            b"u1 1\nu1 2\x00\n",
+            "inter",
+            "nul.inter, line 2: item id '2\\x00' holds a control character (U+0000)",
+        ),
+        ("bel.csv", "user,item,timestamp\nu1,1\x07,3\n", "csv", "bel.csv, line 2: item id '1\\x07' holds a control"),
+        (
+            "r.jsonl",
+            '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\n{"reviewerID": "a\\u0000", "asin": "y", '
+            '"unixReviewTime": 2}\n',
+            "amazon-reviews",
+            "r.jsonl, line 2: user id 'a\\x00' holds a control character (U+0000)",
+        ),
+        ("c.json", '{"u1": [1, 2, 3], "u\\u001b": [1]}', "json", "c.json, key 'u\\x1b': user id 'u\\x1b' holds a"),
     ],
 )
 def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -175,7 +176,22 @@ def _parse_id(token: object, name: str, line: int | None = None, key: str | None
     text = str(token).strip()
     if not text:
         raise InputError(name, f"empty {what}", line=line, key=key)
+    _check_printable(text, name, line, key, what)
     return text
+
+
+# C0 and C1 control characters, NUL included: never part of a real id, and an id holding one prints
+# as something else (or nothing) in every listing, file and message that names it
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_printable(text: str, name: str, line: int | None, key: str | None = None, what: str = "id") -> None:
+    found = _CONTROL.search(text)
+    if found:
+        char = found.group()
+        raise InputError(
+            name, f"{what} {text!r} holds a control character (U+{ord(char):04X}); ids must be printable", line, key
+        )
 
 
 def _data_lines(source: Source, separator: str | None) -> Iterator[tuple[int, list[str]]]:
@@ -184,6 +200,9 @@ def _data_lines(source: Source, separator: str | None) -> Iterator[tuple[int, li
     for number, line in iter_lines(source):
         # empty fields are skipped, as runs of spaces are ("u1, 1, 2," is u1 with items 1 and 2)
         tokens = [t for t in (t.strip() for t in line.split(separator)) if t] if separator else line.split()
+        if _CONTROL.search(line.replace("\t", "")):  # checked by line first: one search a line, not a token
+            for at, token in enumerate(tokens):  # the user first, then items, in both whitespace formats
+                _check_printable(token, source.name, number, what="item id" if at else "user id")
         if first and _is_header(tokens):
             log.warning("%s, line %d: %r names columns; skipped as a header", source.name, number, line.strip())
         else:
