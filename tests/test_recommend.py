@@ -157,6 +157,34 @@ def test_every_user_to_jsonl_and_csv_and_candidates(trained, capsys, tmp_path):
     assert [int(row["rank"]) for row in lines] == list(range(1, len(lines) + 1))
 
 
+def test_a_missing_output_folder_is_an_error_unless_create_dirs_asks_for_it(trained, tmp_path, capsys):
+    out = tmp_path / "missing" / "dir" / "r.jsonl"
+    capsys.readouterr()
+    assert main(["recommend", *trained, "--all", "-O", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"esr: error: {out.parent}: no such folder for the output r.jsonl; create it, or pass --create-dirs\n"
+    assert not (tmp_path / "missing").exists()
+    assert main(["recommend", *trained, "--all", "-O", str(out), "--create-dirs"]) == 0
+    assert len(out.read_text().splitlines()) == 8  # the 8 users the tiny dataset keeps
+    not_a_folder = tmp_path / "h.txt"
+    not_a_folder.write_text("")
+    capsys.readouterr()
+    assert main(["recommend", *trained, "--all", "-O", str(not_a_folder / "r.csv")]) == 2
+    assert capsys.readouterr().err == f"esr: error: {not_a_folder}: not a folder, so r.csv cannot be written in it\n"
+
+
+def test_folders_created_for_an_output_that_fails_are_removed(tmp_path):
+    from esrgraph.recommend.io import write_rows
+
+    def rows():
+        yield "u1", [{"item": "1", "score": 1.0, "title": None}]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_rows(tmp_path / "a" / "b" / "r.jsonl", rows(), create_dirs=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_without_a_trained_model_it_is_one_line_and_exit_2(tiny, tmp_path, capsys):
     flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + QUICK for flag in ("-o", o)]
     assert main(["recommend", *flags, "--user", "u1"]) == 2
