@@ -2,8 +2,11 @@
 
 Each stage writes into a temporary sibling folder and renames it into place
 only when everything is written, so an interrupted or failed stage never leaves
-a half-written output behind (a process killed outright leaves its temporary
-folder, which the stage's next run on that host removes). A stage's
+a half-written output behind. A process killed outright leaves its temporary
+folders and files; their names carry host and process id
+(``.<name>.<host>-<pid>.<random>.tmp``), so the next command on that run
+directory removes those of processes of this host that no longer run
+(:func:`remove_abandoned_temporaries`) and leaves a running writer's alone. A stage's
 ``manifest.json`` records the resolved config, the hashes of its inputs and
 outputs, and the package versions; a stage whose manifest key matches, and
 whose artifacts still have the recorded sizes and hashes, is up to date and is
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -74,7 +78,7 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
@@ -251,8 +255,12 @@ def remove_if_empty(created: list[Path]) -> None:
             return
 
 
+def _owner_tag() -> str:
+    """Host and process id in a temporary name: a later command can tell whether its writer still runs."""
+    return f"{platform.node()}-{os.getpid()}"
+
+
 def _tmp_prefix(stage_dir: Path) -> str:
-    """Temporary folders carry host and process id, so a later run can tell abandoned ones."""
     return f".{stage_dir.name}.{platform.node()}-"
 
 
@@ -260,11 +268,31 @@ def remove_abandoned(stage_dir: Path) -> None:
     """Remove the temporary folders of ``stage_dir`` left by processes of this host that no
     longer run (killed outright, e.g. out of memory). Another host's folders, or a running
     process's, are left alone."""
-    prefix = _tmp_prefix(stage_dir)
-    for folder in stage_dir.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = folder.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+    for folder in stage_dir.parent.glob(f"{glob.escape(_tmp_prefix(stage_dir))}*.tmp"):
+        if _abandoned(folder.name):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_abandoned_temporaries(folder: Path) -> list[Path]:
+    """Remove every temporary folder and file under ``folder`` (a run directory) left by a process of this
+    host that no longer runs; returns what was removed. A running process's are left alone, as are another
+    host's (whether its writer runs cannot be told from here) and names without a process id."""
+    removed = []
+    for path in sorted(folder.rglob(".*.tmp")) if folder.is_dir() else []:
+        if not _abandoned(path.name) or not os.path.lexists(path):  # gone with an abandoned folder above it
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _abandoned(name: str) -> bool:
+    """Whether a temporary name carries this host and the id of a process that no longer runs."""
+    found = re.search(rf"\.{re.escape(platform.node())}-(\d+)\.[^/]*\.tmp$", name)
+    return found is not None and int(found.group(1)) != os.getpid() and not _running(int(found.group(1)))
 
 
 def _running(pid: int) -> bool:

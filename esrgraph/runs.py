@@ -24,6 +24,7 @@ from .artifacts import (
     is_up_to_date,
     package_versions,
     read_manifest,
+    remove_abandoned_temporaries,
     sha256_json,
     stage_output,
     write_json,
@@ -57,6 +58,15 @@ class Run:
         if self.variant and stage in MODEL_STAGES:
             return self.dir / f"{stage}-{self.variant}"
         return self.dir / stage
+
+    def remove_abandoned(self) -> None:
+        """Remove the temporary files and folders a killed process left in the run directory (every
+        command does this first, so they do not wait for the same stage to run again); a running
+        process's are left alone."""
+        removed = remove_abandoned_temporaries(self.dir)
+        if removed:
+            names = ", ".join(str(p.relative_to(self.dir)) for p in removed[:3])
+            log.info("removed %d temporary file(s) left by a process that no longer runs: %s", len(removed), names)
 
     def stage_key(self, stage: str) -> str:
         manifest = read_manifest(self.stage_dir(stage))
