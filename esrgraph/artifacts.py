@@ -78,18 +78,30 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp")
+    except OSError as exc:  # named by the file being written, not by a temporary name nobody will find
+        exc.filename = str(path)
+        raise
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_all(fd, data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file: name this one
+            exc.filename = str(path)
         raise
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to the open file ``fd`` and flush it to the disk, closing ``fd``: the one place an
+    artifact's or a checkpoint's bytes reach the file system, where a full disk shows."""
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -217,7 +229,15 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     stage_dir = Path(stage_dir)
     created = make_folders(stage_dir.parent)
     remove_abandoned(stage_dir)
-    tmp = Path(tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp"))
+    try:
+        tmp = Path(
+            tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp")
+        )
+    except BaseException as exc:
+        remove_if_empty(created)
+        if isinstance(exc, OSError):
+            exc.filename = str(stage_dir)
+        raise
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
@@ -228,10 +248,19 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
             os.replace(stage_dir, old)
         os.replace(tmp, stage_dir)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         remove_if_empty(created)
+        if isinstance(exc, OSError):
+            exc.filename = _outside(exc.filename, tmp, stage_dir)
         raise
+
+
+def _outside(filename: object, tmp: Path, stage_dir: Path) -> object:
+    """A file of the removed temporary folder named as it would have been in the stage folder."""
+    if isinstance(filename, str) and filename.startswith(f"{tmp}{os.sep}"):
+        return str(stage_dir / os.path.relpath(filename, tmp))
+    return filename
 
 
 def make_folders(folder: Path) -> list[Path]:
@@ -281,10 +310,13 @@ def remove_abandoned_temporaries(folder: Path) -> list[Path]:
     for path in sorted(folder.rglob(".*.tmp")) if folder.is_dir() else []:
         if not _abandoned(path.name) or not os.path.lexists(path):  # gone with an abandoned folder above it
             continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        try:  # best effort: a read-only run directory can still be read
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
         removed.append(path)
     return removed
 
