@@ -29,6 +29,10 @@ from .errors import ConfigError
 INT64 = (-(2**63), 2**63 - 1)  # what torch and numpy take an integer as
 
 
+class _OutOfRange(ConfigError):
+    """A number of the right type beyond its field's bounds (told apart from a value of the wrong type)."""
+
+
 def build(cls: type, data: Any, prefix: str = "") -> Any:
     """Create dataclass ``cls`` from mapping ``data``, validating every key."""
     where = prefix.rstrip(".") or "config"
@@ -64,11 +68,16 @@ def convert(tp: Any, value: Any, key: str, meta: typing.Mapping = types.MappingP
             return None
         if len(args) == 1:
             return convert(args[0], value, key, meta)
+        out_of_range = None
         for arg in args:
             try:
                 return convert(arg, value, key, meta)
+            except _OutOfRange as exc:  # the right kind of value, refused for its size: that is the news
+                out_of_range = exc
             except ConfigError:
                 continue
+        if out_of_range is not None:
+            raise out_of_range
         raise ConfigError(f"{key}: expected {' or '.join(_allowed(a) for a in args)}, got {_describe(value)}")
     if value is None:
         raise ConfigError(f"{key}: a value is required (null is not allowed here)")
@@ -126,7 +135,7 @@ def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
 def _check_int64(value: int, key: str) -> None:
     low, high = INT64
     if not low <= value <= high:
-        raise ConfigError(f"{key}: {value} is out of range; integers must fit in 64 bits ({low} to {high})")
+        raise _OutOfRange(f"{key}: {value} is out of range; integers must fit in 64 bits ({low} to {high})")
 
 
 def _finite_float(value: int | float, key: str, meta: typing.Mapping) -> float:
@@ -134,9 +143,9 @@ def _finite_float(value: int | float, key: str, meta: typing.Mapping) -> float:
     try:
         number = float(value)
     except OverflowError:  # an integer beyond any float
-        raise ConfigError(f"{key}: {value} is too large for a number") from None
+        raise _OutOfRange(f"{key}: {value} is too large for a number") from None
     if math.isnan(number) or (math.isinf(number) and not meta.get("infinite")):
-        raise ConfigError(f"{key}: {value} is not allowed; expected a finite number")
+        raise _OutOfRange(f"{key}: {value} is not allowed; expected a finite number")
     return number
 
 
@@ -152,7 +161,7 @@ def _check_bounds(value: Any, key: str, meta: typing.Mapping) -> None:
     broken = [f"{sym} {meta[name]}" for name, ok, sym in bounds if name in meta and not ok(value, meta[name])]
     if broken:
         allowed = " and ".join(f"{sym} {meta[name]}" for name, _, sym in bounds if name in meta)
-        raise ConfigError(f"{key}: {value} is out of range; expected a value {allowed}")
+        raise _OutOfRange(f"{key}: {value} is out of range; expected a value {allowed}")
 
 
 def to_dict(obj: Any) -> Any:

@@ -86,6 +86,7 @@ def test_bad_settings_name_the_key(override, message):
         ("train.lr=.inf", "train.lr: inf is not allowed; expected a finite number"),
         ("train.lr=1e400", "train.lr: inf is not allowed; expected a finite number"),
         ("seq.dropout=.nan", "seq.dropout: nan is not allowed; expected a finite number"),
+        ("tune.space={train.lr: {low: 0.1, high: .inf}}", "tune.space.train.lr.high: inf is not allowed; expected a"),
         ("train.weight_decay=1" + "0" * 400, "train.weight_decay: 1" + "0" * 400 + " is too large for a number"),
     ],
 )
