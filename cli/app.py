@@ -72,6 +72,8 @@ def _with_run(func, stage: str | None):
         from esrgraph.runs import Run
 
         cfg = load_config(config, overrides)
-        return func(Run(cfg, force=frozenset([stage] if force and stage else [])), **kwargs)
+        run = Run(cfg, force=frozenset([stage] if force and stage else []))
+        run.remove_abandoned()
+        return func(run, **kwargs)
 
     return wrapper

@@ -8,6 +8,8 @@ the checkpoints written so far are kept.
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import sys
 import threading
@@ -53,8 +55,7 @@ def _run(argv: list[str] | None) -> int:
         click.echo(f"esr: error: {_one_line(str(exc))}", err=True)
         return 2
     except OSError as exc:  # the file system refused (a run root that is a file, a full disk, permissions)
-        where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"esr: error: {where}{_one_line(exc.strerror or str(exc))}", err=True)
+        click.echo(f"esr: error: {_os_error(exc)}", err=True)
         return 2
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
@@ -69,6 +70,23 @@ def _run(argv: list[str] | None) -> int:
     except Terminated:
         return _interrupted(143)
     return 0
+
+
+# What to do about a full disk: every write is atomic, so what was there before is whole
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _os_error(exc: OSError) -> str:
+    """One line: the file, what the system said and, for a full disk, which disk and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"{where}{_one_line(exc.strerror or str(exc))}"
+    if exc.errno in _FULL:
+        folder = os.path.dirname(str(exc.filename)) if exc.filename else "the output"
+        text += (
+            f" (the disk holding {folder}); earlier outputs are unchanged: free space and run the command again "
+            "(--resume continues a training from its last checkpoint)"
+        )
+    return text
 
 
 def _one_line(text: str) -> str:

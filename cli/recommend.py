@@ -34,10 +34,22 @@ from .app import esr, run_options
     "-O",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Write here (.jsonl or .csv) instead of printing a readable list.",
+    help="Write here (.jsonl or .csv) instead of printing a readable list; its folder must exist.",
 )
+@click.option("--create-dirs", is_flag=True, help="Create the missing folders of the -O path.")
 def recommend(
-    run, users, users_file, every_user, history_file, k, seed, exclude_seen, candidates, approximate, output
+    run,
+    users,
+    users_file,
+    every_user,
+    history_file,
+    k,
+    seed,
+    exclude_seen,
+    candidates,
+    approximate,
+    output,
+    create_dirs,
 ) -> None:
     """Recommend items with the model trained with this config: for known users, every user, or new histories.
 
@@ -45,11 +57,15 @@ def recommend(
     with the same config (esr train-seq CONFIG).
     """
     from esrgraph.api import load_recommender
-    from esrgraph.recommend.io import read_histories, read_ids, write_rows
+    from esrgraph.recommend.io import check_output, read_histories, read_ids, write_rows
 
     chosen = [bool(users), bool(users_file), every_user, bool(history_file)]
     if sum(chosen) != 1:
         raise click.UsageError("give exactly one of --user, --users-file, --all or --history-file")
+    if output:
+        check_output(Path(output), create_dirs)  # before loading and ranking anything
+    elif create_dirs:
+        raise click.UsageError("--create-dirs creates the folders of the -O path; give -O")
     rec = load_recommender(run.cfg, seed=seed, approximate=approximate)
     allowed = read_ids(Path(candidates)) if candidates else None
     options = {"k": k, "exclude_seen": exclude_seen, "candidates": allowed}
@@ -61,18 +77,22 @@ def recommend(
         ids = list(users) if users else read_ids(Path(users_file))
         rows = zip(ids, rec.recommend_users(ids, **options))
     if output:
-        count = write_rows(Path(output), rows)
+        count = write_rows(Path(output), rows, create_dirs)
         click.echo(f"{count:,} users' recommendations -> {output}")
     else:
         _print(rows)
 
 
 def _history_rows(rec, histories, options):
-    unknown_total, examples = 0, []
+    """Each history's recommendations; unknown ids and histories ranked by popularity are counted and
+    reported once at the end (one warning per history would bury the output)."""
+    unknown_total, examples, fallbacks = 0, [], []
     for user, items in histories:
         known, unknown = rec.known_items(items)
         unknown_total += unknown.count
         examples += unknown.examples[: 5 - len(examples)]
+        if not len(known):
+            fallbacks.append(user)
         yield user, rec.recommend(items, warn=False, **options)
     if unknown_total:
         click.echo(
@@ -80,11 +100,18 @@ def _history_rows(rec, histories, options):
             f"(e.g. {', '.join(examples)})",
             err=True,
         )
+    if fallbacks:
+        click.echo(
+            f"esr: warning: {len(fallbacks):,} histories hold no item the model knows (e.g. "
+            f"{', '.join(fallbacks[:5])}): ranked by popularity, their rows marked fallback=popularity",
+            err=True,
+        )
 
 
 def _print(rows) -> None:
     for user, top in rows:
-        click.echo(f"user {user}:")
+        fallback = f" (no item the model knows: ranked by {top[0]['fallback']})" if top and "fallback" in top[0] else ""
+        click.echo(f"user {user}:{fallback}")
         for rank, row in enumerate(top, 1):
             title = f"  {row['title']}" if row["title"] else ""
             click.echo(f"  {rank:>3}. {row['item']}  {row['score']:.4f}{title}")

@@ -88,6 +88,7 @@ def run_ablation(
     selected = set(only or known)
     base = load_config(config, list(overrides) + [f"train.seeds={seeds}"])
     shared = base.run.name or f"{base.dataset.name}-ablation-{base.digest()[:10]}"
+    Run(load_config(config, list(overrides) + [f"run.name={shared}"])).remove_abandoned()
     setting = (config, overrides, seeds, shared)
     _check_variants(setting, [v for v in FIXED_VARIANTS if v.name in selected])
     trained = {v.name: _outcome(setting, v, train=True) for v in FIXED_VARIANTS if v.name in selected}

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .artifacts import stage_damage
 from .config import Config, load_config
 from .errors import EsrError
-from .pipeline import current, ensure
+from .pipeline import current, damage, ensure
 from .recommend.recommender import Recommender, load_model_and_dataset
 from .runs import Run
 from .seq.build import RecommenderInputs
@@ -93,6 +94,8 @@ def load_recommender(
     run = Run(cfg)
     seq_dir = current(run, "seq")
     if seq_dir is None:
+        if found := damage(run, "seq"):
+            raise EsrError(f"{found}: the trained model or what it was trained on is damaged; {REBUILD}")
         raise EsrError(
             f"no model trained with this config in {run.dir} (or its inputs changed since); "
             "run esr train-seq with it first"
@@ -101,9 +104,15 @@ def load_recommender(
     return Recommender(model, dataset, cfg.seq.max_length, approximate=approximate)
 
 
+REBUILD = "run esr train-seq with this config, which rebuilds what is damaged"
+
+
 def _from_run_dir(folder: Path, seed: int | None, device: str, approximate: bool) -> Recommender:
     if not (folder / "config.yaml").is_file():
         raise EsrError(f"{folder}: not a run directory (no config.yaml); give a run directory or a config file")
+    for stage in ("dataset", "seq"):  # a copied run directory is checked against its manifests too
+        if found := stage_damage(folder / stage):
+            raise EsrError(f"{found}: the {stage} stage of this run directory is damaged; {REBUILD}")
     cfg = load_config(folder / "config.yaml")
     model, dataset, _ = load_model_and_dataset(folder / "seq", folder / "dataset", seed, device)
     return Recommender(model, dataset, cfg.seq.max_length, approximate=approximate)

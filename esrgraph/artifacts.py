@@ -2,8 +2,11 @@
 
 Each stage writes into a temporary sibling folder and renames it into place
 only when everything is written, so an interrupted or failed stage never leaves
-a half-written output behind (a process killed outright leaves its temporary
-folder, which the stage's next run on that host removes). A stage's
+a half-written output behind. A process killed outright leaves its temporary
+folders and files; their names carry host and process id
+(``.<name>.<host>-<pid>.<random>.tmp``), so the next command on that run
+directory removes those of processes of this host that no longer run
+(:func:`remove_abandoned_temporaries`) and leaves a running writer's alone. A stage's
 ``manifest.json`` records the resolved config, the hashes of its inputs and
 outputs, and the package versions; a stage whose manifest key matches, and
 whose artifacts still have the recorded sizes and hashes, is up to date and is
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -74,18 +78,30 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp")
+    except OSError as exc:  # named by the file being written, not by a temporary name nobody will find
+        exc.filename = str(path)
+        raise
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_all(fd, data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file: name this one
+            exc.filename = str(path)
         raise
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to the open file ``fd`` and flush it to the disk, closing ``fd``: the one place an
+    artifact's or a checkpoint's bytes reach the file system, where a full disk shows."""
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -120,25 +136,56 @@ def package_versions() -> dict[str, str]:
 
 
 def read_manifest(stage_dir: str | os.PathLike) -> dict | None:
-    path = Path(stage_dir) / MANIFEST
-    if not path.is_file():
-        return None
+    """The stage's manifest; None when there is none or it cannot be read (:func:`manifest_problem` says why)."""
+    return _load_manifest(Path(stage_dir))[0]
+
+
+def manifest_problem(stage_dir: str | os.PathLike) -> str | None:
+    """Why a manifest that is there cannot be read; None when it reads, or there is none."""
+    return _load_manifest(Path(stage_dir))[1]
+
+
+def _load_manifest(stage_dir: Path) -> tuple[dict | None, str | None]:
+    path = stage_dir / MANIFEST
     try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
+        manifest = read_json(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable ({exc})"
+    if not isinstance(manifest, dict):
+        return None, f"unreadable (a JSON {type(manifest).__name__}, not an object)"
+    return manifest, None
 
 
-def is_up_to_date(stage_dir: str | os.PathLike, key: str) -> bool:
-    """True when the stage folder holds a complete, undamaged output made with this key."""
-    manifest = read_manifest(stage_dir)
+def is_up_to_date(stage_dir: str | os.PathLike, key: str, warn: bool = True) -> bool:
+    """True when the stage folder holds a complete, undamaged output made with this key; a damaged one
+    is named in a warning (it runs again) unless ``warn`` is false (a check that runs nothing)."""
+    stage_dir = Path(stage_dir)
+    manifest, problem = _load_manifest(stage_dir)
+    if problem is not None and warn:  # the stage's own record is damaged: it runs again, and says why
+        path = stage_dir / MANIFEST
+        _warn_once(path, f"{path}: {problem}; the {stage_dir.name} stage is damaged and runs again")
     if manifest is None or manifest.get("key") != key:
         return False
-    damage = damaged_artifact(Path(stage_dir), manifest)
-    if damage is not None:
+    damage = damaged_artifact(stage_dir, manifest)
+    if damage is not None and warn:
         path, what = damage
         _warn_once(path, f"{path}: {what}; the {manifest.get('stage', 'stage')} stage is damaged and runs again")
     return damage is None
+
+
+def stage_damage(stage_dir: str | os.PathLike, key: str | None = None) -> str | None:
+    """'<file>: <what is wrong>' when the stage's output made with ``key`` (None: with any key) is
+    damaged, or its manifest cannot be read; None when it is whole, missing, or made with other settings."""
+    stage_dir = Path(stage_dir)
+    manifest, problem = _load_manifest(stage_dir)
+    if problem is not None:
+        return f"{stage_dir / MANIFEST}: {problem}"
+    if manifest is None or key not in (None, manifest.get("key")):
+        return None
+    damage = damaged_artifact(stage_dir, manifest)
+    return f"{damage[0]}: {damage[1]}" if damage else None
 
 
 def damaged_artifact(stage_dir: Path, manifest: dict) -> tuple[Path, str] | None:
@@ -182,7 +229,15 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     stage_dir = Path(stage_dir)
     created = make_folders(stage_dir.parent)
     remove_abandoned(stage_dir)
-    tmp = Path(tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp"))
+    try:
+        tmp = Path(
+            tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp")
+        )
+    except BaseException as exc:
+        remove_if_empty(created)
+        if isinstance(exc, OSError):
+            exc.filename = str(stage_dir)
+        raise
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
@@ -193,10 +248,19 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
             os.replace(stage_dir, old)
         os.replace(tmp, stage_dir)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         remove_if_empty(created)
+        if isinstance(exc, OSError):
+            exc.filename = _outside(exc.filename, tmp, stage_dir)
         raise
+
+
+def _outside(filename: object, tmp: Path, stage_dir: Path) -> object:
+    """A file of the removed temporary folder named as it would have been in the stage folder."""
+    if isinstance(filename, str) and filename.startswith(f"{tmp}{os.sep}"):
+        return str(stage_dir / os.path.relpath(filename, tmp))
+    return filename
 
 
 def make_folders(folder: Path) -> list[Path]:
@@ -220,8 +284,12 @@ def remove_if_empty(created: list[Path]) -> None:
             return
 
 
+def _owner_tag() -> str:
+    """Host and process id in a temporary name: a later command can tell whether its writer still runs."""
+    return f"{platform.node()}-{os.getpid()}"
+
+
 def _tmp_prefix(stage_dir: Path) -> str:
-    """Temporary folders carry host and process id, so a later run can tell abandoned ones."""
     return f".{stage_dir.name}.{platform.node()}-"
 
 
@@ -229,11 +297,34 @@ def remove_abandoned(stage_dir: Path) -> None:
     """Remove the temporary folders of ``stage_dir`` left by processes of this host that no
     longer run (killed outright, e.g. out of memory). Another host's folders, or a running
     process's, are left alone."""
-    prefix = _tmp_prefix(stage_dir)
-    for folder in stage_dir.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = folder.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+    for folder in stage_dir.parent.glob(f"{glob.escape(_tmp_prefix(stage_dir))}*.tmp"):
+        if _abandoned(folder.name):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_abandoned_temporaries(folder: Path) -> list[Path]:
+    """Remove every temporary folder and file under ``folder`` (a run directory) left by a process of this
+    host that no longer runs; returns what was removed. A running process's are left alone, as are another
+    host's (whether its writer runs cannot be told from here) and names without a process id."""
+    removed = []
+    for path in sorted(folder.rglob(".*.tmp")) if folder.is_dir() else []:
+        if not _abandoned(path.name) or not os.path.lexists(path):  # gone with an abandoned folder above it
+            continue
+        try:  # best effort: a read-only run directory can still be read
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _abandoned(name: str) -> bool:
+    """Whether a temporary name carries this host and the id of a process that no longer runs."""
+    found = re.search(rf"\.{re.escape(platform.node())}-(\d+)\.[^/]*\.tmp$", name)
+    return found is not None and int(found.group(1)) != os.getpid() and not _running(int(found.group(1)))
 
 
 def _running(pid: int) -> bool:

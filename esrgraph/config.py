@@ -30,6 +30,7 @@ from .data.config import (  # noqa: F401  (re-exported: the dataset section is r
     MetadataConfig,
     MetadataFields,
 )
+from .data.files import why_missing
 from .errors import ConfigError
 from .eval.config import EvalConfig
 from .gnn.config import GnnConfig
@@ -37,12 +38,16 @@ from .graph.config import GraphConfig
 from .seq.config import SeqConfig, TrainConfig
 from .text.config import EmbedConfig
 
+# numpy's global and legacy generators, which the graph pretraining and the tuner's sampler seed, take
+# seeds below 2^32 (torch's and numpy's newer generators take any 64-bit one)
+NUMPY_SEED_MAX = 2**32 - 1
+
 
 @dataclass
 class RunConfig:
     root: str = field("runs", help="folder that holds run directories")
     name: str | None = field(None, help="run directory name; default <dataset>-<config hash>")
-    seed: int = field(42, min=0, help="seed of the graph pretraining")
+    seed: int = field(42, min=0, max=NUMPY_SEED_MAX, help="seed of the graph pretraining (numpy's global seed)")
 
     def check(self, cfg: Config) -> None:
         schema.check_folder_name("run.name", self.name)
@@ -71,7 +76,7 @@ class TuneConfig:
     """esr tune: a search over settings on validation NDCG@10, one seed per trial."""
 
     trials: int = field(20, min=1, help="trials of a study (the budget every compared model gets)")
-    seed: int = field(0, min=0, help="seed of the sampler")
+    seed: int = field(0, min=0, max=NUMPY_SEED_MAX, help="seed of the sampler (a numpy seed)")
     train_seed: int = field(1, min=0, help="the seed every trial trains with")
     startup_trials: int = field(5, min=1, help="random trials before the sampler models the results")
     prune_after: int = field(
@@ -165,11 +170,12 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def _read_yaml_tree(path: Path, seen: set[Path]) -> dict:
+    if not path.is_file():  # checked before resolving: a link loop cannot be resolved
+        missing = why_missing(path) if not path.exists() else "not a file"
+        raise ConfigError(f"{path}: config file not found" if missing == "file not found" else f"{path}: {missing}")
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -200,7 +206,10 @@ def _resolve_paths(data: dict, base: Path) -> None:
 def resolve_relative(value: str, base: Path) -> str:
     if value.startswith(BUNDLED_PREFIX) or os.path.isabs(value):
         return value
-    return str((base / value).resolve())
+    try:
+        return str((base / value).resolve())
+    except (RuntimeError, OSError):  # a link loop: kept as written, and named when the file is opened
+        return os.path.abspath(base / value)
 
 
 def _deep_merge(into: dict, new: dict) -> None:

@@ -6,18 +6,31 @@ registry's names), ``min`` / ``max`` (inclusive bounds),
 ``gt`` / ``lt`` (exclusive bounds); a ``Literal`` type lists the allowed
 values itself. Errors name the full dotted key and say what is allowed, so a
 typo in a YAML file or an override is found at once.
+
+Two bounds hold for every field without being written down, because every
+consumer needs them: an integer fits in 64 bits (torch and numpy take ints as
+int64; a larger one passes here and fails deep inside training), and a float is
+finite (no setting is a rate, weight or share that means anything at infinity;
+a field whose metadata sets ``infinite=True`` accepts ±inf, never NaN).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
 from typing import Any, Literal, Union
 
 from .errors import ConfigError
+
+INT64 = (-(2**63), 2**63 - 1)  # what torch and numpy take an integer as
+
+
+class _OutOfRange(ConfigError):
+    """A number of the right type beyond its field's bounds (told apart from a value of the wrong type)."""
 
 
 def build(cls: type, data: Any, prefix: str = "") -> Any:
@@ -55,11 +68,16 @@ def convert(tp: Any, value: Any, key: str, meta: typing.Mapping = types.MappingP
             return None
         if len(args) == 1:
             return convert(args[0], value, key, meta)
+        out_of_range = None
         for arg in args:
             try:
                 return convert(arg, value, key, meta)
+            except _OutOfRange as exc:  # the right kind of value, refused for its size: that is the news
+                out_of_range = exc
             except ConfigError:
                 continue
+        if out_of_range is not None:
+            raise out_of_range
         raise ConfigError(f"{key}: expected {' or '.join(_allowed(a) for a in args)}, got {_describe(value)}")
     if value is None:
         raise ConfigError(f"{key}: a value is required (null is not allowed here)")
@@ -92,10 +110,11 @@ def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
     elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+        _check_int64(value, key)
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
-        value = float(value)
+        value = _finite_float(value, key, meta)
     elif tp is str:
         if not isinstance(value, str):
             hint = (
@@ -113,6 +132,23 @@ def _check_scalar(tp: Any, value: Any, key: str, meta: typing.Mapping) -> Any:
     return value
 
 
+def _check_int64(value: int, key: str) -> None:
+    low, high = INT64
+    if not low <= value <= high:
+        raise _OutOfRange(f"{key}: {value} is out of range; integers must fit in 64 bits ({low} to {high})")
+
+
+def _finite_float(value: int | float, key: str, meta: typing.Mapping) -> float:
+    """``value`` as a float, refused where it is NaN, or infinite without the field's ``infinite`` flag."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise _OutOfRange(f"{key}: {value} is too large for a number") from None
+    if math.isnan(number) or (math.isinf(number) and not meta.get("infinite")):
+        raise _OutOfRange(f"{key}: {value} is not allowed; expected a finite number")
+    return number
+
+
 def _check_bounds(value: Any, key: str, meta: typing.Mapping) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
@@ -125,7 +161,7 @@ def _check_bounds(value: Any, key: str, meta: typing.Mapping) -> None:
     broken = [f"{sym} {meta[name]}" for name, ok, sym in bounds if name in meta and not ok(value, meta[name])]
     if broken:
         allowed = " and ".join(f"{sym} {meta[name]}" for name, _, sym in bounds if name in meta)
-        raise ConfigError(f"{key}: {value} is out of range; expected a value {allowed}")
+        raise _OutOfRange(f"{key}: {value} is out of range; expected a value {allowed}")
 
 
 def to_dict(obj: Any) -> Any:

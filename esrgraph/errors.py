@@ -17,6 +17,10 @@ class ConfigError(EsrError):
     """A configuration key is unknown, of the wrong type, or out of range."""
 
 
+class ArgumentError(EsrError, ValueError):
+    """An argument of the Python API is of the wrong kind or out of range (what the CLI's options refuse)."""
+
+
 class InputError(EsrError):
     """An input file cannot be read as the expected format."""
 

@@ -10,6 +10,7 @@ stage take no lock: stage folders are replaced atomically.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
 def _acquire(path: Path, what: str) -> int:
     """A descriptor of ``path`` holding its lock."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open(path, what)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -54,6 +55,20 @@ def _acquire(path: Path, what: str) -> int:
         if _same_file(fd, path):
             return fd
         os.close(fd)  # the holder removed this file as we opened it: lock the one now at ``path``
+
+
+def _open(path: Path, what: str) -> int:
+    """The lock file, created if missing; a folder that refuses it (read-only, another user's) is named, not
+    the hidden lock file."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise EsrError(
+            f"{path.parent}: {exc.strerror} while locking {what} for writing; "
+            "make the folder writable, or set run.root to a folder you can write"
+        ) from None
 
 
 def _release(path: Path, fd: int) -> None:

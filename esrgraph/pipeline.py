@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .artifacts import cached_sha256, read_json
+from .artifacts import cached_sha256, read_json, stage_damage
 from .data.files import display_name, resolve_path
 from .locks import exclusive
 from .runs import Run
@@ -89,7 +89,18 @@ def current(run: Run, name: str) -> Path | None:
     if any(current(run, up) is None for up in stage.reads(run.cfg)):
         return None
     key = _key(run, stage)[0]
-    return run.stage_dir(name) if run.is_current(name, key) else None
+    # no warning that a damaged stage "runs again": nothing runs here (damage() names what is damaged)
+    return run.stage_dir(name) if run.is_current(name, key, warn=False) else None
+
+
+def damage(run: Run, name: str) -> str | None:
+    """'<file>: <what is wrong>' when stage ``name``, or a stage it reads, is not up to date because its
+    output is damaged (not missing, nor made with other settings); None otherwise. Runs nothing."""
+    stage = STAGES[name]
+    for upstream in stage.reads(run.cfg):
+        if found := damage(run, upstream):
+            return found
+    return stage_damage(run.stage_dir(name), _key(run, stage)[0])
 
 
 def run_pipeline(run: Run) -> tuple[Path, dict]:

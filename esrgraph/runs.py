@@ -24,6 +24,7 @@ from .artifacts import (
     is_up_to_date,
     package_versions,
     read_manifest,
+    remove_abandoned_temporaries,
     sha256_json,
     stage_output,
     write_json,
@@ -58,6 +59,15 @@ class Run:
             return self.dir / f"{stage}-{self.variant}"
         return self.dir / stage
 
+    def remove_abandoned(self) -> None:
+        """Remove the temporary files and folders a killed process left in the run directory (every
+        command does this first, so they do not wait for the same stage to run again); a running
+        process's are left alone."""
+        removed = remove_abandoned_temporaries(self.dir)
+        if removed:
+            names = ", ".join(str(p.relative_to(self.dir)) for p in removed[:3])
+            log.info("removed %d temporary file(s) left by a process that no longer runs: %s", len(removed), names)
+
     def stage_key(self, stage: str) -> str:
         manifest = read_manifest(self.stage_dir(stage))
         return manifest["key"] if manifest else ""
@@ -79,9 +89,10 @@ class Run:
     def key(stage: str, section: Any, upstream: dict[str, str], inputs: dict[str, str] | None = None) -> str:
         return sha256_json({"stage": stage, "config": key_dict(section), "upstream": upstream, "inputs": inputs or {}})
 
-    def is_current(self, stage: str, key: str) -> bool:
-        """The stage folder holds a complete, undamaged output with this key, and no --force asks to redo it."""
-        return stage not in self.force and is_up_to_date(self.stage_dir(stage), key)
+    def is_current(self, stage: str, key: str, warn: bool = True) -> bool:
+        """The stage folder holds a complete, undamaged output with this key, and no --force asks to redo it
+        (a damaged output is named in a warning unless ``warn`` is false)."""
+        return stage not in self.force and is_up_to_date(self.stage_dir(stage), key, warn)
 
     def run_stage(
         self,

@@ -58,6 +58,7 @@ def run_study(config: str | None, overrides: list[str], trials: int | None = Non
     _check_space(config, overrides, space)
     budget = trials or base.tune.trials
     name = name or f"{base.seq.backbone}-{base.seq.variant}-{_space_digest(base)[:8]}"
+    Run(base).remove_abandoned()
     folder = Run(base).dir / "tune" / name
     folder.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "journal.log")))

@@ -1,12 +1,15 @@
 """Stage outputs: written whole or not at all, and no temporary folder outlives its process."""
 
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from esrgraph.artifacts import stage_output
+from esrgraph import artifacts
+from esrgraph.artifacts import atomic_write_bytes, stage_output
 
 
 def test_a_failed_stage_leaves_neither_output_nor_temporary_folder(tmp_path):
@@ -49,3 +52,47 @@ def test_folders_of_dead_processes_on_this_host_are_removed(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_every_command_removes_the_temporaries_of_dead_processes_anywhere_in_the_run_directory(tmp_path):
+    """Stage folders, atomic writes beside the run's config and inside checkpoints: a dead process's go,
+    a running process's stay, and so do another host's and names that carry no process id."""
+    from cli.main import main
+
+    run = tmp_path / "runs" / "r"
+    (run / "seq.checkpoints" / "seed-1").mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host = platform.node()
+    try:
+        gone = [
+            run / f".seq.{host}-{dead.pid}.abc.tmp",
+            run / f".config.yaml.{host}-{dead.pid}.k2j.tmp",
+            run / "seq.checkpoints" / "seed-1" / f".epoch-00003.pt.{host}-{dead.pid}.x9.tmp",
+        ]
+        kept = [
+            run / f".gnn.{host}-{alive.pid}.def.tmp",
+            run / "seq.checkpoints" / "seed-1" / f".checkpoint.json.{host}-{alive.pid}.q.tmp",
+            run / f".eval.another-host-{dead.pid}.ghi.tmp",
+            run / ".manifest.json.abc123.tmp",  # written before names carried a process id: cannot tell
+        ]
+        gone[0].mkdir()
+        (gone[0] / f".model-seed1.pt.{host}-{dead.pid}.inner.tmp").write_bytes(b"x")
+        for path in gone[1:] + kept:
+            path.write_bytes(b"x")
+        assert main(["show-config", "-o", f"run.root={tmp_path / 'runs'}", "-o", "run.name=r"]) == 0
+        assert [p for p in gone if os.path.lexists(p)] == []
+        assert [p for p in kept if not p.exists()] == []
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_atomic_writes_name_their_temporary_file_after_host_and_process(tmp_path, monkeypatch):
+    prefixes = []
+    real = tempfile.mkstemp
+    monkeypatch.setattr(artifacts.tempfile, "mkstemp", lambda **kw: prefixes.append(kw["prefix"]) or real(**kw))
+    atomic_write_bytes(tmp_path / "a.json", b"{}")
+    assert prefixes == [f".a.json.{platform.node()}-{os.getpid()}."]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -136,6 +136,27 @@ def _damaged_gzip() -> bytes:
             "(set dataset.interactions.user_column, dataset.interactions.item_column, "
             "dataset.interactions.time_column)",
         ),
+        (
+            "nul.txt",
+            b"u1 1 2 3\nu\x002 1 2 3\n",
+            "sequences",
+            "nul.txt, line 2: user id 'u\\x002' holds a control character (U+0000); ids must be printable",
+        ),
+        (
+            "nul.inter",
+            b"u1 1\nu1 2\x00\n",
+            "inter",
+            "nul.inter, line 2: item id '2\\x00' holds a control character (U+0000)",
+        ),
+        ("bel.csv", "user,item,timestamp\nu1,1\x07,3\n", "csv", "bel.csv, line 2: item id '1\\x07' holds a control"),
+        (
+            "r.jsonl",
+            '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\n{"reviewerID": "a\\u0000", "asin": "y", '
+            '"unixReviewTime": 2}\n',
+            "amazon-reviews",
+            "r.jsonl, line 2: user id 'a\\x00' holds a control character (U+0000)",
+        ),
+        ("c.json", '{"u1": [1, 2, 3], "u\\u001b": [1]}', "json", "c.json, key 'u\\x1b': user id 'u\\x1b' holds a"),
     ],
 )
 def test_bad_interactions(tmp_path, capsys, name, content, fmt, expected):
@@ -243,6 +264,37 @@ def test_missing_file_and_missing_config(tmp_path, capsys):
     assert rc == 2 and "nope.txt: file not found" in capsys.readouterr().err
     assert main(["prepare", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml: config file not found" in capsys.readouterr().err
+
+
+def test_links_that_loop_or_lead_nowhere_are_named_as_such(tmp_path, capsys):
+    """Not "file not found": the name is there, what it points to is not."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.txt")
+    rc, _ = run_prepare(tmp_path, tmp_path / "a")
+    err = capsys.readouterr().err
+    assert (
+        rc == 2 and err == f"esr: error: {tmp_path / 'a'}: a symbolic link loop (too many levels of symbolic links)\n"
+    )
+    rc, _ = run_prepare(tmp_path, tmp_path / "dangling")
+    err = capsys.readouterr().err
+    assert rc == 2 and f"dangling: a symbolic link to {tmp_path / 'gone.txt'}, which does not exist" in err
+    assert main(["prepare", str(tmp_path / "a")]) == 2  # a config file that loops, resolved before it is read
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a: a symbolic link loop" in err
+
+
+def test_a_json_file_whose_values_are_not_lists_is_told_so(tmp_path, capsys):
+    """One line that looks like neither a users-to-lists mapping nor a review: read as the mapping it is
+    meant to be, whose reader names the key, not as a review missing reviewerID and asin."""
+    path = write(tmp_path, "i.json", '{"u1": "1 2 3", "u2": 7}\n')
+    rc, _ = run_prepare(tmp_path, path)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "reviewerID" not in err
+    assert "i.json, key 'u1': expected a list of items, got str (read as json, guessed from" in err
+    reviews = write(tmp_path, "r.json", '{"reviewerID": "a", "asin": "x", "unixReviewTime": 1}\n{"reviewerID": "a"}\n')
+    rc, _ = run_prepare(tmp_path, reviews)
+    assert rc == 2 and "r.json, line 2: missing field(s) ['asin', 'unixReviewTime']" in capsys.readouterr().err
 
 
 def test_good_input_writes_the_stage(tmp_path, capsys):

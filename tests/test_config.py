@@ -76,6 +76,60 @@ def test_bad_settings_name_the_key(override, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.seeds=[99999999999999999999]", "train.seeds[0]: 99999999999999999999 is out of range; integers must"),
+        ("dataset.join.offset=-99999999999999999999", "dataset.join.offset: -99999999999999999999 is out of range"),
+        ("run.seed=4294967296", "run.seed: 4294967296 is out of range; expected a value >= 0 and <= 4294967295"),
+        ("tune.seed=4294967296", "tune.seed: 4294967296 is out of range"),
+        ("train.lr=.inf", "train.lr: inf is not allowed; expected a finite number"),
+        ("train.lr=1e400", "train.lr: inf is not allowed; expected a finite number"),
+        ("seq.dropout=.nan", "seq.dropout: nan is not allowed; expected a finite number"),
+        ("tune.space={train.lr: {low: 0.1, high: .inf}}", "tune.space.train.lr.high: inf is not allowed; expected a"),
+        ("train.weight_decay=1" + "0" * 400, "train.weight_decay: 1" + "0" * 400 + " is too large for a number"),
+    ],
+)
+def test_numbers_beyond_what_their_consumers_take_name_the_key(override, message):
+    """Integers fit in 64 bits (numpy's global seeds in 32), floats are finite: otherwise torch or numpy
+    fails deep inside a stage with a traceback."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_the_seed_from_the_issue_is_one_line_and_exit_2(capsys):
+    from cli.main import main
+
+    assert main(["train-seq", "-o", "train.seeds=[99999999999999999999]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("esr: error: train.seeds[0]: 99999999999999999999 is out of range")
+
+
+def test_a_field_may_allow_infinity_but_never_nan():
+    from dataclasses import dataclass
+
+    from esrgraph.config_schema import build, field
+
+    @dataclass
+    class Limits:
+        budget: float = field(1.0, infinite=True, help="seconds; .inf: no limit")
+
+    assert build(Limits, {"budget": float("inf")}).budget == float("inf")
+    with pytest.raises(ConfigError, match="budget: nan is not allowed"):
+        build(Limits, {"budget": float("nan")})
+
+
+def test_the_largest_64_bit_seed_trains(tmp_path, one_thread):
+    """The bound is what the consumers take: torch's and numpy's generators accept any 64-bit seed."""
+    from tests.conftest import cyclic_sequences, synthetic_trainer
+
+    seed = 2**63 - 1
+    assert load_config(None, [f"train.seeds=[{seed}]"]).train.seeds == [seed]
+    trainer = synthetic_trainer(tmp_path, cyclic_sequences(20, 10), 10, "train.epochs=1", seed=seed)
+    assert trainer.fit(seed).epochs == 1
+
+
 def test_bad_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("dataset:\n  name: [unclosed\n")

@@ -114,7 +114,7 @@ def test_save_load_roundtrip(tiny_config, tmp_path):
     "name, users, items, interactions",
     [
         ("amazon-beauty", 22363, 12101, 198502),
-        ("amazon-giftcards-raw", 458, 148, 2972),
+        ("amazon-giftcards-raw", 458, 148, 2968),  # 2,972 rows, 4 repeating the item right before them
     ],
 )
 def test_real_datasets_through_config(name, users, items, interactions):
@@ -125,3 +125,51 @@ def test_real_datasets_through_config(name, users, items, interactions):
     assert (ds.num_users, ds.num_items, ds.stats["interactions"]) == (users, items, interactions)
     assert ds.stats["join"]["coverage"] == 1.0
     assert 0.8 <= ds.stats["tail_user_share"] < 0.9 and 0.8 <= ds.stats["tail_item_share"] < 0.9
+
+
+REPEATED = "u1 1\nu1 1\nu1 2\nu1 1\nu1 3\nu2 4\nu2 4\nu2 5\nu2 6\nu2 5\nu3 7\nu3 7\nu3 8\n"
+
+
+@pytest.mark.parametrize(
+    "policy, sequences, dropped",
+    [
+        ("drop_consecutive", {"u1": ["1", "2", "1", "3"], "u2": ["4", "5", "6", "5"]}, 3),
+        ("drop", {"u1": ["1", "2", "3"], "u2": ["4", "5", "6"]}, 5),
+        ("keep", {"u1": ["1", "1", "2", "1", "3"], "u2": ["4", "4", "5", "6", "5"], "u3": ["7", "7", "8"]}, 0),
+    ],
+)
+def test_repeated_interactions_follow_the_stated_policy(tmp_path, policy, sequences, dropped):
+    """u3's only repeat is consecutive: dropping it leaves 2 items, too few, so u3 goes with it."""
+    path = tmp_path / "inter.txt"
+    path.write_text(REPEATED)
+    overrides = [f"dataset.interactions.path={path}", "dataset.metadata.path=null", f"dataset.duplicates={policy}"]
+    ds = build_dataset(load_config(None, overrides).dataset)
+    read = {user: [ds.item_ids[i - 1] for i in ds.sequence(u)] for u, user in enumerate(ds.user_ids)}
+    assert read == sequences
+    counts = ds.stats["duplicates"]
+    assert counts == {"policy": policy, "rows_read": 13, "repeats": 5, "consecutive": 3, "dropped": dropped}
+    assert ds.item_popularity.sum() == sum(map(len, sequences.values()))
+
+
+def test_the_prepare_summary_reports_the_repeats_and_the_policy(tmp_path, capsys):
+    from cli.main import main
+
+    path = tmp_path / "inter.txt"
+    path.write_text(REPEATED)
+    args = ["prepare", "-o", f"dataset.interactions.path={path}", "-o", "dataset.metadata.path=null"]
+    assert main([*args, "-o", f"run.root={tmp_path / 'runs'}"]) == 0
+    out = capsys.readouterr().out
+    assert "interactions              8   (read 13)" in out
+    assert (
+        "repeats                   3   dropped (right after the same item); 2 later repeats kept; "
+        "dataset.duplicates=drop_consecutive" in out
+    )
+
+
+def test_statistics_prepared_before_the_policy_still_print(tiny_config):
+    from esrgraph.data.report import describe
+
+    stats = build_dataset(tiny_config().dataset).stats
+    assert stats["duplicates"]["repeats"] == 0 and "repeats  " in describe(stats)
+    del stats["duplicates"]
+    assert "repeats" not in describe(stats) and "interactions             36\n" in describe(stats) + "\n"

@@ -42,7 +42,7 @@ def parse(text: str) -> dict[str, list[str]]:
     out, user = {}, None
     for line in text.splitlines():
         if line.startswith("user "):
-            user = line[5:].rstrip(":")
+            user = line[5:].partition(": (")[0].rstrip(":")  # "user cold: (no item the model knows: ...)"
             out[user] = []
         elif m := re.match(r"\s+\d+\. (\S+)\s", line):
             out[user].append(m.group(1))
@@ -76,6 +76,68 @@ def test_new_histories_report_unknown_ids(trained, capsys, tmp_path):
     assert len(ranked["new"]) == 2 and not {"1", "2"} & set(ranked["new"])
     assert len(ranked["cold"]) == 2  # nothing known: the most popular items
     assert "2 history item ids are unknown to the model and were left out (e.g. 999, nope)" in captured.err
+    assert "user cold: (no item the model knows: ranked by popularity)" in captured.out
+    assert "user new:\n" in captured.out
+    assert (
+        "esr: warning: 1 histories hold no item the model knows (e.g. cold): ranked by popularity, "
+        "their rows marked fallback=popularity" in captured.err
+    )
+    out = tmp_path / "h.csv"
+    assert main(["recommend", *trained, "--history-file", str(path), "-k", "2", "-O", str(out)]) == 0
+    with open(out) as handle:
+        fallback = {(row["user"], row["fallback"]) for row in csv.DictReader(handle)}
+    assert fallback == {("new", ""), ("cold", "popularity")}
+
+
+def popularity() -> dict[str, int]:
+    """Interactions per item of the users the tiny dataset keeps (u9 has too few)."""
+    counts: dict[str, int] = {}
+    for user, items in TINY_SEQUENCES.items():
+        for item in items if user != "u9" else []:
+            counts[str(item)] = counts.get(str(item), 0) + 1
+    return counts
+
+
+def test_an_empty_history_is_ranked_by_popularity_with_every_row_marked(trained, tmp_path, caplog):
+    from esrgraph.api import load_recommender
+
+    rec = load_recommender(tmp_path / "runs" / "r")
+    rows = rec.recommend([], k=3)
+    counts = popularity()
+    assert [r["score"] for r in rows] == sorted(counts.values(), reverse=True)[:3]
+    assert all(r["score"] == counts[r["item"]] and r["fallback"] == "popularity" for r in rows)
+    assert "1 histories hold no item the model knows: ranked by popularity" in caplog.text
+    assert rec.recommend(["nope"], k=3, warn=False) == rows  # only unknown ids: the same
+    assert "fallback" not in rec.recommend(["1"], k=3)[0]  # the model's rows carry no mark
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda rec: rec.recommend(["1"], k=-5), "k: expected an integer >= 1 (as -k), got -5"),
+        (lambda rec: rec.recommend(["1"], k=0), "k: expected an integer >= 1 (as -k), got 0"),
+        (lambda rec: rec.recommend(["1"], k=2.0), "k: expected an integer >= 1 (as -k), got 2.0"),
+        (lambda rec: rec.recommend("12"), "history: expected a list of item ids, got str"),
+        (lambda rec: rec.recommend([1.5]), "history[0]: item ids are strings or integers, got 1.5"),
+        (lambda rec: rec.recommend(["1"], exclude_seen="no"), "exclude_seen: expected True or False, got 'no'"),
+        (lambda rec: rec.recommend(["1"], candidates=[]), "candidates: an empty list leaves nothing to rank"),
+        (lambda rec: rec.recommend_users("u1", k=3), "user_ids: expected a list of user ids, got str"),
+        (lambda rec: rec.recommend_users(["u1"], k=0), "k: expected an integer >= 1 (as -k), got 0"),
+        (lambda rec: next(rec.recommend_all(k=-1)), "k: expected an integer >= 1 (as -k), got -1"),
+        (lambda rec: rec.score(["1"], "2"), "items: expected a list of item ids, got str"),
+        (lambda rec: rec.score([], ["2"]), "history: no item the model knows, so the model has no score"),
+    ],
+)
+def test_the_python_api_checks_its_arguments_as_the_cli_does(trained, tmp_path, call, message):
+    from esrgraph.api import load_recommender
+    from esrgraph.errors import ArgumentError, EsrError
+
+    rec = load_recommender(tmp_path / "runs" / "r")
+    with pytest.raises(ArgumentError) as err:
+        call(rec)
+    assert message in str(err.value)
+    assert isinstance(err.value, EsrError) and isinstance(err.value, ValueError)
+    assert rec.recommend([1, "2"], k=1)  # integer ids are read as their text
 
 
 def test_every_user_to_jsonl_and_csv_and_candidates(trained, capsys, tmp_path):
@@ -95,6 +157,34 @@ def test_every_user_to_jsonl_and_csv_and_candidates(trained, capsys, tmp_path):
     assert [int(row["rank"]) for row in lines] == list(range(1, len(lines) + 1))
 
 
+def test_a_missing_output_folder_is_an_error_unless_create_dirs_asks_for_it(trained, tmp_path, capsys):
+    out = tmp_path / "missing" / "dir" / "r.jsonl"
+    capsys.readouterr()
+    assert main(["recommend", *trained, "--all", "-O", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"esr: error: {out.parent}: no such folder for the output r.jsonl; create it, or pass --create-dirs\n"
+    assert not (tmp_path / "missing").exists()
+    assert main(["recommend", *trained, "--all", "-O", str(out), "--create-dirs"]) == 0
+    assert len(out.read_text().splitlines()) == 8  # the 8 users the tiny dataset keeps
+    not_a_folder = tmp_path / "h.txt"
+    not_a_folder.write_text("")
+    capsys.readouterr()
+    assert main(["recommend", *trained, "--all", "-O", str(not_a_folder / "r.csv")]) == 2
+    assert capsys.readouterr().err == f"esr: error: {not_a_folder}: not a folder, so r.csv cannot be written in it\n"
+
+
+def test_folders_created_for_an_output_that_fails_are_removed(tmp_path):
+    from esrgraph.recommend.io import write_rows
+
+    def rows():
+        yield "u1", [{"item": "1", "score": 1.0, "title": None}]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_rows(tmp_path / "a" / "b" / "r.jsonl", rows(), create_dirs=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_without_a_trained_model_it_is_one_line_and_exit_2(tiny, tmp_path, capsys):
     flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + QUICK for flag in ("-o", o)]
     assert main(["recommend", *flags, "--user", "u1"]) == 2
@@ -112,6 +202,7 @@ def test_the_readme_example_runs_and_agrees_with_the_command_line(trained, capsy
     code = README.read_text().split("```python\n", 1)[1].split("```", 1)[0]
     run_dir = tmp_path / "runs" / "r"
     code = code.replace('"runs/amazon-scientific-quick"', repr(str(run_dir))).replace('["0"]', '["u1"]')
+    code = code.replace('["10", "20"]', '["1", "2"]')  # the tiny catalogue's ids (a history of none has no score)
     namespace: dict = {}
     exec(compile(code, "README example", "exec"), namespace)
     rec = namespace["rec"]

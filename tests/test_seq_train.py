@@ -279,6 +279,30 @@ def test_a_terminated_run_leaves_no_temporary_folder_and_keeps_its_checkpoints(t
     assert list(run_dir.glob("seq.checkpoints/**/*.pt"))
 
 
+def test_what_a_killed_run_left_is_removed_by_the_next_command_of_any_kind(tiny, tmp_path, capsys):
+    """SIGKILL runs no cleanup: the stage's temporary folder stays until the next command on the run
+    directory, here one that only prints the config (before, only the same stage running again removed it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "runs"
+    flags = run_cli(tiny, root, "seq.variant=plain", "train.epochs=100000", "train.patience=100000")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "-q", "train-seq", *flags], env=env)
+    run_dir, deadline = root / "r", time.monotonic() + 120
+    while not list(run_dir.glob("seq.checkpoints/**/*.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and list(run_dir.glob(".seq.*.tmp"))
+    assert main(["show-config", *flags]) == 0
+    assert not list(run_dir.rglob(".*.tmp"))
+    assert list(run_dir.glob("seq.checkpoints/**/*.pt"))  # the checkpoints are no temporaries: kept to resume
+
+
 def test_tuned_theta_is_recorded_and_saved_with_the_model(tiny, tmp_path):
     root = tmp_path / "runs"
     args = run_cli(

@@ -135,3 +135,48 @@ def test_repeated_checks_hash_each_file_once(tmp_path, monkeypatch):
     for _ in range(5):
         assert not is_up_to_date(stage, "k")
     assert [p.name for p in hashed] == ["model-seed1.pt"]
+
+
+def recommend_args(data, root):
+    return ["recommend", *pipeline_args(data, root)[1:], "--user", "u1", "-k", "2"]
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("seq/manifest.json", lambda b: b[:-40]),
+        ("seq/model-seed1.pt", lambda b: b[: len(b) // 2]),
+        ("dataset/dataset.npz", lambda b: b + b"garbage"),
+    ],
+)
+def test_recommend_names_the_damaged_artifact(finished, tmp_path, capsys, name, damage):
+    """Not "no model trained with this config": the model is there, one of its files is damaged."""
+    from esrgraph.api import load_recommender
+    from esrgraph.errors import EsrError
+
+    data, source = finished
+    root = tmp_path / "runs"
+    shutil.copytree(source, root)
+    path = root / "r" / name
+    rewrite(path, damage(path.read_bytes()))
+    capsys.readouterr()
+    assert main(recommend_args(data, root)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"esr: error: {path}: ")
+    assert "is damaged; run esr train-seq with this config, which rebuilds what is damaged" in err
+    with pytest.raises(EsrError, match=f"{path}: .* the {name.split('/')[0]} stage of this run directory"):
+        load_recommender(root / "r")  # a run directory is checked against its manifests as well
+
+
+def test_evaluate_names_a_damaged_seq_manifest_and_runs_the_stage_again(finished, tmp_path, produced, caplog):
+    data, source = finished
+    root = tmp_path / "runs"
+    shutil.copytree(source, root)
+    path = root / "r" / "seq" / "manifest.json"
+    rewrite(path, b"{ not json")
+    args = ["evaluate", *pipeline_args(data, root)[1:]]
+    with caplog.at_level(logging.WARNING):
+        assert main(args) == 0
+    assert f"{path}: unreadable (" in caplog.text and "the seq stage is damaged and runs again" in caplog.text
+    assert produced == ["seq"]  # the same model again: the evaluation's key did not change
+    assert read_manifest(root / "r" / "seq")["stage"] == "seq"

@@ -129,6 +129,12 @@ class DatasetConfig:
     interactions: InteractionsConfig = field(factory=InteractionsConfig)
     metadata: MetadataConfig = field(factory=MetadataConfig)
     join: JoinConfig = field(factory=JoinConfig)
+    duplicates: Literal["keep", "drop_consecutive", "drop"] = field(
+        "drop_consecutive",
+        help="a user's repeated interactions with one item: drop_consecutive removes a row repeating the "
+        "item right before it (no sequential signal, and it inflates the item's popularity) and keeps "
+        "later repeats (real re-consumption); drop keeps each item's first interaction only; keep keeps every row",
+    )
     min_user_interactions: int = field(3, min=3, help="users with fewer are dropped (leave-one-out needs 3)")
     groups: GroupsConfig = field(factory=GroupsConfig)
     cold_items: ColdItemsConfig = field(factory=ColdItemsConfig)

@@ -28,6 +28,7 @@ from .groups import tail_items_by_popularity, tail_users_by_length
 from .interactions import read_interactions
 from .keys import check_integer_ids_distinct, check_join_offset, compare_ids_as, join_metadata, sorted_ids
 from .metadata import ItemMeta, read_metadata
+from .repeats import apply_policy
 from .report import summary_stats
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Dataset:
 def build_dataset(cfg: DatasetConfig) -> Dataset:
     """Read, join, filter, re-index and split the configured dataset."""
     sequences, reading = read_interactions(cfg.interactions)
+    sequences, repeats = apply_policy(sequences, cfg.duplicates)  # before the length filter it may shorten
     records, meta_stats = _read_metadata(cfg)
     category = meta_stats.pop("category_reading")
     total_users = len(sequences)
@@ -147,6 +149,7 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
         "metadata": meta_stats,
         "category_reading": category,
         "users_read": total_users,
+        "duplicates": repeats,
         "users_dropped_short": total_users - len(kept) - dropped,
         "join": {"key_type": key_type, "offset": cfg.join.offset, **join_stats},
         "groups": {"tail_user_max_length": user_threshold, "tail_item_max_popularity": item_threshold},

@@ -11,6 +11,7 @@ import ast
 import codecs
 import contextlib
 import csv
+import errno
 import functools
 import gzip
 import json
@@ -42,10 +43,25 @@ def resolve_path(path: str) -> Path:
         return resolved
     resolved = Path(path)
     if not resolved.exists():
-        raise InputError(path, "file not found")
+        raise InputError(path, why_missing(resolved))
     if not resolved.is_file():
         raise InputError(path, "not a file")
     return resolved
+
+
+def why_missing(path: Path) -> str:
+    """Why ``path``, which does not exist as far as ``Path.exists`` says, cannot be opened: a link that
+    loops or points nowhere reads as "file not found" otherwise."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (too many levels of symbolic links)"
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        if exc.errno == errno.ENOTDIR:
+            return "not found (a folder on its path is a file)"
+    return "file not found"
 
 
 def display_name(path: str | os.PathLike) -> str:

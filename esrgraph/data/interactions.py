@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,7 +81,10 @@ SNIFF_AGREEMENT = 0.9  # share of those lines with the table's width
 def read_interactions(cfg: InteractionsConfig) -> tuple[Sequences, Reading]:
     """Read the configured file; returns the sequences and the format used (and why)."""
     source = Source.open(cfg.path, cfg.encoding, f"{SETTING}.encoding")
-    reading = detect_format(source, cfg.separator) if cfg.format == "auto" else Reading(cfg.format, None, FORMAT_KEY)
+    columns = (cfg.user_column, cfg.item_column, cfg.time_column)
+    reading = (
+        detect_format(source, cfg.separator, columns) if cfg.format == "auto" else Reading(cfg.format, None, FORMAT_KEY)
+    )
     log.info("%s: read as %s", source.name, reading)
     with naming_the_guess(reading):
         sequences = _READERS[reading.format](source, cfg, reading)
@@ -89,18 +93,19 @@ def read_interactions(cfg: InteractionsConfig) -> tuple[Sequences, Reading]:
     return sequences, reading
 
 
-def detect_format(source: Source, separator: str | None = None) -> Reading:
-    """The format of ``source``: from its name, else from its first lines."""
+def detect_format(source: Source, separator: str | None = None, columns: tuple[str | None, ...] = ()) -> Reading:
+    """The format of ``source``: from its name, else from its first lines (``columns``: the configured
+    user, item and time columns, which a JSON Lines review dump may use)."""
     by_name = by_suffix(source.path, {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json"})
     if by_name and by_name[0] == "json":
-        return _json_kind(source, by_name[1])
+        return _json_kind(source, by_name[1], columns)
     if by_name:
         return _guess(*by_name)
     if separator is not None:
         return _guess("tsv" if separator == "\t" else "csv", f"{SETTING}.separator {separator!r}")
     _, first = next(iter_lines(source))
     if first.lstrip().startswith("{"):
-        return _json_kind(source, "the first line starting with '{'")
+        return _json_kind(source, "the first line starting with '{'", columns)
     if is_typed_header(first.split("\t")):
         return _guess("tsv", f"the typed header {first.strip()[:60]!r}")
     return _sniff_table(source) or _whitespace_kind(source)
@@ -110,7 +115,7 @@ def _guess(fmt: str, seen: str, separator: str | None = None) -> Reading:
     return Reading(fmt, seen, FORMAT_KEY, separator)
 
 
-def _json_kind(source: Source, seen: str) -> Reading:
+def _json_kind(source: Source, seen: str, columns: tuple[str | None, ...] = ()) -> Reading:
     """A whole-document JSON mapping, or JSON Lines (one review object a line)."""
     _, first = next(iter_lines(source))
     try:
@@ -121,11 +126,23 @@ def _json_kind(source: Source, seen: str) -> Reading:
         return _guess("json", f"{seen}, the first line a mapping of users to lists")
     if {"user_id", "parent_asin"} <= obj.keys():
         return _guess("amazon-reviews-2023", f"{seen}, one object a line with user_id and parent_asin")
-    return _guess("amazon-reviews", f"{seen}, one object a line")
+    if _names_a_review(obj, columns):
+        return _guess("amazon-reviews", f"{seen}, one object a line with user and item fields")
+    # neither lists nor a review's fields: a mapping of users whose values are wrong, which the json
+    # reader names by key (read as reviews, it would be blamed on missing review fields)
+    return _guess("json", f"{seen}, the first line an object with neither lists nor user and item fields")
 
 
 def _is_sequence_map(obj: dict) -> bool:
     return all(isinstance(v, list) for v in obj.values())
+
+
+def _names_a_review(obj: dict, columns: tuple[str | None, ...]) -> bool:
+    """The object has a user and an item field: configured ones, or names a header may use."""
+    if any(c is not None for c in columns):
+        return any(c in obj for c in columns if c is not None)
+    keys = {_norm(str(k)) for k in obj}
+    return bool(keys & set(USER_NAMES)) and bool(keys & set(ITEM_NAMES))
 
 
 def _sniff_table(source: Source) -> Reading | None:
@@ -159,7 +176,22 @@ def _parse_id(token: object, name: str, line: int | None = None, key: str | None
     text = str(token).strip()
     if not text:
         raise InputError(name, f"empty {what}", line=line, key=key)
+    _check_printable(text, name, line, key, what)
     return text
+
+
+# C0 and C1 control characters, NUL included: never part of a real id, and an id holding one prints
+# as something else (or nothing) in every listing, file and message that names it
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_printable(text: str, name: str, line: int | None, key: str | None = None, what: str = "id") -> None:
+    found = _CONTROL.search(text)
+    if found:
+        char = found.group()
+        raise InputError(
+            name, f"{what} {text!r} holds a control character (U+{ord(char):04X}); ids must be printable", line, key
+        )
 
 
 def _data_lines(source: Source, separator: str | None) -> Iterator[tuple[int, list[str]]]:
@@ -168,6 +200,9 @@ def _data_lines(source: Source, separator: str | None) -> Iterator[tuple[int, li
     for number, line in iter_lines(source):
         # empty fields are skipped, as runs of spaces are ("u1, 1, 2," is u1 with items 1 and 2)
         tokens = [t for t in (t.strip() for t in line.split(separator)) if t] if separator else line.split()
+        if _CONTROL.search(line.replace("\t", "")):  # checked by line first: one search a line, not a token
+            for at, token in enumerate(tokens):  # the user first, then items, in both whitespace formats
+                _check_printable(token, source.name, number, what="item id" if at else "user id")
         if first and _is_header(tokens):
             log.warning("%s, line %d: %r names columns; skipped as a header", source.name, number, line.strip())
         else:

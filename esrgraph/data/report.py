@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .repeats import describe_repeats
+
 if TYPE_CHECKING:
     from .dataset import Dataset
 
@@ -34,7 +36,8 @@ def describe(stats: dict[str, Any]) -> str:
         f"users            {stats['users']:>10,}   (read {stats['users_read']:,}; "
         f"dropped {stats['users_dropped_short']:,} with too few interactions)",
         f"items            {stats['items']:>10,}",
-        f"interactions     {stats['interactions']:>10,}",
+        f"interactions     {stats['interactions']:>10,}" + _rows_read(stats.get("duplicates")),
+        *_repeat_lines(stats.get("duplicates")),
         f"average length   {stats['average_length']:>10.2f}   "
         f"(median {stats['median_length']:g}, max {stats['max_length']:,})",
         f"metadata join    {join['items_with_metadata']:>10,} items with metadata ({join['coverage']:.1%}); "
@@ -52,6 +55,15 @@ def describe(stats: dict[str, Any]) -> str:
         *_cold_lines(stats.get("cold_items")),
     ]
     return "\n".join(lines)
+
+
+def _rows_read(counts: dict | None) -> str:
+    return f"   (read {counts['rows_read']:,})" if counts else ""
+
+
+def _repeat_lines(counts: dict | None) -> list[str]:
+    """Statistics of runs prepared before the duplicates policy have no counts: no line."""
+    return [describe_repeats(counts)] if counts else []
 
 
 def _cold_lines(cold: dict | None) -> list[str]:

@@ -9,13 +9,18 @@ vector against every item's vectors), in batches.
 Known users are ranked from their whole history (the validation and test
 items included: recommending, unlike evaluating, uses everything known).
 New histories are lists of source item ids in time order; ids the model does
-not know are left out and reported, never dropped without a word.
+not know are left out and reported, never dropped without a word. A history
+with no item the model knows (empty, or every id unknown) gives the model
+nothing to work from: it is ranked by popularity (interactions per item, the
+score), every row marked ``"fallback": "popularity"``, with a warning.
+Arguments are checked as the command line checks its options (``k`` an
+integer >= 1, ids as lists, not a bare string), raising :class:`ArgumentError`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,23 +28,28 @@ import numpy as np
 import torch
 
 from ..data.dataset import Dataset
-from ..errors import EsrError
+from ..errors import ArgumentError, EsrError
 from ..seq.model import SeqRecommender
 from .index import ApproximateIndex
 
 log = logging.getLogger(__name__)
+FALLBACK = "popularity"  # how a history with no known item is ranked, named in each of its rows
 
 
 @dataclass
 class Ranked:
-    """One recommended item."""
+    """One recommended item; ``fallback`` names the ranking used instead of the model's, if any."""
 
     item: str
     score: float
     title: str | None
+    fallback: str | None = None
 
     def as_dict(self) -> dict:
-        return {"item": self.item, "score": round(self.score, 6), "title": self.title}
+        row = {"item": self.item, "score": round(self.score, 6), "title": self.title}
+        if self.fallback:
+            row["fallback"] = self.fallback
+        return row
 
 
 @dataclass
@@ -87,7 +97,10 @@ class Recommender:
         warn: bool = True,
     ) -> list[dict]:
         """The top ``k`` items for a new user whose history is ``history`` (source item ids, oldest first);
-        unknown ids are left out, with a warning unless ``warn`` is false (see :meth:`known_items`)."""
+        unknown ids are left out, and a history with no known item ranked by popularity (rows marked
+        ``"fallback": "popularity"``), each with a warning unless ``warn`` is false."""
+        history = id_list("history", history)
+        options = checked_options(k, exclude_seen, candidates)
         items, unknown = self.known_items(history)
         if unknown.count and warn:
             log.warning(
@@ -96,34 +109,43 @@ class Recommender:
                 len(history),
                 ", ".join(unknown.examples),
             )
-        return [r.as_dict() for r in self._rank([items], None, k, exclude_seen, candidates)[0]]
+        return [r.as_dict() for r in self._rank([items], None, *options, warn=warn)[0]]
 
     def recommend_users(
         self, user_ids: Sequence[str], k: int = 10, exclude_seen: bool = True, candidates: Sequence[str] | None = None
     ) -> list[list[dict]]:
         """The top ``k`` items for each known user (source user ids), in the order given."""
-        users = self.users(user_ids)
+        options = checked_options(k, exclude_seen, candidates)
+        users = self.users(id_list("user_ids", user_ids, "user"))
         out: list[list[dict]] = []
         for lo in range(0, len(users), self.batch_size):
             part = users[lo : lo + self.batch_size]
             histories = [self.dataset.sequence(u) for u in part]
-            out += [[r.as_dict() for r in row] for row in self._rank(histories, part, k, exclude_seen, candidates)]
+            out += [[r.as_dict() for r in row] for row in self._rank(histories, part, *options)]
         return out
 
     def recommend_all(
         self, k: int = 10, exclude_seen: bool = True, candidates: Sequence[str] | None = None
     ) -> Iterator[tuple[str, list[Ranked]]]:
         """(user id, top ``k``) for every known user, streamed batch by batch (users of similar lengths together)."""
+        options = checked_options(k, exclude_seen, candidates)
         order = np.argsort(self.dataset.lengths(), kind="stable")
         for lo in range(0, len(order), self.batch_size):
             part = order[lo : lo + self.batch_size]
-            rows = self._rank([self.dataset.sequence(u) for u in part], part, k, exclude_seen, candidates)
+            rows = self._rank([self.dataset.sequence(u) for u in part], part, *options)
             for user, row in zip(part, rows):
                 yield self.dataset.user_ids[user], row
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
-        """The model's scores of ``items`` (source ids) for a user whose history is ``history``."""
+        """The model's scores of ``items`` (source ids) for a user whose history is ``history``. A history
+        with no known item has no model score (:meth:`recommend` ranks it by popularity): an error."""
+        history, items = id_list("history", history), id_list("items", items)
         known, _ = self.known_items(history)
+        if not len(known):
+            raise ArgumentError(
+                "history: no item the model knows, so the model has no score for this user "
+                "(recommend() ranks such a history by popularity)"
+            )
         ids = torch.tensor([self.item(i) for i in items], dtype=torch.long, device=self.device)
         with torch.no_grad():
             vectors = self._vectors([known], None)
@@ -177,6 +199,7 @@ class Recommender:
         k: int,
         exclude_seen: bool,
         candidates: Sequence[str] | None,
+        warn: bool = True,
     ) -> list[list[Ranked]]:
         known = [len(h) > 0 for h in histories]
         if self.index is not None and candidates is None and all(known):
@@ -187,7 +210,11 @@ class Recommender:
             picked = users[rows] if users is not None else None
             scores[rows] = self.model.score_all(self._vectors([histories[i] for i in rows], picked), self.tables)
         if not all(known):  # nothing known about these users: the most popular items, as a cold start
-            log.warning("%d histories hold no known item: ranked by popularity", len(known) - sum(known))
+            if warn:
+                log.warning(
+                    "%d histories hold no item the model knows: ranked by popularity (rows marked fallback)",
+                    len(known) - sum(known),
+                )
             scores[[i for i, ok in enumerate(known) if not ok]] = self.popularity
         if candidates is not None:
             allowed = torch.full_like(scores, -float("inf"))
@@ -198,7 +225,10 @@ class Recommender:
             for row, history in enumerate(histories):
                 scores[row, torch.from_numpy(np.asarray(history, dtype=np.int64)).to(self.device)] = -float("inf")
         top = torch.topk(scores, min(k, scores.shape[1] - 1), dim=1)
-        return [self._rows(values, indices) for values, indices in zip(top.values.tolist(), top.indices.tolist())]
+        return [
+            self._rows(values, indices, None if ok else FALLBACK)
+            for values, indices, ok in zip(top.values.tolist(), top.indices.tolist(), known)
+        ]
 
     def _rank_approximately(
         self, histories: list[np.ndarray], users: np.ndarray | None, k: int, exclude_seen: bool
@@ -213,14 +243,39 @@ class Recommender:
             out.append(self._rows([sc for sc, _ in kept], [i for _, i in kept]))
         return out
 
-    def _rows(self, values: list[float], indices: list[int]) -> list[Ranked]:
+    def _rows(self, values: list[float], indices: list[int], fallback: str | None = None) -> list[Ranked]:
         rows = []
         for score, index in zip(values, indices):
             if not np.isfinite(score) or index == 0:
                 break  # fewer allowed items than k
             meta = self.dataset.item_meta[index - 1] or {}
-            rows.append(Ranked(self.dataset.item_ids[index - 1], float(score), meta.get("title")))
+            rows.append(Ranked(self.dataset.item_ids[index - 1], float(score), meta.get("title"), fallback))
         return rows
+
+
+def checked_options(k: object, exclude_seen: object, candidates: object) -> tuple[int, bool, list[str] | None]:
+    """The ranking options, checked as the command line checks -k, --exclude-seen and --candidates."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ArgumentError(f"k: expected an integer >= 1 (as -k), got {k!r}")
+    if not isinstance(exclude_seen, bool):
+        raise ArgumentError(f"exclude_seen: expected True or False, got {exclude_seen!r}")
+    if candidates is not None:
+        candidates = id_list("candidates", candidates)
+        if not candidates:
+            raise ArgumentError("candidates: an empty list leaves nothing to rank; give item ids, or None for all")
+    return int(k), exclude_seen, candidates
+
+
+def id_list(name: str, ids: object, what: str = "item") -> list[str]:
+    """Source ids as strings. A bare string is refused: it would be read as one id per character."""
+    if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise ArgumentError(f"{name}: expected a list of {what} ids, got {type(ids).__name__}")
+    out = []
+    for i, value in enumerate(ids):
+        if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+            raise ArgumentError(f"{name}[{i}]: {what} ids are strings or integers, got {value!r}")
+        out.append(str(value))
+    return out
 
 
 def load_model_and_dataset(seq_dir: Path, dataset_dir: Path, seed: int | None, device: str):
