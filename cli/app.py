@@ -27,7 +27,14 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.option(
     "-q", "--quiet", is_flag=True, help="Only warnings and errors in the log; tables and results still print."
 )
-def esr(verbose: int, quiet: bool) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="Threads to compute with (default: OMP_NUM_THREADS where set, else the cores other jobs leave free, "
+    "taken again every training epoch).",
+)
+def esr(verbose: int, quiet: bool, threads: int | None) -> None:
     """Graph-aware, LLM-enhanced sequential recommendation for long-tail users and items.
 
     Every command takes an optional CONFIG (a YAML file; the bundled
@@ -37,6 +44,9 @@ def esr(verbose: int, quiet: bool) -> None:
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose contradict each other; choose one")
     _setup_logging(verbose, quiet)
+    from esrgraph.training import threads as thread_policy
+
+    thread_policy.configure(threads)
 
 
 class ConfigFile(click.ParamType):

@@ -5,11 +5,17 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from esrgraph.config import load_config
+
+# The commands the tests run in-process take this process's thread count as it is: measuring the
+# free cores at every command would change it from test to test.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")

@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import EsrError
+from . import threads
 from .averaging import WeightAverage
 from .checkpoint import CheckpointStore, Generators
 from .distributed import DistContext
@@ -226,6 +227,7 @@ class TrainingLoop:
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the task's batches; returns the mean batch loss (over every process)."""
+        threads.adapt()  # another job may have started or ended since the last epoch
         self.task.begin_epoch(epoch)
         self.network.train()
         batches = self.task.batches(epoch)

@@ -1,0 +1,105 @@
+"""How many threads a process computes with: the cores other processes leave free.
+
+PyTorch starts one OpenMP thread per core. On a machine that other jobs
+share, one of those threads then waits its turn behind a foreign process at
+every parallel region, and every other thread waits for it at the region's
+end: an amazon-scientific training epoch took 170–186 s instead of 7 s with one
+other single-thread job on 2 cores. A thread per *free* core avoids that.
+
+The rule (``threads: auto``, the default): the cores this process may run on,
+minus the cores other processes kept busy over a short sample of
+``/proc/stat`` (this process's own time does not count), at least one. It is
+taken at the start of a command and again at the start of every training
+epoch, so a job that starts or ends meanwhile changes the count at the next
+epoch. ``OMP_NUM_THREADS`` or ``esr --threads N`` fix the count instead. Idle
+OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, unless
+set), so a waiting thread gives its core back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SECONDS = 0.1
+_adapting = False  # the count follows the free cores (configured by a command, no count fixed)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def busy_elsewhere(seconds: float = SAMPLE_SECONDS) -> float | None:
+    """Cores other processes kept busy during ``seconds`` (None where /proc cannot tell)."""
+    try:
+        total0, idle0 = _cpu_times()
+        own0 = _own_time()
+        time.sleep(seconds)
+        total1, idle1 = _cpu_times()
+        own1 = _own_time()
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    elapsed = (total1 - total0) / ticks  # core-seconds of all cores
+    if elapsed <= 0:
+        return None
+    busy = elapsed - (idle1 - idle0) / ticks - (own1 - own0)
+    return max(busy, 0.0) / seconds
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields[:8]), idle
+
+
+def _own_time() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def free_threads() -> int:
+    """The cores this process may use that others leave free, at least one."""
+    cores = usable_cores()
+    busy = busy_elsewhere()
+    if busy is None:
+        return cores
+    return max(1, min(cores, round(cores - busy)))
+
+
+def configure(threads: int | None) -> None:
+    """Called once at the start of a command, before torch computes: ``threads`` fixes the count;
+    else ``OMP_NUM_THREADS`` where set (torch reads it itself); else the free cores, taken again
+    every epoch."""
+    global _adapting
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _adapting = threads is None and not os.environ.get("OMP_NUM_THREADS", "").isdigit()
+    if threads is None and not _adapting:
+        return
+    count = threads or free_threads()
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    _set_torch_threads(count)
+
+
+def adapt() -> None:
+    """At the start of a training epoch: follow the free cores, unless the count was fixed."""
+    if _adapting:
+        _set_torch_threads(free_threads())
+
+
+def _set_torch_threads(count: int) -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:  # not imported yet: OMP_NUM_THREADS sets it when it is
+        return
+    if torch.get_num_threads() != count:
+        log.info("threads: %d (cores free of other work)", count)
+        torch.set_num_threads(count)
