@@ -196,7 +196,7 @@ def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list
     results = {
         "dataset": base.dataset.name,
         "seeds": seeds,
-        "objective": base.train.loss,
+        "objective": next((o.metrics.get("objective") for o in outcomes.values()), None) or base.train.loss,
         "selection": f"{COMBINED} uses the fusion and the readout mode with the best mean validation NDCG@10",
         "popularity": floor,
         "variants": {

@@ -64,3 +64,33 @@ def test_gbce_beta_runs_from_plain_bce_to_full_calibration():
     assert gbce_beta(3, NUM_ITEMS, 0.0) == pytest.approx(1.0)  # t = 0: the positive term as in BCE
     assert gbce_beta(3, NUM_ITEMS, 1.0) == pytest.approx(alpha)  # t = 1: scaled by the sampling rate
     assert gbce_beta(3, NUM_ITEMS, 0.5) == pytest.approx((1 + alpha) / 2)  # linear in t: halfway between the two
+
+
+def test_the_size_rule_picks_the_documented_objective_and_each_its_own_negatives():
+    import torch
+
+    from esrgraph.config import load_config
+    from esrgraph.seq.objectives import (
+        FULL_SOFTMAX_MAX_ITEMS,
+        FullSoftmax,
+        GeneralisedBCE,
+        SampledSoftmax,
+        build_objective,
+    )
+
+    train = load_config(None).train
+    assert train.loss == "auto" and "up to 50,000 trainable items" in _help("loss")
+    assert isinstance(build_objective(train, FULL_SOFTMAX_MAX_ITEMS), FullSoftmax)
+    large = build_objective(train, FULL_SOFTMAX_MAX_ITEMS + 1, torch.ones(FULL_SOFTMAX_MAX_ITEMS + 2))
+    assert isinstance(large, SampledSoftmax) and large.negatives == 2048
+    gbce = build_objective(load_config(None, ["train.loss=gbce"]).train, 100)
+    assert isinstance(gbce, GeneralisedBCE) and gbce.negatives == 256
+    assert build_objective(load_config(None, ["train.loss=bce", "train.negatives=7"]).train, 100).negatives == 7
+
+
+def _help(name: str) -> str:
+    import dataclasses
+
+    from esrgraph.seq.config import TrainConfig
+
+    return next(f.metadata["help"] for f in dataclasses.fields(TrainConfig) if f.name == name)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from .metrics import format_table
 
 
-def describe_model(cfg) -> str:
-    """e.g. ``sasrec/llmesr+graph-view+readouts-fitted (ce)``: backbone, variant, extensions, objective."""
+def describe_model(cfg, objective: str | None = None) -> str:
+    """e.g. ``sasrec/llmesr+graph-view+readouts-fitted (ce)``: backbone, variant, extensions, objective
+    (``objective``: the one ``train.loss`` resolved to, where it says auto)."""
     name = f"{cfg.seq.backbone}/{cfg.seq.variant}"
     if cfg.seq.fusion != "none":
         name += f"+graph-{cfg.seq.fusion}"
     if cfg.seq.readouts.mode != "none":
         name += f"+readouts-{cfg.seq.readouts.mode}" + ("-all" if cfg.seq.readouts.groups == "all" else "")
-    name += f" ({cfg.train.loss})"
+    name += f" ({objective or cfg.train.loss})"
     return name
 
 

@@ -155,12 +155,19 @@ class SeqConfig:
 @dataclass
 class TrainConfig:
     loss: str = field(
-        "ce",
-        choices=OBJECTIVES.choices(),
-        help="training objective: bce or gbce with sampled negatives, ce (full softmax) "
-        "or sampled_softmax (negatives shared by a batch, log-frequency correction)",
+        "auto",
+        choices=lambda: ("auto", *OBJECTIVES.names()),
+        help="training objective: ce (full softmax: every item scored at every target), sampled_softmax "
+        "(negatives shared by a batch, log-frequency correction: the cost of a step does not grow with the "
+        "catalogue), bce or gbce (sampled negatives per position); auto: ce up to 50,000 trainable items, "
+        "sampled_softmax above",
     )
-    negatives: int = field(1, min=1, help="bce, gbce: negatives per position; sampled_softmax: per batch")
+    negatives: int | None = field(
+        None,
+        min=1,
+        help="bce, gbce: negatives per position; sampled_softmax: per batch (null: the objective's own default, "
+        "bce 1, gbce 256, sampled_softmax 2048)",
+    )
     sampled_softmax_beta: float = field(
         1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
     )

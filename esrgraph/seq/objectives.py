@@ -71,6 +71,7 @@ class Objective:
     """
 
     settings: tuple[str, ...] = ()  # the train.* keys it reads, for the config reference
+    default_negatives = 1  # train.negatives when it is not set
 
     def __init__(self, num_items: int, negatives: int = 1, popularity: torch.Tensor | None = None, **settings):
         self.num_items = num_items
@@ -106,6 +107,7 @@ class SampledSoftmax(Objective):
     """Cross-entropy over the target and negatives shared by the batch, drawn ∝ (popularity + 1)^β, log-q corrected."""
 
     settings = ("negatives", "sampled_softmax_beta")
+    default_negatives = 2048
 
     def __init__(self, num_items, negatives=1, popularity=None, sampled_softmax_beta: float = 1.0, **settings):
         super().__init__(num_items, negatives)
@@ -151,6 +153,7 @@ class GeneralisedBCE(BinaryCrossEntropy):
     """gBCE: the positive term powered by β, the negatives summed."""
 
     settings = ("negatives", "gbce_t")
+    default_negatives = 256
 
     def __init__(self, num_items, negatives=1, popularity=None, gbce_t: float = 0.75, **settings):
         super().__init__(num_items, negatives)
@@ -176,10 +179,22 @@ def gbce_beta(negatives: int, num_items: int, t: float) -> float:
     return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
 
 
+FULL_SOFTMAX_MAX_ITEMS = 50_000  # train.loss auto: a full softmax up to this many trainable items
+
+
+def objective_name(loss: str, num_items: int) -> str:
+    """The objective ``train.loss`` names; ``auto`` by the number of trainable items."""
+    if loss != "auto":
+        return loss
+    return "ce" if num_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled_softmax"
+
+
 def build_objective(train, num_items: int, popularity: torch.Tensor | None = None) -> Objective:
-    """The objective ``train.loss`` names, with the train.* settings it declares."""
-    cls = OBJECTIVES.get(train.loss, "train.loss")
+    """The objective ``train.loss`` names (``auto``: by size), with the train.* settings it declares."""
+    cls = OBJECTIVES.get(objective_name(train.loss, num_items), "train.loss")
     settings = {name: getattr(train, name) for name in cls.settings}
+    if "negatives" in settings and settings["negatives"] is None:
+        settings["negatives"] = cls.default_negatives
     return cls(num_items, popularity=popularity, **settings)
 
 

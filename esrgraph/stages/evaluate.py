@@ -13,6 +13,7 @@ from ..eval.evaluate import Evaluator
 from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report
 from ..seq.backbones import left_padded
+from ..seq.objectives import objective_name
 from ..seq.store import load_model, trained_seeds
 from ..training.device import resolve_device
 from . import Stage, StageRun
@@ -32,7 +33,8 @@ def produce(ctx: StageRun, out: Path) -> dict:
     floor = evaluator.evaluate(popularity, "test")
     metrics = {
         "dataset": ds.name,
-        "model": describe_model(cfg),
+        "model": describe_model(cfg, objective_name(cfg.train.loss, ds.num_warm)),
+        "objective": objective_name(cfg.train.loss, ds.num_warm),
         "split": "test",
         "protocols": {
             "sampled": f"target vs {cfg.eval.sampled_negatives} sampled negatives",
