@@ -1,21 +1,30 @@
 """The pretraining's epochs on the training core (:mod:`esrgraph.training.loop`).
 
-One epoch is one optimiser step on the whole graph: both augmented views
+On the whole graph an epoch is one optimiser step: both augmented views
 through the encoder and the full contrastive loss over every item (the model
-owns the loss: :meth:`~.model.ContrastiveModel.loss`). The monitored value is
-the loss itself: training stops on a plateau (``gnn.patience`` epochs without
-a drop of more than ``gnn.min_delta``), keeps the weights of the lowest loss
-and checkpoints every epoch, so a resumed run ends with identical weights.
+owns the loss: :meth:`~.model.ContrastiveModel.loss`). With mini-batches
+(``gnn.minibatch``) an epoch is one step per batch of seed items, every item
+a seed once: each step samples the seeds' neighbourhood, forms both views on
+it and contrasts the seeds (:meth:`~.model.ContrastiveModel.batch_loss`). The
+monitored value is the epoch's mean loss: training stops on a plateau
+(``gnn.patience`` epochs without a drop of more than ``gnn.min_delta``), keeps
+the weights of the lowest loss and checkpoints every epoch, with the
+generator that draws the batches, samples and views, so a resumed run ends
+with identical weights.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from ..training.checkpoint import CheckpointStore
 from ..training.loop import EpochCallback, TrainingLoop, TrainResult
 from ..training.stopping import EarlyStopping
+from .blocks import layer_fanouts, make_sampler
 from .config import GnnConfig
+from .encoder import ITEM
 from .model import ContrastiveModel
 from .tensors import GraphTensors
 
@@ -45,20 +54,63 @@ class PretrainTask:
         raise NotImplementedError("the pretraining monitors its loss")
 
 
+class MinibatchPretrainTask:
+    """Mini-batch pretraining as the training core sees it: an epoch's batches are disjoint batches
+    of seed items (int64 ``[B]``) that together hold every item once, in an order drawn anew each epoch.
+
+    ``generator`` (on the graph's device) draws the order, the samples and the
+    augmented views; the loop checkpoints it.
+    """
+
+    metric = None  # monitors the loss
+
+    def __init__(self, model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, generator: torch.Generator):
+        self.model = model
+        self.cfg = cfg
+        self.items = graph.num_nodes[ITEM] - 1  # node 0 is padding
+        self.sampler = make_sampler(model.encoder.backend, graph, layer_fanouts(cfg.fanouts, cfg.layers))
+        self.generator = generator
+
+    def begin_epoch(self, epoch: int) -> None:
+        pass
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        order = torch.randperm(self.items, generator=self.generator, device=self.generator.device) + 1
+        # Equal shares rather than a short last batch: each step contrasts about as many seeds.
+        return list(order.tensor_split(max(1, math.ceil(self.items / self.cfg.seed_batch_size))))
+
+    def loss(self, seeds: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        blocks = self.sampler.sample({ITEM: seeds}, self.generator)
+        return network.batch_loss(blocks, self.cfg, self.generator)
+
+    def validate(self) -> dict[str, float]:
+        raise NotImplementedError("the pretraining monitors its loss")
+
+
 def pretraining_loop(
     model: ContrastiveModel,
     graph: GraphTensors,
     cfg: GnnConfig,
     store: CheckpointStore | None = None,
     callbacks: tuple[EpochCallback, ...] = (),
+    minibatch: bool = False,
+    seed: int = 0,
 ) -> TrainingLoop:
+    """The loop over whole-graph steps, or with ``minibatch`` over seed batches drawn from ``seed``."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generators = {}
+    if minibatch:
+        generator = torch.Generator(device=graph.device).manual_seed(seed)
+        task, generators = MinibatchPretrainTask(model, graph, cfg, generator), {"minibatches": generator}
+    else:
+        task = PretrainTask(model, graph, cfg)
     return TrainingLoop(
-        PretrainTask(model, graph, cfg),
+        task,
         optimizer,
         lambda: EarlyStopping(cfg.patience, "min", min_delta=cfg.min_delta),
         cfg.epochs,
         store,
+        generators=generators,
         label="pretrain-gnn",
         callbacks=callbacks,
         log_every=LOG_EVERY,
@@ -72,10 +124,12 @@ def train(
     store: CheckpointStore | None = None,
     resume: bool | str = False,
     callbacks: tuple[EpochCallback, ...] = (),
+    minibatch: bool = False,
+    seed: int = 0,
 ) -> TrainResult:
     """Pretrain ``model`` on ``graph`` and leave the best weights in it; ``resume`` as in
     :func:`~esrgraph.training.loop.resumes`."""
-    loop = pretraining_loop(model, graph, cfg, store, callbacks)
+    loop = pretraining_loop(model, graph, cfg, store, callbacks, minibatch, seed)
     result = loop.fit(resume)
     model.load_state_dict(loop.best_state(result))
     return result
