@@ -29,7 +29,9 @@ class NodeInputs(nn.Module):
     or ``[dim]``) zero whole feature columns: the feature-masking augmentation.
     Output: type -> ``[N_t, dim]``; with ``nodes`` (type -> int64 ids ``[S_t]``,
     a mini-batch's input nodes) type -> ``[S_t, dim]``, computed for those
-    rows only.
+    rows only, and the learned embeddings get sparse gradients (those rows
+    only), so that an optimiser for sparse gradients steps in the size of the
+    batch, not of the tables.
     """
 
     def __init__(self, num_nodes: dict[str, int], dim: int, features: dict[str, torch.Tensor] | None = None):
@@ -74,7 +76,7 @@ class NodeInputs(nn.Module):
                 out[t] = torch.nn.functional.linear(x, weight, proj.bias)
             else:
                 table = self.embeddings[t].weight
-                x = table if rows is None else torch.nn.functional.embedding(rows, table)
+                x = table if rows is None else torch.nn.functional.embedding(rows, table, sparse=True)
                 out[t] = x if keep is None else x * keep
         return out
 

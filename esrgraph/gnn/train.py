@@ -21,6 +21,7 @@ import torch
 
 from ..training.checkpoint import CheckpointStore
 from ..training.loop import EpochCallback, TrainingLoop, TrainResult
+from ..training.optimizers import Optimizers
 from ..training.stopping import EarlyStopping
 from .blocks import layer_fanouts, make_sampler
 from .config import GnnConfig
@@ -87,6 +88,24 @@ class MinibatchPretrainTask:
         raise NotImplementedError("the pretraining monitors its loss")
 
 
+def optimiser(model: ContrastiveModel, cfg: GnnConfig, minibatch: bool):
+    """Adam; with mini-batches the learned node embeddings (sparse gradients) get torch's SparseAdam.
+
+    A step then updates only the embedding rows of its input nodes, without
+    weight decay, instead of every row of tables that grow with the graph
+    (at a million items, Adam over the brand table alone took most of a step).
+    """
+    tables = list(model.encoder.inputs.embeddings.parameters())
+    if not minibatch or not tables:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sparse = {id(p) for p in tables}
+    rest = [p for p in model.parameters() if id(p) not in sparse]
+    return Optimizers(
+        dense=torch.optim.Adam(rest, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        sparse=torch.optim.SparseAdam(tables, lr=cfg.lr),
+    )
+
+
 def pretraining_loop(
     model: ContrastiveModel,
     graph: GraphTensors,
@@ -97,7 +116,7 @@ def pretraining_loop(
     seed: int = 0,
 ) -> TrainingLoop:
     """The loop over whole-graph steps, or with ``minibatch`` over seed batches drawn from ``seed``."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = optimiser(model, cfg, minibatch)
     generators = {}
     if minibatch:
         generator = torch.Generator(device=graph.device).manual_seed(seed)
