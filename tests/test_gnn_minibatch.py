@@ -8,7 +8,7 @@ from esrgraph.gnn.config import GnnConfig, SecondViewConfig, ViewConfig
 from esrgraph.gnn.model import ContrastiveModel, build_encoder
 from esrgraph.gnn.synthetic import synthetic_edges
 from esrgraph.gnn.tensors import GraphTensors
-from esrgraph.gnn.train import MinibatchPretrainTask
+from esrgraph.gnn.train import MinibatchPretrainTask, pretraining_loop, step_budget
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,3 +94,15 @@ def test_a_step_builds_tensors_in_the_size_of_the_batch_not_the_graph(backend):
     for projected, kept, inputs in (small, large):
         assert projected <= bound and kept <= 2 * bound and inputs <= 2 * bound
     assert large[0] < 2 * small[0] and large[2] < 2 * small[2]  # ten times the graph, not ten times the step
+
+
+def test_epochs_and_patience_count_steps_with_minibatches():
+    """A whole-graph epoch is one step; mini-batch epochs of S steps count S toward both limits."""
+    graph = small_graph(1000)
+    cfg = GnnConfig(hidden=16, heads=2, seed_batch_size=300, epochs=10, patience=5)
+    model = model_for(cfg, graph, "native")
+    loop = pretraining_loop(model, graph, cfg, minibatch=True)
+    assert loop.task.steps_per_epoch == 4 and loop.epochs == 3 and loop.rule().patience == 2
+    whole = pretraining_loop(model, graph, cfg)
+    assert whole.epochs == 10 and whole.rule().patience == 5
+    assert step_budget(GnnConfig(), 977) == (1, 1)  # a million items in batches of 1024

@@ -36,8 +36,9 @@ def read(stage_dir, name):
 
 
 WHOLE_GRAPH = ["gnn.link_weight=0.5"]
-# 8 items in batches of 3, 2 sampled neighbours per relation: sampling, batch order and views all drawn
-MINIBATCH = ["gnn.minibatch=true", "gnn.seed_batch_size=3", "gnn.fanouts=[2]"]
+# 8 items in batches of 3, 2 sampled neighbours per relation: sampling, batch order and views all drawn;
+# 3 steps an epoch, so 18 steps are 6 epochs
+MINIBATCH = ["gnn.minibatch=true", "gnn.seed_batch_size=3", "gnn.fanouts=[2]", "gnn.epochs=18"]
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config,
     ]
     assert read(resumed, "manifest.json")["resumed_from"] == 3
     assert read(resumed, "manifest.json")["minibatch"] == (mode == MINIBATCH)
+    assert len(read(resumed, "history.json")["history"]) == 6
     assert not (run.dir / CHECKPOINTS).exists()  # a finished stage drops its checkpoints
 
 

@@ -79,10 +79,15 @@ class GnnConfig:
     epochs: int = field(
         200,
         min=1,
-        help="most epochs (one epoch: one step on the whole graph, or with mini-batches one step per seed batch, "
-        "every item a seed once)",
+        help="most epochs (one epoch: one step on the whole graph); with mini-batches an epoch is one step per "
+        "seed batch, every item a seed once, and this counts steps (rounded up to whole epochs)",
     )
-    patience: int = field(20, min=1, help="stop after this many epochs without a loss improvement of min_delta")
+    patience: int = field(
+        20,
+        min=1,
+        help="stop after this many epochs without a loss improvement of min_delta; with mini-batches, "
+        "counted in steps like epochs",
+    )
     min_delta: float = field(1e-3, min=0.0, help="smallest loss decrease that counts as an improvement")
     # mini-batches: a step encodes only the sampled neighbourhood of a batch of seed items
     minibatch: bool | Literal["auto"] = field(

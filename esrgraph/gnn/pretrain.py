@@ -57,7 +57,8 @@ def pretrain_into(
     log.info("gnn: %s message passing on %s; %d edges, %s", backend, device, edges.num_edges(), edges.num_nodes)
     if minibatch:
         log.info(
-            "gnn: mini-batches of %d seed items, fan-outs %s (input layer first; -1: all)",
+            "gnn: mini-batches of %d seed items, fan-outs %s (input layer first; -1: all); "
+            "gnn.epochs and gnn.patience count steps",
             cfg.seed_batch_size,
             layer_fanouts(cfg.fanouts, cfg.layers),
         )
