@@ -2,7 +2,11 @@
 
 One epoch = both augmented views through the encoder, the full contrastive
 loss over every item, backward and the optimiser step (the default `gnn`
-settings unless --negatives / --item-input say otherwise). Graphs: generated
+settings unless --negatives / --item-input say otherwise). With --minibatch
+an epoch is one step per batch of --seed-batch-size seed items, every item a
+seed once, on neighbourhoods sampled with --fanouts (the backend's sampler:
+DGL's with dgl, the native one with native); --inference also times the
+whole-graph item embeddings the stage writes after training. Graphs: generated
 ones (Zipf-distributed brand and category popularity, 5 price buckets) of
 10k, 100k and 1M items, plus the shared datasets when their graphs can be
 built here (needs DGL and ../shared/data) or are given as edges.npz files.
@@ -12,6 +16,7 @@ a CPU, torch.cuda.max_memory_allocated on a GPU. Needs no DGL and no install:
     PYTHONPATH=. python benchmarks/pretrain_speed.py [--sizes 10000 100000 1000000]
         [--edges beauty=/path/graph/edges.npz] [--no-datasets] [--devices cpu cuda]
         [--backends dgl native] [--epochs 3] [--json out.json] [--markdown out.md]
+        [--minibatch [--fanouts 10] [--seed-batch-size 1024]] [--inference]
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def run_case(case: dict) -> dict:
     import torch
 
     from esrgraph.gnn.config import GnnConfig
+    from esrgraph.gnn.encoder import item_embeddings
     from esrgraph.gnn.model import ContrastiveModel, build_encoder
     from esrgraph.gnn.synthetic import synthetic_edges
     from esrgraph.gnn.tensors import GraphTensors
@@ -54,33 +60,61 @@ def run_case(case: dict) -> dict:
         torch.set_num_threads(case["threads"])
     edges = HeteroEdges.load(Path(case["edges"])) if "edges" in case else synthetic_edges(case["items"], seed=0)
     device = torch.device(case["device"])
-    cfg = GnnConfig(negatives=case["negatives"], item_input=case["item_input"])
+    minibatch = case.get("minibatch", False)
+    cfg = GnnConfig(
+        negatives=case["negatives"],
+        item_input=case["item_input"],
+        minibatch=minibatch,
+        fanouts=case.get("fanouts", [10]),
+        seed_batch_size=case.get("seed_batch_size", 1024),
+    )
     graph = GraphTensors.from_edges(edges, device)
     n_nodes = edges.num_nodes["item"]
     torch.manual_seed(0)
     features = None
     if cfg.item_input == "llm":  # random unit vectors cost the same as the real LLM item embeddings
-        features = {"item": torch.nn.functional.normalize(torch.randn(n_nodes, 384), dim=1)}
+        x = torch.randn(n_nodes, 384)
+        features = {"item": x.div_(x.norm(dim=1, keepdim=True))}  # in place: no second [N, 384] copy
     model = ContrastiveModel(build_encoder(cfg, graph, case["backend"], features), cfg.projection).to(device)
-    loop = pretraining_loop(model, graph, cfg)  # the optimiser step the pretraining takes
+    loop = pretraining_loop(model, graph, cfg, minibatch=minibatch)  # the optimiser steps the pretraining takes
+    steps = len(loop.task.batches(0)) if minibatch else 1
 
-    def timed_step() -> float:
+    def timed_epoch(epoch: int) -> float:
         start = time.perf_counter()
-        loop.step(graph)  # reads the loss back: the time is the real step time on any device
+        if minibatch:
+            loop.train_epoch(epoch)
+        else:
+            loop.step(graph)  # reads the loss back: the time is the real step time on any device
         return time.perf_counter() - start
 
-    for _ in range(case["warmup"]):
-        timed_step()
+    if minibatch:  # a few steps warm up; a whole epoch would only repeat them
+        for seeds in loop.task.batches(0)[: case["warmup"] * 3]:
+            loop.step(seeds)
+    else:
+        for _ in range(case["warmup"]):
+            timed_epoch(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = [timed_step() for _ in range(case["epochs"])]
+    seconds = [timed_epoch(e + 1) for e in range(case["epochs"])]
     per_epoch = float(np.median(seconds))
     if device.type == "cuda":
         peak, peak_kind = torch.cuda.max_memory_allocated(device), "cuda max allocated"
     else:
         peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
+    extra = {}
+    if case.get("inference"):
+        start = time.perf_counter()
+        item_embeddings(model.encoder, graph)
+        extra["inference_seconds"] = round(time.perf_counter() - start, 3)
+        if device.type == "cuda":
+            extra["peak_with_inference_bytes"] = int(torch.cuda.max_memory_allocated(device))
+        else:
+            extra["peak_with_inference_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         **case,
+        **extra,
+        "steps_per_epoch": steps,
+        "seconds_per_step": round(per_epoch / steps, 4),
         "items": n_nodes - 1,
         "edges_total": edges.num_edges(),
         "seconds_per_epoch": round(per_epoch, 4),
@@ -209,18 +243,19 @@ def markdown(results: list[dict], info: dict, notes: list[str]) -> str:
         f"Machine: {info['cpu']}, {info['cpu_count']} cores, {info['memory_gib']} GiB RAM; "
         f"GPU: {info['cuda'] or 'none'}; torch {info['torch']}, dgl {info['dgl']}.",
         "",
-        "| graph | items | edges | backend | device | threads | s / epoch | edges / s | items / s | peak memory |",
-        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
+        "| graph | items | edges | backend | device | threads | steps | s / epoch | edges / s | items / s "
+        "| peak memory |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['graph']} | | | {r['backend']} | {r['device']} | | failed: {r['error']} | | | |")
+            lines.append(f"| {r['graph']} | | | {r['backend']} | {r['device']} | | | failed: {r['error']} | | | |")
             continue
         kind = "RSS" if r["peak_memory_kind"] == "peak RSS" else "CUDA"
         lines.append(
             f"| {r['graph']} | {r['items']:,} | {r['edges_total']:,} | {r['backend']} | {r['device']} | "
-            f"{r['threads'] if r['device'] == 'cpu' else ''} | {r['seconds_per_epoch']:.3f} | "
-            f"{r['edges_per_second']:,} | {r['items_per_second']:,} | "
+            f"{r['threads'] if r['device'] == 'cpu' else ''} | {r['steps_per_epoch']} | "
+            f"{r['seconds_per_epoch']:.3f} | {r['edges_per_second']:,} | {r['items_per_second']:,} | "
             f"{r['peak_memory_bytes'] / 2**30:.2f} GiB {kind} |"
         )
     lines += [""] + [f"- {n}" for n in notes]
@@ -240,6 +275,10 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=["dgl", "native"])
     parser.add_argument("--negatives", default="in-batch", choices=["in-batch", "exact"])
     parser.add_argument("--item-input", default="llm", choices=["llm", "id"])
+    parser.add_argument("--minibatch", action="store_true", help="mini-batch epochs (gnn.minibatch=true)")
+    parser.add_argument("--fanouts", type=int, nargs="*", default=[10], help="gnn.fanouts with --minibatch")
+    parser.add_argument("--seed-batch-size", type=int, default=1024, help="gnn.seed_batch_size with --minibatch")
+    parser.add_argument("--inference", action="store_true", help="also time the whole-graph item embeddings")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -278,7 +317,10 @@ def main() -> None:
                         "negatives": args.negatives,
                         "item_input": args.item_input,
                         "threads": args.threads,
+                        "inference": args.inference,
                     }
+                    if args.minibatch:
+                        case.update(minibatch=True, fanouts=args.fanouts, seed_batch_size=args.seed_batch_size)
                     result = run_child(case, args.timeout)
                     results.append(result)
                     print(json.dumps(result), file=sys.stderr, flush=True)
@@ -289,6 +331,8 @@ def main() -> None:
             "item_input": args.item_input,
             "epochs": args.epochs,
             "warmup": args.warmup,
+            "minibatch": args.minibatch,
+            **({"fanouts": args.fanouts, "seed_batch_size": args.seed_batch_size} if args.minibatch else {}),
         },
         "results": results,
         "notes": notes,

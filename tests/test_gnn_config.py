@@ -1,5 +1,7 @@
 """Bad gnn settings fail with a message that names the key."""
 
+import re
+
 import pytest
 
 from cli.main import main
@@ -27,10 +29,16 @@ from esrgraph.training.device import resolve_device
         ("gnn.heads=5", "gnn.heads"),
         ("gnn.layers=0", "gnn.layers"),
         ("gnn.view3.edge_drop=0.1", "gnn.view3"),
+        ("gnn.minibatch=sometimes", "gnn.minibatch"),
+        ("gnn.fanouts=[10, 0]", r"gnn.fanouts[1]"),
+        ("gnn.fanouts=[-2]", r"gnn.fanouts[0]"),
+        ("gnn.fanouts=[5, 5, 5]", "gnn.fanouts"),
+        ("gnn.seed_batch_size=1", "gnn.seed_batch_size"),
+        ("gnn.minibatch_above=-1", "gnn.minibatch_above"),
     ],
 )
 def test_bad_setting_names_the_key(override, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(key)):
         load_config(None, [override])
 
 
@@ -67,3 +75,23 @@ def test_backend_and_device_resolution():
         for key in ("gnn.device", "train.device", "embed.device"):
             with pytest.raises(ConfigError, match=f"{key}: 'cuda:7', but this torch sees no CUDA device"):
                 load_config(None, [f"{key}=cuda:7"])
+
+
+def test_the_size_rule_picks_minibatches_above_the_documented_number_of_items():
+    cfg = load_config(None).gnn
+    assert cfg.minibatch == "auto" and cfg.minibatch_above == 200_000
+    assert not cfg.uses_minibatch(12_101) and not cfg.uses_minibatch(200_000) and cfg.uses_minibatch(200_001)
+    assert load_config(None, ["gnn.minibatch=true"]).gnn.uses_minibatch(8)
+    assert not load_config(None, ["gnn.minibatch=false", "gnn.minibatch_above=0"]).gnn.uses_minibatch(10**7)
+    assert load_config(None, ["gnn.minibatch_above=100"]).gnn.uses_minibatch(101)
+    # YAML reads on / off as booleans
+    assert load_config(None, ["gnn.minibatch=on"]).gnn.minibatch is True
+
+
+def test_minibatches_refuse_the_whole_graph_link_term():
+    with pytest.raises(ConfigError, match=r"gnn\.link_weight"):
+        load_config(None, ["gnn.minibatch=true", "gnn.link_weight=0.5"])
+    auto = load_config(None, ["gnn.link_weight=0.5", "gnn.minibatch_above=1000"]).gnn
+    assert not auto.uses_minibatch(1000)
+    with pytest.raises(ConfigError, match=r"gnn\.link_weight"):
+        auto.uses_minibatch(1001)

@@ -1,4 +1,5 @@
-"""The encoder, its native message passing and the training run where DGL cannot be imported."""
+"""The encoder, its native message passing and the training run (whole graph and mini-batches) where DGL
+cannot be imported."""
 
 import json
 import os
@@ -36,9 +37,13 @@ SCRIPT = textwrap.dedent("""
     model.loss(graph, cfg).backward()
     emb = item_embeddings(model.encoder, graph)
     extra = pretrain_into(__import__("pathlib").Path(sys.argv[1]), cfg, 0, edges, {"item": np.random.rand(301, 24)})
+    sampled = GnnConfig(hidden=16, heads=2, epochs=6, minibatch=True, seed_batch_size=100, fanouts=[3])
+    by_batches = pretrain_into(__import__("pathlib").Path(sys.argv[1]) / "minibatch", sampled, 0, edges,
+                               {"item": np.random.rand(301, 24)})
     print(json.dumps({"importable": dgl_importable(), "backend": backend, "refused": refused,
                       "shape": list(emb.shape), "finite": bool(torch.isfinite(emb).all()),
                       "row0": float(emb[0].abs().sum()), "stage_backend": extra["backend"],
+                      "minibatch": [by_batches["minibatch"], by_batches["backend"], by_batches["epochs"]],
                       "grads": all(p.grad is not None for p in model.encoder.layers[0].parameters())}))
 """)
 
@@ -52,5 +57,6 @@ def test_native_path_runs_without_dgl(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["importable"] is False and out["backend"] == "native" and out["stage_backend"] == "native"
     assert "gnn.backend" in out["refused"]
+    assert out["minibatch"] == [True, "native", 2]  # the native sampler where DGL is missing; 3 steps an epoch
     assert out["shape"] == [301, 16] and out["finite"] and out["row0"] == 0.0 and out["grads"]
     assert (tmp_path / "item_graph.npy").is_file() and (tmp_path / "probe.json").is_file()

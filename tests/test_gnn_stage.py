@@ -35,15 +35,23 @@ def read(stage_dir, name):
     return json.loads((stage_dir / name).read_text())
 
 
-@pytest.mark.parametrize("backend", ["auto", "native"])
-def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config, backend):
+WHOLE_GRAPH = ["gnn.link_weight=0.5"]
+# 8 items in batches of 3, 2 sampled neighbours per relation: sampling, batch order and views all drawn;
+# 3 steps an epoch, so 18 steps are 6 epochs
+MINIBATCH = ["gnn.minibatch=true", "gnn.seed_batch_size=3", "gnn.fanouts=[2]", "gnn.epochs=18"]
+
+
+@pytest.mark.parametrize(
+    "backend, mode", [("auto", WHOLE_GRAPH), ("native", WHOLE_GRAPH), ("auto", MINIBATCH), ("native", MINIBATCH)]
+)
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config, backend, mode):
     settings = FAST + [
         "gnn.item_input=id",
         "gnn.epochs=6",
         f"gnn.backend={backend}",
         "gnn.feat_drop=0.2",
         "gnn.attn_drop=0.2",
-        "gnn.link_weight=0.5",
+        *mode,
     ]
     full = ensure(Run(tiny_config(*settings, "run.name=full")), "gnn")
 
@@ -61,6 +69,8 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_config,
         h["loss"] for h in read(resumed, "history.json")["history"]
     ]
     assert read(resumed, "manifest.json")["resumed_from"] == 3
+    assert read(resumed, "manifest.json")["minibatch"] == (mode == MINIBATCH)
+    assert len(read(resumed, "history.json")["history"]) == 6
     assert not (run.dir / CHECKPOINTS).exists()  # a finished stage drops its checkpoints
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from .blocks import Block
 from .native import NativeOps
 from .tensors import GraphTensors
 
@@ -44,8 +45,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def make_ops(backend: str, graph: GraphTensors):
-    """Ops object with ``u_add_v``, ``edge_softmax`` and ``u_mul_e_sum`` for ``graph``."""
+def make_ops(backend: str, graph: GraphTensors | Block):
+    """Ops object with ``num_dst``, ``u_add_v``, ``edge_softmax`` and ``u_mul_e_sum`` for ``graph``
+    (the whole graph, or one sampled block)."""
     if backend == "native":
         return NativeOps(graph)
     if backend == "dgl":

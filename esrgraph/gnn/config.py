@@ -76,9 +76,44 @@ class GnnConfig:
     # optimisation
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(1e-5, min=0.0, help="Adam weight decay")
-    epochs: int = field(200, min=1, help="most epochs (one epoch: both views over the whole graph and the full loss)")
-    patience: int = field(20, min=1, help="stop after this many epochs without a loss improvement of min_delta")
+    epochs: int = field(
+        200,
+        min=1,
+        help="most epochs (one epoch: one step on the whole graph); with mini-batches an epoch is one step per "
+        "seed batch, every item a seed once, and this counts steps (rounded up to whole epochs)",
+    )
+    patience: int = field(
+        20,
+        min=1,
+        help="stop after this many epochs without a loss improvement of min_delta; with mini-batches, "
+        "counted in steps like epochs",
+    )
     min_delta: float = field(1e-3, min=0.0, help="smallest loss decrease that counts as an improvement")
+    # mini-batches: a step encodes only the sampled neighbourhood of a batch of seed items
+    minibatch: bool | Literal["auto"] = field(
+        "auto",
+        help="true: every step encodes the sampled neighbourhood of a batch of seed items, so memory is "
+        "bounded by the batch; false: every step (one an epoch) encodes the whole graph; auto: true when the "
+        "graph has more than minibatch_above items",
+    )
+    # About 2.3 GiB per 100k items for a full-graph step on a CPU (benchmarks/README.md): past 200k
+    # items a full-graph step no longer fits comfortably beside the other stages in 16 GB.
+    minibatch_above: int = field(
+        200_000,
+        min=0,
+        help="auto: mini-batches above this many items (a whole-graph step takes about 2.3 GiB per 100k items "
+        "on a CPU)",
+    )
+    fanouts: list[int] | None = field(
+        factory=lambda: [10],
+        help="mini-batches: in-neighbours sampled per node and relation in each layer, input layer first; "
+        "one entry for every layer; -1 (or null for every layer): all neighbours",
+    )
+    seed_batch_size: int = field(
+        1024,
+        min=2,
+        help="mini-batches: seed items per step; the loss contrasts them with each other (in groups of batch_size)",
+    )
     # execution
     backend: Literal["auto", "dgl", "native"] = field(
         "auto",
@@ -92,6 +127,29 @@ class GnnConfig:
             raise ConfigError(f"gnn.device: {self.device!r} is not allowed; use auto, cpu, cuda or cuda:N")
         if self.hidden % self.heads:
             raise ConfigError(f"gnn.heads: {self.heads} does not divide gnn.hidden ({self.hidden})")
+        for i, fanout in enumerate(self.fanouts or []):
+            if fanout == 0 or fanout < -1:
+                raise ConfigError(f"gnn.fanouts[{i}]: {fanout} is not allowed; use a number of neighbours or -1 (all)")
+        if self.fanouts and len(self.fanouts) not in (1, self.layers):
+            raise ConfigError(
+                f"gnn.fanouts: {len(self.fanouts)} entries for {self.layers} layers (gnn.layers); "
+                "give one per layer, or one for every layer"
+            )
+        if self.minibatch is True:
+            self.check_minibatch()
+
+    def uses_minibatch(self, num_items: int) -> bool:
+        """Whether a graph of ``num_items`` items trains by mini-batches (``minibatch``'s size rule)."""
+        on = num_items > self.minibatch_above if self.minibatch == "auto" else bool(self.minibatch)
+        if on:
+            self.check_minibatch()
+        return on
+
+    def check_minibatch(self) -> None:
+        if self.link_weight > 0:
+            raise ConfigError(
+                f"gnn.link_weight: {self.link_weight} needs whole-graph steps; set it to 0 or gnn.minibatch to false"
+            )
 
     def check(self, cfg) -> None:
         check_device(self.device, "gnn.device")

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..graph.edges import Relation
 from .backends import make_ops
+from .blocks import Block
 from .layers import HeteroGATLayer
 from .tensors import GraphTensors
 
@@ -26,7 +27,11 @@ class NodeInputs(nn.Module):
     through a linear map ``in_t -> dim``. Every other type gets a learned
     embedding ``[N_t, dim]``. ``masks`` (optional, per type, bool ``[in_t]``
     or ``[dim]``) zero whole feature columns: the feature-masking augmentation.
-    Output: type -> ``[N_t, dim]``.
+    Output: type -> ``[N_t, dim]``; with ``nodes`` (type -> int64 ids ``[S_t]``,
+    a mini-batch's input nodes) type -> ``[S_t, dim]``, computed for those
+    rows only, and the learned embeddings get sparse gradients (those rows
+    only), so that an optimiser for sparse gradients steps in the size of the
+    batch, not of the tables.
     """
 
     def __init__(self, num_nodes: dict[str, int], dim: int, features: dict[str, torch.Tensor] | None = None):
@@ -54,18 +59,24 @@ class NodeInputs(nn.Module):
             for t in self.types
         }
 
-    def forward(self, masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, masks: dict[str, torch.Tensor] | None = None, nodes: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         out = {}
         for t in self.types:
             keep = None if masks is None or t not in masks else (~masks[t]).to(torch.float32)
+            rows = None if nodes is None else nodes[t]
             if t in self.projections:
                 # Zeroing input columns equals zeroing the matching weight columns, without a masked
                 # copy of the [N_t, in_t] features per view (1.5 GB for LLM inputs at a million items).
                 proj = self.projections[t]
                 weight = proj.weight if keep is None else proj.weight * keep
-                out[t] = torch.nn.functional.linear(getattr(self, f"features_{t}"), weight, proj.bias)
+                x = getattr(self, f"features_{t}")
+                x = x if rows is None else x.index_select(0, rows)
+                out[t] = torch.nn.functional.linear(x, weight, proj.bias)
             else:
-                x = self.embeddings[t].weight
+                table = self.embeddings[t].weight
+                x = table if rows is None else torch.nn.functional.embedding(rows, table, sparse=True)
                 out[t] = x if keep is None else x * keep
         return out
 
@@ -113,6 +124,23 @@ class GraphEncoder(nn.Module):
 
     def items(self, graph: GraphTensors, masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         return self(graph, masks, {ITEM})[ITEM]
+
+    def forward_blocks(
+        self, blocks: list[Block], masks: dict[str, torch.Tensor] | None = None, outputs: set[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The encoder on a sampled neighbourhood: layer ``i`` runs on ``blocks[i]``.
+
+        Only ``blocks[0]``'s input nodes get input features, and each layer
+        updates only its block's output nodes. Returns type -> ``[D_t, dim]``
+        for the last block's output nodes (the seeds), for the types in
+        ``outputs`` (all when None).
+        """
+        if len(blocks) != len(self.layers):
+            raise ValueError(f"{len(blocks)} blocks for {len(self.layers)} layers")
+        h = self.inputs(masks, blocks[0].src_nodes)
+        for i, (layer, block) in enumerate(zip(self.layers, blocks)):
+            h = layer(make_ops(self.backend, block), h, outputs if i == len(self.layers) - 1 else None)
+        return h
 
 
 class ProjectionHead(nn.Module):

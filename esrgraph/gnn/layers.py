@@ -91,7 +91,8 @@ class HeteroGATLayer(nn.Module):
     """One encoder layer over every relation of the heterograph.
 
     Input: ``h`` mapping each node type to ``[N_t, dim]``. Output: the same
-    shapes, ``LayerNorm(h + ELU(combined relation outputs))`` per node type;
+    shapes, ``LayerNorm(h + ELU(combined relation outputs))`` per node type
+    (on a sampled block ``[D_t, dim]``: its output nodes, the first D_t rows);
     with ``targets``, only those node types (the relations ending elsewhere
     are skipped: a last layer need not update nodes nobody reads).
     """
@@ -128,10 +129,18 @@ class HeteroGATLayer(nn.Module):
             src_type, _, dst_type = rel
             if dst_type in targets:
                 conv = self.convs[relation_key(rel)]
-                incoming.setdefault(dst_type, []).append(conv(ops, rel, dropped[src_type], dropped[dst_type]))
+                h_dst = _first(dropped[dst_type], ops.num_dst(dst_type))
+                incoming.setdefault(dst_type, []).append(conv(ops, rel, dropped[src_type], h_dst))
         out = {}
         for t, x in h.items():
             if t in targets:
+                x = _first(x, ops.num_dst(t))
                 update = self.combine[t](incoming[t]) if t in incoming else torch.zeros_like(x)
                 out[t] = self.norms[t](x + F.elu(update))
         return out
+
+
+def _first(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """The first ``rows`` rows: a block's output nodes lead its input nodes. The whole graph is left
+    unsliced, so its autograd graph gains no copy."""
+    return x if rows == x.shape[0] else x[:rows]

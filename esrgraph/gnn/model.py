@@ -2,7 +2,8 @@
 
 Two augmented views of the graph (edge dropping, feature masking), a projection
 head and a symmetric InfoNCE between the views, as in "Deep Graph Contrastive
-Representation Learning" (GRACE, 2020).
+Representation Learning" (GRACE, 2020). A mini-batch step does the same on the
+sampled neighbourhood of a batch of seed items, with the loss over the seeds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from .augment import drop_edges, feature_masks
+from .blocks import Block, drop_block_edges
 from .config import GnnConfig
 from .encoder import ITEM, GraphEncoder, ProjectionHead
 from .loss import info_nce, link_loss
@@ -36,7 +38,8 @@ def build_encoder(
 
 
 class ContrastiveModel(nn.Module):
-    """Encoder and projection head; :meth:`loss` is one two-view step on ``graph``.
+    """Encoder and projection head; :meth:`loss` is one two-view step on ``graph``,
+    :meth:`batch_loss` one on a batch's sampled blocks.
 
     Items 1..N enter the loss; node 0 (the padding item) never does.
     """
@@ -67,3 +70,23 @@ class ContrastiveModel(nn.Module):
             ) / 2
             loss = loss + cfg.link_weight * link
         return loss
+
+    def block_views(self, blocks: list[Block], cfg: GnnConfig, generator: torch.Generator) -> list[torch.Tensor]:
+        """The seed items' encodings ``[B, dim]`` in the two views of their sampled neighbourhood."""
+        dims = self.encoder.inputs.input_dims()
+        device = blocks[0].dst_nodes(ITEM).device
+        out = []
+        for view in (cfg.view1, cfg.view2):
+            dropped = drop_block_edges(blocks, view.edge_drop, generator)
+            masks = feature_masks(dims, view.feature_mask, device, generator)
+            out.append(self.encoder.forward_blocks(dropped, masks, {ITEM})[ITEM])
+        return out
+
+    def batch_loss(self, blocks: list[Block], cfg: GnnConfig, generator: torch.Generator) -> torch.Tensor:
+        """InfoNCE between the views over the seed items of ``blocks`` (the other seeds: the negatives).
+
+        The augmentations draw from ``generator``. With every neighbour, no
+        augmentation and every item a seed, this is :meth:`loss` on the whole graph.
+        """
+        h1, h2 = self.block_views(blocks, cfg, generator)
+        return info_nce(self.head(h1), self.head(h2), cfg.tau, cfg.negatives, cfg.batch_size)

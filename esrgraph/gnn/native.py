@@ -100,7 +100,8 @@ class _WeightedNeighbourSum(torch.autograd.Function):
 
 
 class NativeOps:
-    """The three primitives bound to one graph's edge tensors (a :class:`GraphTensors`).
+    """The three primitives bound to one graph's edge tensors (a :class:`GraphTensors`, or a sampled ``Block``
+    whose Nd output nodes are the first of its Ns input nodes).
 
     For relation ``rel = (src_type, name, dst_type)`` with E edges:
     ``u_add_v(rel, [Ns, H], [Nd, H]) -> [E, H]``; ``edge_softmax(rel, [E, H]) -> [E, H]``;
@@ -112,14 +113,17 @@ class NativeOps:
     def __init__(self, graph):
         self.graph = graph
 
+    def num_dst(self, node_type: str) -> int:
+        return self.graph.num_dst_nodes(node_type)
+
     def u_add_v(self, rel, src_scores: torch.Tensor, dst_scores: torch.Tensor) -> torch.Tensor:
         src, dst = self.graph.edges[rel]
         return u_add_v(src_scores, dst_scores, src, dst)
 
     def edge_softmax(self, rel, logits: torch.Tensor) -> torch.Tensor:
         _, dst = self.graph.edges[rel]
-        return edge_softmax(logits, dst, self.graph.num_nodes[rel[2]])
+        return edge_softmax(logits, dst, self.num_dst(rel[2]))
 
     def u_mul_e_sum(self, rel, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         src, dst = self.graph.edges[rel]
-        return u_mul_e_sum(x, weights, src, dst, self.graph.num_nodes[rel[2]])
+        return u_mul_e_sum(x, weights, src, dst, self.num_dst(rel[2]))

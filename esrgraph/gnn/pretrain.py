@@ -28,6 +28,7 @@ from ..training.device import resolve_device
 from ..training.loop import EpochCallback, TrainResult
 from ..training.seeding import seed_everything
 from .backends import resolve_backend
+from .blocks import layer_fanouts
 from .config import GnnConfig
 from .encoder import ITEM, item_embeddings
 from .model import ContrastiveModel, build_encoder
@@ -52,14 +53,22 @@ def pretrain_into(
     """Train on ``edges`` and write the artifacts into ``out``; returns manifest entries."""
     device = resolve_device(cfg.device)
     backend = resolve_backend(cfg.backend, device)
+    minibatch = cfg.uses_minibatch(edges.num_nodes[ITEM] - 1)
     log.info("gnn: %s message passing on %s; %d edges, %s", backend, device, edges.num_edges(), edges.num_nodes)
+    if minibatch:
+        log.info(
+            "gnn: mini-batches of %d seed items, fan-outs %s (input layer first; -1: all); "
+            "gnn.epochs and gnn.patience count steps",
+            cfg.seed_batch_size,
+            layer_fanouts(cfg.fanouts, cfg.layers),
+        )
     graph = GraphTensors.from_edges(edges, device)
     seed_everything(seed)
     tensors = {t: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for t, x in features.items()}
     model = ContrastiveModel(build_encoder(cfg, graph, backend, tensors), cfg.projection).to(device)
     labels = item_labels(edges)
     untrained = item_embeddings(model.encoder, graph).cpu().numpy()
-    result = train(model, graph, cfg, store, resume, callbacks)
+    result = train(model, graph, cfg, store, resume, callbacks, minibatch, seed)
     trained = item_embeddings(model.encoder, graph).cpu().numpy()
     rows = {}
     if ITEM in features:
@@ -77,6 +86,7 @@ def pretrain_into(
     return {
         "backend": backend,
         "device": str(device),
+        "minibatch": minibatch,
         **summary(result),
         "probe": report,
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -39,6 +39,10 @@ class GraphTensors:
             return src.device
         return torch.device("cpu")
 
+    def num_dst_nodes(self, node_type: str) -> int:
+        """Message passing updates every node of the graph (a sampled ``Block`` updates only some)."""
+        return self.num_nodes[node_type]
+
     def relations(self) -> list[Relation]:
         return list(self.edges)
 
