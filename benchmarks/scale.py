@@ -1,0 +1,165 @@
+"""Scale: every stage of the default pipeline on generated data of growing size; wall time and peak memory.
+
+The generated data look like real sequential data where it matters for
+cost: item popularity follows a Zipf law (a long tail), history lengths a
+shifted geometric law (every user at least 5 items, mean about 9), items
+carry a title of 4–10 words, a brand and a 3-level category path drawn from
+vocabularies whose sizes grow with the catalogue, and a price. Users' item
+choices follow the popularity law.
+
+Each stage runs as its own ``esr`` command in a child process; its wall
+time and the child's peak RSS are recorded. With several sizes the cost of
+each stage is fitted as a power of the number of interactions (the slope of
+log time against log interactions).
+
+    python benchmarks/scale.py --sizes 1e5,1e6 [--users-per-item 1] [--epochs 1] \\
+        [--json benchmarks/results/scale.json] [--root /tmp/scale]
+
+A size is the number of interactions; users and items follow from it
+(interactions / 9 users, the same number of items by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("prepare", "embed", "build-graph", "pretrain-gnn", "train-seq")
+WORDS = 20_000  # title vocabulary
+MEAN_LENGTH = 9
+
+
+def generate(folder: Path, interactions: int, items_per_user: float, seed: int = 0) -> dict:
+    """Write ``sequences.txt`` and ``items.csv`` of about ``interactions`` interactions into ``folder``."""
+    rng = np.random.default_rng(seed)
+    users = max(interactions // MEAN_LENGTH, 10)
+    items = max(int(users * items_per_user), 20)
+    lengths = 5 + rng.geometric(1.0 / (MEAN_LENGTH - 4), size=users) - 1
+    popularity = 1.0 / np.arange(1, items + 1) ** 1.05  # Zipf: a long tail of rarely seen items
+    popularity /= popularity.sum()
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    with open(folder / "sequences.txt", "w") as out:
+        for user, length in enumerate(lengths):
+            chosen = rng.choice(items, size=int(length), p=popularity) + 1
+            total += len(chosen)
+            out.write(f"{user} " + " ".join(map(str, chosen)) + "\n")
+    _write_items(folder / "items.csv", items, rng)
+    return {"users": users, "items": items, "interactions": total}
+
+
+def _write_items(path: Path, items: int, rng: np.random.Generator) -> None:
+    brands = max(items // 20, 10)
+    top, middle, leaf = 20, max(items // 500, 40), max(items // 50, 200)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "title", "brand", "categories", "price"])
+        for item in range(1, items + 1):
+            words = rng.integers(0, WORDS, size=rng.integers(4, 11))
+            title = " ".join(f"w{w}" for w in words)
+            path_ids = (rng.integers(top), rng.integers(middle), rng.integers(leaf))
+            categories = f"c{path_ids[0]}|c{path_ids[0]}.{path_ids[1]}|c{path_ids[0]}.{path_ids[1]}.{path_ids[2]}"
+            writer.writerow([item, title, f"b{rng.integers(brands)}", categories, f"{rng.lognormal(3, 1):.2f}"])
+
+
+def config(folder: Path, epochs: int) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(
+        f"""dataset:
+  name: scale
+  interactions: {{path: sequences.txt, format: sequences}}
+  metadata:
+    path: items.csv
+    format: csv
+    key: item_id
+    fields: {{description: null}}
+    category_separator: "|"
+    categories_are_path: true
+train:
+  epochs: {epochs}
+  seeds: [1]
+run:
+  root: {folder / "runs"}
+"""
+    )
+    return path
+
+
+def run_stage(stage: str, config_path: Path) -> dict:
+    """One stage as its own command; its wall time and the child's peak RSS."""
+    start = time.perf_counter()
+    with open(config_path.parent / f"{stage}.log", "w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "-q", stage, str(config_path)], cwd=ROOT, stdout=log, stderr=log
+        )
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory, not the largest so far
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    row = {"stage": stage, "seconds": round(seconds, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
+    row["ok"] = code == 0
+    if code:
+        lines = (config_path.parent / f"{stage}.log").read_text().strip().splitlines()
+        row["error"] = lines[-1] if lines else f"exit {code}"
+    return row
+
+
+def fitted_exponents(results: list[dict]) -> dict:
+    """Per stage, the slope of log seconds against log interactions over the sizes measured."""
+    out = {}
+    for stage in STAGES:
+        points = [
+            (r["data"]["interactions"], s["seconds"])
+            for r in results
+            for s in r["stages"]
+            if s["stage"] == stage and s["ok"] and s["seconds"] > 0
+        ]
+        if len(points) >= 2:
+            x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+            out[stage] = round(float(np.polyfit(x, y, 1)[0]), 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1e5,1e6", help="interactions per dataset, comma-separated")
+    parser.add_argument("--items-per-user", type=float, default=1.0)
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs (train-seq)")
+    parser.add_argument("--root", default="/tmp/esrgraph-scale")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = []
+    for size in (int(float(s)) for s in args.sizes.split(",")):
+        folder = Path(args.root) / f"n{size}"
+        data = generate(folder, size, args.items_per_user)
+        print(f"{size:,} interactions: {data}", flush=True)
+        cfg = config(folder, args.epochs)
+        stages = []
+        for stage in STAGES:
+            stages.append(run_stage(stage, cfg))
+            print(f"  {stages[-1]}", flush=True)
+            if not stages[-1]["ok"]:
+                break
+        results.append({"size": size, "data": data, "stages": stages})
+    report = {
+        "machine": platform.platform(),
+        "cores": os.cpu_count(),
+        "results": results,
+        "exponents": fitted_exponents(results),
+    }
+    print(json.dumps(report["exponents"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
