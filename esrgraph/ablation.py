@@ -1,13 +1,15 @@
 """``esr ablate``: variants × seeds on one dataset, one table with the popularity floor, one plot.
 
-Variants: SASRec, LLM-ESR, LLM-ESR + graph (each fusion), LLM-ESR +
-user-group readouts (each mode, and the one-readout control), and the full
-model: the fusion and the readout mode with the best *validation* NDCG@10,
-so nothing is chosen on test data. Every variant trains with the config's
-objective and budget (epochs, patience, the popularity-floor rule), so the
-comparison is fair. All variants share one run directory: the dataset,
-embedding, graph and pretraining stages run once; each variant has its own
-``seq-<variant>`` and ``eval-<variant>`` stages.
+Variants: the item-id-only models (SASRec; BSARec over its window of
+``seq.max_length``), LLM-ESR, the package's default model, the default with
+graph fusion (each fusion) and with user-group readouts (each mode, and the
+one-readout control), and the full model: the fusion and the readout mode
+with the best *validation* NDCG@10, so nothing is chosen on test data. Every
+variant trains with the config's objective and budget (epochs, patience, the
+popularity-floor rule), so the comparison is fair. Gains are measured against
+the best id-only model on validation. All variants share one run directory:
+the dataset, embedding, graph and pretraining stages run once; each variant
+has its own ``seq-<variant>`` and ``eval-<variant>`` stages.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from .errors import ConfigError, EsrError
 from .eval.metrics import GROUPS, VALID_METRIC
 from .pipeline import current, ensure
 from .runs import Run
+from .seq.config import SeqConfig
 
 log = logging.getLogger(__name__)
 
-BASELINE = "llmesr"
+DEFAULT = SeqConfig().variant  # the package's default model, which the extensions build on
 COMBINED = "full"
 FUSIONS = ("init", "view")
 READOUT_MODES = ("joint", "fitted")
-BARE = ["seq.variant=llmesr", "seq.fusion=none", "seq.readouts.mode=none", "seq.readouts.groups=head_tail"]
+ID_ONLY = ("sasrec", "bsarec")  # the gains are measured against the best of these on validation
+BARE = [f"seq.variant={DEFAULT}", "seq.fusion=none", "seq.readouts.mode=none", "seq.readouts.groups=head_tail"]
 
 
 @dataclass
@@ -44,26 +48,29 @@ class Variant:
 
 
 FIXED_VARIANTS = [
-    Variant("sasrec", BARE + ["seq.variant=plain"], "SASRec, id embeddings only"),
-    Variant(BASELINE, BARE, "LLM-ESR"),
-    *[Variant(f"llmesr+graph-{f}", BARE + [f"seq.fusion={f}"], f"LLM-ESR + graph ({f})") for f in FUSIONS],
+    Variant("sasrec", BARE + ["seq.variant=plain"], "SASRec, item ids only"),
+    Variant("bsarec", BARE + ["seq.variant=plain", "seq.backbone=bsarec"], "BSARec, item ids only"),
+    Variant("llmesr", BARE + ["seq.variant=llmesr"], "LLM-ESR"),
+    Variant(DEFAULT, BARE, f"the default model ({DEFAULT})"),
+    *[Variant(f"{DEFAULT}+graph-{f}", BARE + [f"seq.fusion={f}"], f"{DEFAULT} + graph ({f})") for f in FUSIONS],
     *[
         Variant(
-            f"llmesr+readouts-{m}",
+            f"{DEFAULT}+readouts-{m}",
             BARE + [f"seq.readouts.mode={m}"],
-            f"LLM-ESR + user-group readouts ({m})",
-            BASELINE if m == "fitted" else None,
+            f"{DEFAULT} + user-group readouts ({m})",
+            DEFAULT if m == "fitted" else None,
         )
         for m in READOUT_MODES
     ],
     # the control: one readout for every user, to tell the readout's effect from that of splitting users
     Variant(
-        "llmesr+readouts-fitted-all",
+        f"{DEFAULT}+readouts-fitted-all",
         BARE + ["seq.readouts.mode=fitted", "seq.readouts.groups=all"],
-        "LLM-ESR + one readout for every user, fitted (control of llmesr+readouts-fitted)",
-        BASELINE,
+        f"{DEFAULT} + one readout for every user, fitted (control of {DEFAULT}+readouts-fitted)",
+        DEFAULT,
     ),
 ]
+FIXED_VARIANTS = list({v.name: v for v in reversed(FIXED_VARIANTS)}.values())[::-1]  # LLM-ESR once if it is the default
 
 
 @dataclass
@@ -97,7 +104,7 @@ def run_ablation(
     if COMBINED in selected and combined is None:
         raise EsrError(
             f"{COMBINED} takes the fusion and the readout mode with the best validation NDCG@10: "
-            "run the llmesr+graph-* and llmesr+readouts-* variants first or in the same call"
+            f"run the {DEFAULT}+graph-* and {DEFAULT}+readouts-* variants first or in the same call"
         )
     if combined is not None:  # trained here when selected, else its results of an earlier call, if any
         trained[COMBINED] = _outcome(setting, combined, train=COMBINED in selected)
@@ -127,14 +134,14 @@ def _best(outcomes: dict[str, Outcome], prefix: str) -> Outcome | None:
 
 def _combined_variant(outcomes: dict[str, Outcome]) -> Variant | None:
     """Graph + readouts with the fusion and the mode of the best mean validation NDCG@10."""
-    graph, readouts = _best(outcomes, "llmesr+graph-"), _best(outcomes, "llmesr+readouts-")
+    graph, readouts = _best(outcomes, f"{DEFAULT}+graph-"), _best(outcomes, f"{DEFAULT}+readouts-")
     if graph is None or readouts is None:
         return None
     fusion, mode = graph.variant.name.rsplit("-", 1)[1], readouts.variant.name.rsplit("-", 1)[1]
     return Variant(
         COMBINED,
         BARE + [f"seq.fusion={fusion}", f"seq.readouts.mode={mode}"],
-        f"LLM-ESR + graph ({fusion}) + readouts ({mode}), each best on validation",
+        f"{DEFAULT} + graph ({fusion}) + readouts ({mode}), each best on validation",
         graph.variant.name if mode == "fitted" else None,
     )
 
@@ -211,25 +218,33 @@ def _write(folder: Path, base: Config, outcomes: dict[str, Outcome], seeds: list
             for name, o in outcomes.items()
         },
     }
-    if BASELINE in outcomes and len(outcomes) > 1:
-        results["gains_over_llmesr"] = gains(results["variants"])
+    baseline = best_id_only(outcomes)
+    if baseline is not None and len(outcomes) > 1:
+        results["baseline"] = baseline
+        results["gains"] = gains(results["variants"], baseline)
     write_json(folder / "ablation.json", results)
     atomic_write_bytes(folder / "ablation.md", (markdown(results, base.eval.ks) + "\n").encode())
-    if "gains_over_llmesr" in results:
+    if "gains" in results:
         plot_gains(results, folder / "ablation.png")
     return results
 
 
-GAIN_GROUPS = ("overall", "tail_users", "tail_items")
+def best_id_only(outcomes: dict[str, Outcome]) -> str | None:
+    """The id-only variant with the best mean validation NDCG@10 (the one the others are measured against)."""
+    present = [name for name in ID_ONLY if name in outcomes and outcomes[name].valid]
+    return max(present, key=lambda name: np.mean(outcomes[name].valid)) if present else None
 
 
-def gains(variants: dict[str, dict]) -> dict:
-    """Relative NDCG@10 change over LLM-ESR per protocol and group: the change of the means, and the
-    mean and std of the per-seed changes (each seed against LLM-ESR's same seed)."""
-    base = variants[BASELINE]
+GAIN_GROUPS = ("overall", "tail_users", "head_users", "tail_items", "head_items")
+
+
+def gains(variants: dict[str, dict], baseline: str) -> dict:
+    """Relative NDCG@10 change over ``baseline`` per protocol and group: the change of the means, and the
+    mean and std of the per-seed changes (each seed against the baseline's same seed)."""
+    base = variants[baseline]
     out = {}
     for name, v in variants.items():
-        if name == BASELINE:
+        if name == baseline:
             continue
         out[name] = {}
         for protocol in v["summary"]:
@@ -294,14 +309,15 @@ def markdown(results: dict, ks) -> str:
                 )
         lines.append("")
     lines += _cold_section(results["variants"])
-    if "gains_over_llmesr" in results:
+    if "gains" in results:
         lines += [
-            "## NDCG@10 change over LLM-ESR (per-seed changes: mean ± std)",
+            f"## NDCG@10 change over {results['baseline']}, the best id-only model on validation "
+            "(per-seed changes: mean ± std)",
             "",
-            "| variant | protocol | overall | tail users | tail items |",
-            "|---|---|---|---|---|",
+            "| variant | protocol | overall | tail users | head users | tail items | head items |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for name, per in results["gains_over_llmesr"].items():
+        for name, per in results["gains"].items():
             for protocol, g in per.items():
                 lines.append(f"| {name} | {protocol} | " + " | ".join(_gain_cell(g[k]) for k in GAIN_GROUPS) + " |")
     return "\n".join(lines)
@@ -341,13 +357,13 @@ def _gain_cell(gain: dict) -> str:
 
 
 def plot_gains(results: dict, path: Path) -> None:
-    """Per-seed NDCG@10 change over LLM-ESR for tail users and tail items: bars at the mean, error bars ± one std."""
+    """Per-seed NDCG@10 change over the baseline for tail users and tail items: bars at the mean, ± one std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    per = results["gains_over_llmesr"]
+    per = results["gains"]
     names = list(per)
     protocols = [p for p in ("sampled", "full") if p in per[names[0]]]
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4), squeeze=False)
@@ -362,7 +378,7 @@ def plot_gains(results: dict, path: Path) -> None:
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{results['dataset']}, {protocol} protocol")
         ax.legend()
-    axes[0][0].set_ylabel(f"{VALID_METRIC} vs LLM-ESR (%), ± seed std")  # one label: a second would overlap
+    axes[0][0].set_ylabel(f"{VALID_METRIC} vs {results['baseline']} (%), ± seed std")  # one label: no overlap
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)

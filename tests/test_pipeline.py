@@ -69,8 +69,8 @@ def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     best = max(valid, key=valid.get).rsplit("-", 1)[1]
     assert f"seq.fusion={best}" in combined["overrides"]  # chosen on validation, not test
     assert "seq.readouts.mode=fitted" in combined["overrides"]
-    assert set(results["gains_over_llmesr"]) == set(only) - {"llmesr"}
-    gain = results["gains_over_llmesr"]["sasrec"]["full"]["tail_users"]
+    assert results["baseline"] == "sasrec" and set(results["gains"]) == set(only) - {"sasrec"}
+    gain = results["gains"]["llmesr"]["full"]["tail_users"]
     assert gain["seed_std"] >= 0 and gain["seed_mean"] is not None  # paired per-seed changes
     assert (folder / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (folder / "ablation.md").read_text()
@@ -142,11 +142,11 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
     results = json.loads(table.read_text())
     assert list(results["variants"]) == ["llmesr", "llmesr+graph-init", "llmesr+readouts-joint", "full"]
     assert {"seq.fusion=init", "seq.readouts.mode=joint"} <= set(results["variants"]["full"]["overrides"])
-    assert set(results["gains_over_llmesr"]) == {"llmesr+graph-init", "llmesr+readouts-joint", "full"}
+    assert "gains" not in results  # no id-only model in the table: nothing to measure the gains against
     # results of another training config are stale: they stay out of the table
     assert main(["ablate", "--seeds", "1"] + only_flags("llmesr") + args(tiny, root, "train.epochs=1")) == 0
     results = json.loads(table.read_text())
-    assert list(results["variants"]) == ["llmesr"] and "gains_over_llmesr" not in results
+    assert list(results["variants"]) == ["llmesr"] and "gains" not in results
 
 
 def test_a_variant_another_call_finishes_while_the_combined_one_trains_joins_the_table(tiny, tmp_path, monkeypatch):
