@@ -36,6 +36,8 @@ COMBINED = "full"
 FUSIONS = ("init", "view")
 READOUT_MODES = ("joint", "fitted")
 ID_ONLY = ("sasrec", "bsarec")  # the gains are measured against the best of these on validation
+# the variants share one embed stage: user texts are encoded for those that self-distil
+SHARED_STAGES = ["embed.users=text"]
 BARE = [f"seq.variant={DEFAULT}", "seq.fusion=none", "seq.readouts.mode=none", "seq.readouts.groups=head_tail"]
 
 
@@ -159,7 +161,7 @@ def _check_variants(setting, variants: list[Variant]) -> None:
 def _outcome(setting, variant: Variant, train: bool) -> Outcome | None:
     """Train and evaluate the variant (``train``), or take its up-to-date results from an earlier call, if any."""
     config, overrides, seeds, shared = setting
-    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"]
+    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"] + SHARED_STAGES
     cfg = load_config(config, common + variant.overrides + _shared_model(setting, variant))
     run = Run(cfg, variant=variant.name)
     if train:
@@ -192,7 +194,7 @@ def _shared_model(setting, variant: Variant) -> list[str]:
     donor = next((v for v in FIXED_VARIANTS if v.name == variant.shared_from), None)
     if donor is None:
         return []
-    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"]
+    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"] + SHARED_STAGES
     folder = current(Run(load_config(config, common + donor.overrides), variant=donor.name), "seq")
     return [f"seq.readouts.shared_model={folder}"] if folder is not None else []
 

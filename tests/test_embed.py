@@ -36,7 +36,7 @@ def encode_calls(monkeypatch):
 
 
 def test_embed_artifacts(tiny, tmp_path, capsys):
-    out = embed(tiny, tmp_path / "runs")
+    out = embed(tiny, tmp_path / "runs", "embed.users=text")
     item_llm, item_pca = np.load(out / "item_llm.npy"), np.load(out / "item_pca.npy")
     users, similar = np.load(out / "user_llm.npy"), np.load(out / "similar_users.npy")
     assert item_llm.shape == (9, 384) and item_pca.shape == (9, 4) and users.shape == (8, 384)
@@ -85,3 +85,11 @@ def test_unknown_model_is_a_clear_error(tiny, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "embed.model: cannot load sentence model" in err and err.count("\n") == 1
     assert not list((tmp_path / "runs").glob("*/embed"))
+
+
+def test_users_are_embedded_only_for_a_model_that_self_distils(tiny, tmp_path):
+    out = embed(tiny, tmp_path / "runs")  # the default model does not self-distil: no user texts encoded
+    assert np.load(out / "user_llm.npy").shape == (8, 0) and np.load(out / "similar_users.npy").shape == (8, 0)
+    assert json.loads((out / "manifest.json").read_text())["texts"] == {"items": 8, "users": 0}
+    distilling = embed(tiny, tmp_path / "other", "seq.variant=llmesr")
+    assert np.load(distilling / "similar_users.npy").shape == (8, 3)

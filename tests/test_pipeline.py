@@ -59,13 +59,13 @@ def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monke
 
 def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     root = tmp_path / "runs"
-    only = ["sasrec", "llmesr", "llmesr+graph-init", "llmesr+graph-view", "llmesr+readouts-fitted", "full"]
+    only = ["sasrec", "llmesr", "dual-view+graph-init", "dual-view+graph-view", "dual-view+readouts-fitted", "full"]
     assert main(["ablate", "--seeds", "2"] + only_flags(*only) + args(tiny, root, "seq.readouts.fit_epochs=2")) == 0
     folder = root / "r" / "ablation"
     results = json.loads((folder / "ablation.json").read_text())
     assert list(results["variants"]) == only
     combined = results["variants"]["full"]
-    valid = {v: sum(results["variants"][v]["valid_NDCG@10"]) for v in ("llmesr+graph-init", "llmesr+graph-view")}
+    valid = {v: sum(results["variants"][v]["valid_NDCG@10"]) for v in ("dual-view+graph-init", "dual-view+graph-view")}
     best = max(valid, key=valid.get).rsplit("-", 1)[1]
     assert f"seq.fusion={best}" in combined["overrides"]  # chosen on validation, not test
     assert "seq.readouts.mode=fitted" in combined["overrides"]
@@ -74,7 +74,7 @@ def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     assert gain["seed_std"] >= 0 and gain["seed_mean"] is not None  # paired per-seed changes
     assert (folder / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (folder / "ablation.md").read_text()
-    assert "| llmesr+graph-view | tail_users |" in table and "| popularity (floor) | overall |" in table
+    assert "| dual-view+graph-view | tail_users |" in table and "| popularity (floor) | overall |" in table
     assert results["popularity"]["full"]["overall"]["NDCG@10"] >= 0
     # shared stages ran once; each variant trained in its own stage folder
     assert (
@@ -115,9 +115,9 @@ def test_interrupted_ablation_continues_where_it_stopped(tiny, tmp_path, monkeyp
 
 
 def test_ablation_rejects_an_unknown_variant(tiny, tmp_path, capsys):
-    assert main(["ablate", "--only", "llmesr+graph-views"] + args(tiny, tmp_path / "runs")) == 2
+    assert main(["ablate", "--only", "dual-view+graph-views"] + args(tiny, tmp_path / "runs")) == 2
     err = capsys.readouterr().err
-    assert "unknown variant llmesr+graph-views" in err and "llmesr+graph-view," in err
+    assert "unknown variant dual-view+graph-views" in err and "dual-view+graph-view," in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -126,7 +126,7 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
 
     root = tmp_path / "runs"
     table = root / "r" / "ablation" / "ablation.json"
-    first = only_flags("llmesr+graph-init", "llmesr+readouts-joint")
+    first = only_flags("dual-view+graph-init", "dual-view+readouts-joint")
     assert main(["ablate", "--seeds", "1"] + first + args(tiny, root)) == 0
     fit = trainer.Trainer.fit
     trained = []
@@ -140,7 +140,7 @@ def test_ablation_calls_add_up_to_one_table(tiny, tmp_path, monkeypatch):
     assert main(["ablate", "--seeds", "1"] + only_flags("llmesr", "full") + args(tiny, root)) == 0
     assert trained == [False, True]  # the earlier variants were not trained again
     results = json.loads(table.read_text())
-    assert list(results["variants"]) == ["llmesr", "llmesr+graph-init", "llmesr+readouts-joint", "full"]
+    assert list(results["variants"]) == ["llmesr", "dual-view+graph-init", "dual-view+readouts-joint", "full"]
     assert {"seq.fusion=init", "seq.readouts.mode=joint"} <= set(results["variants"]["full"]["overrides"])
     assert "gains" not in results  # no id-only model in the table: nothing to measure the gains against
     # results of another training config are stale: they stay out of the table
@@ -153,7 +153,7 @@ def test_a_variant_another_call_finishes_while_the_combined_one_trains_joins_the
     from esrgraph.seq import trainer
 
     root = tmp_path / "runs"
-    first = only_flags("llmesr+graph-view", "llmesr+readouts-joint")
+    first = only_flags("dual-view+graph-view", "dual-view+readouts-joint")
     assert main(["ablate", "--seeds", "1"] + first + args(tiny, root)) == 0
     fit = trainer.Trainer.fit
     other_call = []
@@ -169,20 +169,20 @@ def test_a_variant_another_call_finishes_while_the_combined_one_trains_joins_the
     assert main(["ablate", "--seeds", "1"] + only_flags("full") + args(tiny, root)) == 0
     assert other_call == [0]
     variants = json.loads((root / "r" / "ablation" / "ablation.json").read_text())["variants"]
-    assert list(variants) == ["sasrec", "llmesr+graph-view", "llmesr+readouts-joint", "full"]
+    assert list(variants) == ["sasrec", "dual-view+graph-view", "dual-view+readouts-joint", "full"]
 
 
 def test_combined_variant_needs_graph_and_readout_variants(tiny, tmp_path, capsys):
     assert main(["ablate", "--seeds", "1"] + only_flags("full") + args(tiny, tmp_path / "runs")) == 2
-    assert "run the llmesr+graph-* and llmesr+readouts-* variants first" in capsys.readouterr().err
+    assert "run the dual-view+graph-* and dual-view+readouts-* variants first" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before anything was trained or written
 
 
 def test_a_variant_the_settings_rule_out_is_refused_before_any_training(tiny, tmp_path, capsys):
-    extra = only_flags("sasrec", "llmesr+readouts-fitted") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
+    extra = only_flags("sasrec", "dual-view+readouts-fitted") + args(tiny, tmp_path / "runs", "seq.backbone=bert4rec")
     assert main(["ablate", "--seeds", "1"] + extra) == 2
     assert (
-        "variant llmesr+readouts-fitted: seq.readouts.mode: readouts fitted after training read each training"
+        "variant dual-view+readouts-fitted: seq.readouts.mode: readouts fitted after training read each training"
         in capsys.readouterr().err
     )
     assert not (tmp_path / "runs").exists()

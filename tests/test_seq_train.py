@@ -153,7 +153,7 @@ def test_train_seq_and_evaluate_through_the_cli(tiny, tmp_path, capsys):
     assert "sampled: target vs 3 sampled negatives; full: target vs every item outside" in out
     metrics = json.loads((root / "r" / "eval" / "metrics.json").read_text())
     assert metrics["seeds"] == [1, 2] and set(metrics["summary"]) == {"sampled", "full"}
-    assert metrics["model"] == "sasrec/llmesr (ce)"
+    assert metrics["model"] == "sasrec/dual-view (ce)"
     seq_dir = root / "r" / "seq"
     assert sorted(p.name for p in seq_dir.glob("model-seed*.pt")) == ["model-seed1.pt", "model-seed2.pt"]
     assert not (root / "r" / "seq.checkpoints").exists()  # removed once the stage completed

@@ -106,7 +106,12 @@ def test_a_damaged_text_cache_is_dropped_with_a_warning(tmp_path, caplog):
 
 def embed_args(tiny, root, name):
     out = ["embed"]
-    for o in tiny_overrides(tiny, root) + [f"run.name={name}", "embed.max_tokens=64", "embed.similar_users=3"]:
+    for o in tiny_overrides(tiny, root) + [
+        f"run.name={name}",
+        "embed.max_tokens=64",
+        "embed.similar_users=3",
+        "embed.users=text",
+    ]:
         out += ["-o", o]
     return out
 

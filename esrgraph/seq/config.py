@@ -71,7 +71,7 @@ class BSARecConfig:
 class SeqConfig:
     backbone: str = field("sasrec", choices=BACKBONES.choices(), help="sequence encoder")
     variant: str = field(
-        "llmesr",
+        "dual-view",
         choices=VARIANTS.choices(),
         help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation), llmesr (the full model) "
         "or summed (text and id views added into one item vector)",
@@ -131,7 +131,10 @@ class SeqConfig:
                 f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({self.hidden_size}): "
                 "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
             )
-        if VARIANTS.get(self.variant).distills and self.distill.alpha > 0 and cfg.embed.users == "none":
+        distills = VARIANTS.get(self.variant).distills and self.distill.alpha > 0
+        if cfg.embed.users == "auto":  # user vectors only serve self-distillation's similar users
+            cfg.embed.users = "text" if distills else "none"
+        if distills and cfg.embed.users == "none":
             raise ConfigError(
                 f"embed.users: none, but seq.variant {self.variant} self-distils from similar users; "
                 "use embed.users=text or items, or a variant without self-distillation"

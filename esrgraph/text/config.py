@@ -27,11 +27,11 @@ class EmbedConfig:
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field("auto", help="auto: bf16 where the chip has it")
     pca_dim: int | None = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
-    users: Literal["text", "items", "none"] = field(
-        "text",
+    users: Literal["auto", "text", "items", "none"] = field(
+        "auto",
         help="user vectors (for similar users): text encodes each user's text of training-item titles; items "
         "averages the user's training items' vectors, most recent weighing most (no encoding); none: no user "
-        "vectors or similar users (variants without self-distillation need none)",
+        "vectors or similar users; auto: text where the model self-distils from similar users, else none",
     )
     similar_users: int = field(10, min=1, help="K most similar users kept per user")
     similar_search: Literal["auto", "exact", "approximate"] = field(
