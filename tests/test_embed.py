@@ -1,11 +1,13 @@
 """`esr embed` end to end on the tiny dataset with the real bundled model."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
 
 from cli.main import main
+from esrgraph.errors import ConfigError
 from esrgraph.text import encoder as encoder_module
 from tests.conftest import tiny_overrides
 
@@ -85,3 +87,52 @@ def test_unknown_model_is_a_clear_error(tiny, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "embed.model: cannot load sentence model" in err and err.count("\n") == 1
     assert not list((tmp_path / "runs").glob("*/embed"))
+
+
+def test_openvino_agrees_with_fp32_and_keeps_its_converted_model(tmp_path, monkeypatch):
+    ov = pytest.importorskip("openvino")
+    texts = ["Red nail polish by OPI", "A heavy-duty stapler for roofing felt and carpet", "short"]
+    fast = encoder_module.TextEncoder.load("bundled", "cpu", "auto", 64, "openvino", tmp_path / "models")
+    exact = encoder_module.TextEncoder.load("bundled", "cpu", "fp32", 64, "torch")
+    assert fast.backend == "openvino" and fast.cache_key() != exact.cache_key()
+    a, b = fast.encode(texts, batch_size=2), exact.encode(texts, batch_size=2)
+    assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.99
+    [kept] = (tmp_path / "models").iterdir()
+    assert (kept / "model.xml").is_file() and (kept / "model.bin").is_file()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(ov, "convert_model", no_conversion)
+    again = encoder_module.TextEncoder.load("bundled", "cpu", "auto", 64, "openvino", tmp_path / "models")
+    assert np.array_equal(again.encode(texts, batch_size=2), a)  # the kept model, the same numbers
+
+
+def test_auto_backend_falls_back_to_torch_in_one_log_line(monkeypatch, caplog):
+    from esrgraph.text import ov_backend
+
+    monkeypatch.setattr(ov_backend, "available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="esrgraph.text.encoder"):
+        assert encoder_module.resolve_backend("auto", "cpu") == "torch"
+    assert len(caplog.records) == 1 and "fast-embed" in caplog.text
+    assert encoder_module.resolve_backend("torch", "cpu") == "torch"
+    with pytest.raises(ConfigError, match="^embed.backend: openvino is not installed"):
+        encoder_module.resolve_backend("openvino", "cpu")
+    monkeypatch.setattr(ov_backend, "available", lambda: True)
+    assert encoder_module.resolve_backend("auto", "cpu") == "openvino"
+    assert encoder_module.resolve_backend("auto", "cuda:0") == "torch"
+    with pytest.raises(ConfigError, match="^embed.backend: openvino runs on the CPU"):
+        encoder_module.resolve_backend("openvino", "cuda:0")
+
+
+def test_the_stage_records_its_backend_and_each_backend_has_its_own_cache(tiny, tmp_path):
+    pytest.importorskip("openvino")
+    root = tmp_path / "runs"
+    fast = json.loads((embed(tiny, root) / "manifest.json").read_text())
+    assert fast["backend"] == "openvino"
+    assert len(list((root / ".cache" / "models").iterdir())) == 1
+    args = ["embed"] + sum((["-o", o] for o in tiny_overrides(tiny, root) + ["embed.backend=torch"]), [])
+    assert main(args + EMBED_ARGS) == 0  # another setting: another run folder, encoded again
+    assert len([p for p in (root / ".cache" / "text").iterdir() if p.is_dir()]) == 2
+    manifests = [json.loads(p.read_text()) for p in root.glob("*/embed/manifest.json")]
+    assert sorted(m["backend"] for m in manifests) == ["openvino", "torch"]

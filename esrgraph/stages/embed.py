@@ -12,7 +12,7 @@ from ..data.dataset import categories_are_path
 from ..data.store import load_dataset
 from ..errors import EsrError
 from ..text.cache import EmbeddingCache, encode_cached
-from ..text.encoder import TextEncoder
+from ..text.encoder import load_encoder
 from ..text.reduce import pca
 from ..text.similar import similar_users
 from ..text.store import ARTIFACTS
@@ -27,7 +27,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
     ds = load_dataset(ctx.inputs["dataset"])
     cfg = ctx.cfg.embed
     as_path = categories_are_path(ds, ctx.cfg.dataset.metadata.categories_are_path)
-    encoder = TextEncoder.load(cfg.model, cfg.device, cfg.precision, cfg.max_tokens)
+    encoder = load_encoder(cfg, ctx.run.cache_dir)
     cache = EmbeddingCache(ctx.run.cache_dir / "text", encoder.cache_key(), encoder.dim) if cfg.cache else None
     items = item_texts(ds, cfg.item_template, as_path, encoder.max_tokens)
     item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts")
@@ -47,6 +47,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
         "model": encoder.model_id,
         "device": encoder.device,
         "precision": encoder.precision,
+        "backend": encoder.backend,
         "max_tokens": encoder.max_tokens,
         "texts": {"items": len(items), "users": len(user_vecs) if cfg.users == "text" else 0},
         "users": cfg.users,
