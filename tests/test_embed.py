@@ -129,10 +129,38 @@ def test_the_stage_records_its_backend_and_each_backend_has_its_own_cache(tiny, 
     pytest.importorskip("openvino")
     root = tmp_path / "runs"
     fast = json.loads((embed(tiny, root) / "manifest.json").read_text())
-    assert fast["backend"] == "openvino"
+    assert fast["backend"] == "openvino" and fast["world_size"] == 1
     assert len(list((root / ".cache" / "models").iterdir())) == 1
     args = ["embed"] + sum((["-o", o] for o in tiny_overrides(tiny, root) + ["embed.backend=torch"]), [])
     assert main(args + EMBED_ARGS) == 0  # another setting: another run folder, encoded again
     assert len([p for p in (root / ".cache" / "text").iterdir() if p.is_dir()]) == 2
     manifests = [json.loads(p.read_text()) for p in root.glob("*/embed/manifest.json")]
     assert sorted(m["backend"] for m in manifests) == ["openvino", "torch"]
+
+
+def test_two_processes_encode_shares_and_write_what_one_writes(tiny, tmp_path):
+    """torchrun with two processes: each encodes every other text not yet cached, rank 0 writes the stage."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from esrgraph.text.store import ARTIFACTS
+
+    folders = {}
+    for procs in (1, 2):
+        root = tmp_path / f"p{procs}"
+        args = ["embed"] + sum((["-o", o] for o in tiny_overrides(tiny, root) + ["embed.precision=fp32"]), [])
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        done = subprocess.run(
+            launcher + ["-m", "cli.main"] + args + EMBED_ARGS, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        [folders[procs]] = root.glob("*/embed")
+        assert json.loads((folders[procs] / "manifest.json").read_text())["world_size"] == procs
+        writers = {chunk.name.split("-")[2] for chunk in (root / ".cache" / "text").glob("*/chunk-*.npz")}
+        assert len(writers) == procs  # every process kept its own share in the cache
+    for name in ARTIFACTS:
+        one, two = np.load(folders[1] / name), np.load(folders[2] / name)
+        assert one.shape == two.shape and np.allclose(one, two, atol=1e-5), name

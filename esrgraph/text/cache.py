@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import save_arrays
+from ..training.distributed import DistContext
 from .encoder import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -144,28 +145,51 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | str | None:
 
 
 def encode_cached(
-    encoder: TextEncoder, texts: Sequence[str], batch_size: int, cache: EmbeddingCache | None, desc: str
-) -> np.ndarray:
-    """Encode unique texts not yet in the cache; return one row per input text."""
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    batch_size: int,
+    cache: EmbeddingCache | None,
+    desc: str,
+    dist: DistContext | None = None,
+) -> np.ndarray | None:
+    """Encode unique texts not yet in the cache; return one row per input text.
+
+    Under torchrun (``dist``), rank 0's list of texts to encode is every rank's; each rank encodes
+    every world-th of them (the shares hold texts of every length, so they take about equally long),
+    keeps them in the cache and sends them to rank 0, which returns the rows (the others, None).
+    """
+    dist = dist or DistContext()
     keys = [text_key(t) for t in texts]
-    unique: dict[str, str] = {}
-    for key, text in zip(keys, texts):
-        if key not in unique and (cache is None or cache.get(key) is None):
-            unique[key] = text
-    todo_keys = list(unique)
-    fresh: dict[str, np.ndarray] = {}
+    text_of = dict(zip(keys, texts))  # unique texts, in their first order
+    todo = dist.broadcast_object([k for k in text_of if cache is None or cache.get(k) is None])
+    shares = [todo[rank :: dist.world] for rank in range(dist.world)]
+    mine = _encode_share(encoder, [text_of[k] for k in shares[dist.rank]], shares[dist.rank], batch_size, cache, desc)
+    gathered = dist.gather_rows(mine, [len(share) for share in shares])
+    if gathered is None:
+        return None
+    fresh = {key: row for share, rows in zip(shares, gathered) for key, row in zip(share, rows)}
+    rows = [fresh[k] if k in fresh else cache.get(k) for k in keys]  # type: ignore[union-attr]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, encoder.dim), np.float32)
+
+
+def _encode_share(
+    encoder: TextEncoder,
+    texts: list[str],
+    keys: list[str],
+    batch_size: int,
+    cache: EmbeddingCache | None,
+    desc: str,
+) -> np.ndarray:
+    """[len(texts), dim] encodings, each chunk kept in the cache as soon as it is encoded."""
 
     def keep(indices: list[int], vectors: np.ndarray) -> None:
-        chunk_keys = [todo_keys[i] for i in indices]
-        fresh.update(zip(chunk_keys, vectors))
         if cache is not None:
-            cache.put_many(chunk_keys, vectors)
+            cache.put_many([keys[i] for i in indices], vectors)
 
     try:
-        if todo_keys:
-            encoder.encode([unique[k] for k in todo_keys], batch_size, desc=desc, on_chunk=keep)
+        if not texts:
+            return np.zeros((0, encoder.dim), np.float32)
+        return encoder.encode(texts, batch_size, desc=desc, on_chunk=keep)
     finally:
         if cache is not None:
             cache.flush()
-    rows = [fresh[k] if k in fresh else cache.get(k) for k in keys]  # type: ignore[union-attr]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, encoder.dim), np.float32)
