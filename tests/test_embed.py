@@ -125,6 +125,23 @@ def test_auto_backend_falls_back_to_torch_in_one_log_line(monkeypatch, caplog):
         encoder_module.resolve_backend("openvino", "cuda:0")
 
 
+def test_a_model_openvino_cannot_convert_stays_on_torch_under_auto(monkeypatch, caplog):
+    from esrgraph.errors import EsrError
+    from esrgraph.text import ov_backend
+
+    def unconvertible(*args, **kwargs):
+        raise RuntimeError("cannot trace this\nmore detail")
+
+    monkeypatch.setattr(ov_backend, "available", lambda: True)
+    monkeypatch.setattr(ov_backend, "compile_model", unconvertible)
+    with caplog.at_level(logging.WARNING):
+        encoder = encoder_module.TextEncoder.load("bundled", "cpu", "auto", 64, "auto")
+    assert encoder.backend == "torch" and encoder.encode(["a text"]).shape == (1, 384)
+    assert "cannot convert 'bundled' for OpenVINO (RuntimeError: cannot trace this)" in caplog.text
+    with pytest.raises(EsrError, match="^embed.backend: cannot convert 'bundled' for OpenVINO"):
+        encoder_module.TextEncoder.load("bundled", "cpu", "auto", 64, "openvino")
+
+
 def test_the_stage_records_its_backend_and_each_backend_has_its_own_cache(tiny, tmp_path):
     pytest.importorskip("openvino")
     root = tmp_path / "runs"

@@ -102,7 +102,7 @@ class TextEncoder:
     ) -> TextEncoder:
         """``model_cache``: where a converted model is kept between runs (none: converted every load)."""
         device = str(resolve_device(device))
-        backend = resolve_backend(backend, device)
+        chosen = resolve_backend(backend, device)
         model_id, source = _model_source(name)
         from sentence_transformers import SentenceTransformer
 
@@ -115,9 +115,19 @@ class TextEncoder:
         model.max_seq_length = max_tokens
         model.eval()
         encoder = cls(model, model_id, device, resolve_precision(precision, device), max_tokens)
-        if backend == "openvino":
-            encoder.compile(model_cache)
+        if chosen == "openvino":
+            encoder._compile_or_fall_back(name, model_cache, asked=backend)
         return encoder
+
+    def _compile_or_fall_back(self, name: str, model_cache: Path | None, asked: str) -> None:
+        """Compile for OpenVINO; a model it cannot convert stays on torch when ``auto`` chose it."""
+        try:
+            self.compile(model_cache)
+        except Exception as exc:  # the converter raises many kinds for a model it cannot trace
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            if asked != "auto":
+                raise EsrError(f"embed.backend: cannot convert {name!r} for OpenVINO ({why})") from None
+            log.warning("embed: cannot convert %r for OpenVINO (%s); encoding with torch", name, why)
 
     def compile(self, model_cache: Path | None) -> None:
         from . import ov_backend
