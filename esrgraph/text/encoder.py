@@ -73,7 +73,7 @@ def resolve_backend(backend: str, device: str) -> str:
         return "torch"
     if ov_backend.available():
         return "openvino"
-    log.info("embed: encoding with torch; pip install 'esrgraph[fast-embed]' encodes about 2-4x faster on the CPU")
+    log.info("embed: encoding with torch; pip install 'esrgraph[fast-embed]' encodes faster on the CPU")
     return "torch"
 
 

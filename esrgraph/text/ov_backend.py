@@ -2,9 +2,10 @@
 
 OpenVINO runs the whole model (transformer, pooling, normalisation) as one
 compiled graph in bfloat16 on chips with AMX or AVX-512 BF16, with fused
-attention and none of PyTorch's per-operator overhead: measured about 2× the
-torch path's texts/s on one thread and 3-4× on two threads of a shared CPU,
-at the same cosine to fp32 as bf16 autocast (``benchmarks/README.md``). The
+attention and none of PyTorch's per-operator overhead: measured 1.8× the torch
+path's texts/s on one thread, and far more on two threads of a shared CPU,
+where torch's threads slow down, at the same cosine to fp32 as bf16 autocast
+(``benchmarks/README.md``). The
 model is converted from the loaded PyTorch model by tracing it, nothing is
 downloaded, and the converted model is kept under the run root's cache folder
 (``models/<key>/``), keyed by the model, its inputs and the library versions.
