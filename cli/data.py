@@ -27,11 +27,18 @@ def prepare(run) -> None:
 @esr.command()
 @run_options("embed")
 def embed(run) -> None:
-    """Encode item and user texts; PCA item embeddings; similar users."""
-    from esrgraph.pipeline import ensure
+    """Encode item and user texts; PCA item embeddings; similar users.
 
+    Under torchrun, every process encodes a share of the texts and rank 0 writes.
+    """
+    from esrgraph.pipeline import ensure
+    from esrgraph.training.distributed import finish
+
+    out = ensure(run, "embed")
+    if not finish():
+        return  # under torchrun, rank 0 reports
     show_dataset(run)
-    click.echo(f"embeddings -> {ensure(run, 'embed')}")
+    click.echo(f"embeddings -> {out}")
 
 
 @esr.command("show-config")

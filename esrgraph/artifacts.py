@@ -38,7 +38,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-_PACKAGES = ("esrgraph", "torch", "dgl", "numpy", "scipy", "sentence-transformers", "transformers")
+_PACKAGES = ("esrgraph", "torch", "dgl", "numpy", "scipy", "sentence-transformers", "transformers", "openvino")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

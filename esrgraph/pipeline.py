@@ -30,7 +30,7 @@ STAGES: dict[str, Stage] = {
 ORDER = tuple(STAGES)  # each stage after every stage it can read
 
 
-def ensure(run: Run, name: str, resume: bool | str = "auto", callbacks: tuple = ()) -> Path:
+def ensure(run: Run, name: str, resume: bool | str = "auto", callbacks: tuple = (), alone: bool = False) -> Path:
     """Bring stage ``name`` (and every stage it reads) up to date; returns its folder.
 
     ``resume`` applies to this stage's checkpoints (True: continue, and refuse
@@ -38,13 +38,15 @@ def ensure(run: Run, name: str, resume: bool | str = "auto", callbacks: tuple = 
     that match); the stages it reads always continue what matches. One process
     at a time writes a stage: another that needs to write it meanwhile stops
     with an error naming the writer. ``callbacks`` run after each training
-    epoch of this stage (:class:`~esrgraph.training.loop.EpochRecord`).
+    epoch of this stage (:class:`~esrgraph.training.loop.EpochRecord`). ``alone``: this process
+    runs the stage by itself even under torchrun (rank 0 brings the upstream stages up to date while
+    the other processes wait for it).
     """
     stage = STAGES[name]
-    dist = _processes(run, stage)
+    dist = DistContext() if alone else _processes(run, stage)
     if dist.is_main:
         for upstream in stage.reads(run.cfg):
-            ensure(run, upstream)
+            ensure(run, upstream, alone=dist.active or alone)
     dist.barrier()  # the other processes wait until rank 0 has brought the upstream stages up to date
     key, section, upstream_keys, hashes = _key(run, stage)
     if _is_current(run, name, key, dist):

@@ -91,15 +91,16 @@ def test_a_damaged_text_cache_is_dropped_with_a_warning(tmp_path, caplog):
     cache = EmbeddingCache(tmp_path, "model", dim=3)
     cache.put_many(["a", "b"], np.arange(6, dtype=np.float32).reshape(2, 3))
     cache.flush()
-    whole = cache.path.read_bytes()
+    [chunk] = cache.chunks()
+    whole = chunk.read_bytes()
     for damaged in (whole[: len(whole) // 2], b"not a zip file", b""):
-        cache.path.write_bytes(damaged)
+        chunk.write_bytes(damaged)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             assert EmbeddingCache(tmp_path, "model", dim=3).rows == {}
-        assert f"{cache.path}: damaged text cache" in caplog.text and "encoded again" in caplog.text
-        assert not cache.path.exists()
-    cache.path.write_bytes(whole)
+        assert f"{chunk}: damaged text cache" in caplog.text and "encoded again" in caplog.text
+        assert not chunk.exists()
+    chunk.write_bytes(whole)
     again = EmbeddingCache(tmp_path, "model", dim=3)
     assert sorted(again.rows) == ["a", "b"] and again.rows["b"].tolist() == [3.0, 4.0, 5.0]
 
@@ -119,17 +120,24 @@ def embed_args(tiny, root, name):
 def test_embed_recomputes_the_entries_of_a_truncated_text_cache(tiny, tmp_path, caplog):
     root = tmp_path / "runs"
     assert main(embed_args(tiny, root, "first")) == 0
-    [cache] = (root / ".cache" / "text").glob("*.npz")
-    with np.load(cache) as whole:
-        keys = sorted(whole["keys"].tolist())
-    cache.write_bytes(cache.read_bytes()[:1000])
+    chunks = sorted((root / ".cache" / "text").glob("*/chunk-*.npz"))
+    assert len(chunks) == 2  # item texts, then user texts
+
+    def cached_keys():
+        found = []
+        for chunk in sorted((root / ".cache" / "text").glob("*/chunk-*.npz")):
+            with np.load(chunk) as part:
+                found += part["keys"].tolist()
+        return sorted(found)
+
+    keys = cached_keys()
+    chunks[1].write_bytes(chunks[1].read_bytes()[:1000])
     with caplog.at_level(logging.WARNING):
         assert main(embed_args(tiny, root, "second")) == 0  # another run name: the embed stage encodes again
-    assert f"{cache}: damaged text cache" in caplog.text
+    assert f"{chunks[1]}: damaged text cache" in caplog.text
     first, second = (json.loads((root / n / "embed" / "manifest.json").read_text()) for n in ("first", "second"))
     assert first["artifacts"] == second["artifacts"]  # the same embeddings, encoded again
-    with np.load(cache) as rebuilt:
-        assert sorted(rebuilt["keys"].tolist()) == keys and len(keys) == 16  # 8 item and 8 user texts
+    assert chunks[0].exists() and cached_keys() == keys and len(keys) == 16  # 8 item and 8 user texts
 
 
 # ---------------------------------------------------------------- checkpoints

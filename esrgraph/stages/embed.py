@@ -1,4 +1,9 @@
-"""The ``embed`` stage: item and user texts -> LLM embeddings, PCA, similar users."""
+"""The ``embed`` stage: item and user texts -> LLM embeddings, PCA, similar users.
+
+Under torchrun every process encodes its share of the texts not yet cached
+(:func:`~esrgraph.text.cache.encode_cached`); rank 0 assembles and writes the
+artifacts.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from ..data.dataset import categories_are_path
 from ..data.store import load_dataset
 from ..errors import EsrError
 from ..text.cache import EmbeddingCache, encode_cached
-from ..text.encoder import TextEncoder
+from ..text.encoder import load_encoder
 from ..text.reduce import pca
 from ..text.similar import similar_users
 from ..text.store import ARTIFACTS
@@ -23,15 +28,22 @@ from . import Stage, StageRun
 log = logging.getLogger(__name__)
 
 
-def produce(ctx: StageRun, out: Path) -> dict:
+def produce(ctx: StageRun, out: Path | None) -> dict | None:
+    """The artifacts into ``out`` (None on the other processes of a multi-process run: rank 0 writes)."""
     ds = load_dataset(ctx.inputs["dataset"])
-    cfg = ctx.cfg.embed
+    cfg, dist = ctx.cfg.embed, ctx.dist
     as_path = categories_are_path(ds, ctx.cfg.dataset.metadata.categories_are_path)
-    encoder = TextEncoder.load(cfg.model, cfg.device, cfg.precision, cfg.max_tokens)
+    encoder = load_encoder(cfg, ctx.run.cache_dir, dist.local_rank)
     cache = EmbeddingCache(ctx.run.cache_dir / "text", encoder.cache_key(), encoder.dim) if cfg.cache else None
     items = item_texts(ds, cfg.item_template, as_path, encoder.max_tokens)
-    item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts")
-    user_vecs = user_vectors(ds, cfg, encoder, cache, items, item_vecs, as_path)
+    item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts", dist)
+    encoded_users = None
+    if cfg.users == "text":
+        users = user_texts(ds, cfg.user_item_template, cfg.user_separator, as_path, encoder.max_tokens, items)
+        encoded_users = encode_cached(encoder, users, cfg.batch_size, cache, "user texts", dist)
+    if not dist.is_main:
+        return None
+    user_vecs = user_vectors(ds, cfg, item_vecs, encoded_users)
     item_llm = np.vstack([np.zeros((1, encoder.dim), np.float32), item_vecs])
     item_pca = np.vstack([np.zeros((1, cfg.pca_dim), np.float32), pca(item_vecs, cfg.pca_dim)])
     if user_vecs.shape[1]:
@@ -47,20 +59,28 @@ def produce(ctx: StageRun, out: Path) -> dict:
         "model": encoder.model_id,
         "device": encoder.device,
         "precision": encoder.precision,
+        "backend": encoder.backend,
         "max_tokens": encoder.max_tokens,
         "texts": {"items": len(items), "users": len(user_vecs) if cfg.users == "text" else 0},
         "users": cfg.users,
+        "world_size": dist.world,
     }
 
 
-def user_vectors(ds, cfg, encoder, cache, items, item_vecs, as_path) -> np.ndarray:
+def user_vectors(ds, cfg, item_vecs: np.ndarray, encoded_users: np.ndarray | None) -> np.ndarray:
     """[U, d] user vectors as ``embed.users`` says ([U, 0] for none)."""
     if cfg.users == "none":
         return np.zeros((ds.num_users, 0), np.float32)
     if cfg.users == "items":
         return item_average_users(ds, item_vecs)
-    users = user_texts(ds, cfg.user_item_template, cfg.user_separator, as_path, encoder.max_tokens, items)
-    return encode_cached(encoder, users, cfg.batch_size, cache, "user texts")
+    return encoded_users
 
 
-STAGE = Stage("embed", reads=lambda cfg: ("dataset",), section=lambda cfg: cfg.embed, produce=produce)
+STAGE = Stage(
+    "embed",
+    reads=lambda cfg: ("dataset",),
+    section=lambda cfg: cfg.embed,
+    produce=produce,
+    distributed=True,
+    device=lambda cfg: cfg.embed.device,
+)

@@ -80,11 +80,11 @@ def input_features(ctx: StageRun, edges: HeteroEdges) -> dict[str, np.ndarray]:
 def attribute_text_features(ctx: StageRun, edges: HeteroEdges) -> dict[str, np.ndarray]:
     """The sentence model's encoding of each attribute node's own value, e.g. ``"brand: l'oreal paris"``."""
     from ..text.cache import EmbeddingCache, encode_cached
-    from ..text.encoder import TextEncoder
+    from ..text.encoder import load_encoder
 
     embed, graph_dir = ctx.cfg.embed, ctx.inputs["graph"]
     meta = load_sidecar(graph_dir)
-    encoder = TextEncoder.load(embed.model, embed.device, embed.precision, embed.max_tokens)
+    encoder = load_encoder(embed, ctx.run.cache_dir)
     cache = EmbeddingCache(ctx.run.cache_dir / "text", encoder.cache_key(), encoder.dim) if embed.cache else None
     out = {}
     for node_type, count in edges.num_nodes.items():

@@ -26,6 +26,12 @@ class EmbedConfig:
     batch_size: int = field(16, min=1, help="texts per batch (16 measured fastest on a 2-core CPU)")
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field("auto", help="auto: bf16 where the chip has it")
+    backend: Literal["auto", "torch", "openvino"] = field(
+        "auto",
+        help="what runs the sentence model: torch, or openvino on the CPU (the model converted locally and kept "
+        "under runs/.cache/models; needs the fast-embed extra); auto: openvino on the CPU where it is installed, "
+        "else torch",
+    )
     pca_dim: int | None = field(None, min=1, help="size of the PCA item embeddings; default seq.hidden_size")
     users: Literal["auto", "text", "items", "none"] = field(
         "auto",

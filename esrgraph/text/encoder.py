@@ -5,7 +5,9 @@ Speed on a CPU comes from three things, checked against plain ``encode`` by
 bfloat16 natively (AVX-512 BF16 or AMX); one global order of all texts by
 their *token* count, so every batch pads to nearly its own length (plain
 ``encode`` sorts by characters, one call at a time); and small batches, which
-measured faster than large ones on a 2-core CPU.
+measured faster than large ones on a 2-core CPU. On the CPU, ``embed.backend``
+``openvino`` (:mod:`.ov_backend`, chosen by ``auto`` where it is installed)
+runs the same model compiled by OpenVINO, in the same token-sorted batches.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import EsrError
+from ..errors import ConfigError, EsrError
 from ..training.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -57,19 +59,50 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
+def resolve_backend(backend: str, device: str) -> str:
+    """``auto``: OpenVINO on the CPU where it is installed, else torch (said in one log line)."""
+    from . import ov_backend
+
+    if backend == "openvino" and not device.startswith("cpu"):
+        raise ConfigError(f"embed.backend: openvino runs on the CPU, not {device}; set embed.backend=torch")
+    if backend == "openvino" and not ov_backend.available():
+        raise ConfigError("embed.backend: openvino is not installed (pip install 'esrgraph[fast-embed]')")
+    if backend != "auto":
+        return backend
+    if not device.startswith("cpu"):
+        return "torch"
+    if ov_backend.available():
+        return "openvino"
+    log.info("embed: encoding with torch; pip install 'esrgraph[fast-embed]' encodes faster on the CPU")
+    return "torch"
+
+
 @dataclass
 class TextEncoder:
-    """A loaded sentence model with its device, precision and token limit."""
+    """A loaded sentence model with its device, precision, token limit and backend."""
 
     model: object
     model_id: str
     device: str
     precision: str
     max_tokens: int
+    backend: str = "torch"
+    compiled: Callable[[list[np.ndarray]], np.ndarray] | None = None  # the model as another backend runs it
+    inputs: tuple[str, ...] = ()  # the tokenizer's arrays the compiled model takes, in order
 
     @classmethod
-    def load(cls, name: str, device: str = "auto", precision: str = "auto", max_tokens: int = 256) -> TextEncoder:
+    def load(
+        cls,
+        name: str,
+        device: str = "auto",
+        precision: str = "auto",
+        max_tokens: int = 256,
+        backend: str = "torch",
+        model_cache: Path | None = None,
+    ) -> TextEncoder:
+        """``model_cache``: where a converted model is kept between runs (none: converted every load)."""
         device = str(resolve_device(device))
+        chosen = resolve_backend(backend, device)
         model_id, source = _model_source(name)
         from sentence_transformers import SentenceTransformer
 
@@ -81,7 +114,29 @@ class TextEncoder:
         max_tokens = min(max_tokens, limit) if limit else max_tokens
         model.max_seq_length = max_tokens
         model.eval()
-        return cls(model, model_id, device, resolve_precision(precision, device), max_tokens)
+        encoder = cls(model, model_id, device, resolve_precision(precision, device), max_tokens)
+        if chosen == "openvino":
+            encoder._compile_or_fall_back(name, model_cache, asked=backend)
+        return encoder
+
+    def _compile_or_fall_back(self, name: str, model_cache: Path | None, asked: str) -> None:
+        """Compile for OpenVINO; a model it cannot convert stays on torch when ``auto`` chose it."""
+        try:
+            self.compile(model_cache)
+        except Exception as exc:  # the converter raises many kinds for a model it cannot trace
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            if asked != "auto":
+                raise EsrError(f"embed.backend: cannot convert {name!r} for OpenVINO ({why})") from None
+            log.warning("embed: cannot convert %r for OpenVINO (%s); encoding with torch", name, why)
+
+    def compile(self, model_cache: Path | None) -> None:
+        from . import ov_backend
+
+        features = self._prepare(["a short text", "a somewhat longer text to trace the model with"])
+        example = {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}  # the model's inputs
+        self.inputs = tuple(example)
+        self.compiled = ov_backend.compile_model(self.model, self.model_id, example, self.precision, model_cache)
+        self.backend = "openvino"
 
     @property
     def dim(self) -> int:
@@ -89,7 +144,9 @@ class TextEncoder:
         return int(getter())
 
     def cache_key(self) -> str:
-        return f"{self.model_id}|tokens={self.max_tokens}|precision={self.precision}"
+        """The key of this encoder's encodings in the text cache (another backend: other encodings)."""
+        key = f"{self.model_id}|tokens={self.max_tokens}|precision={self.precision}"
+        return key if self.backend == "torch" else f"{key}|backend={self.backend}"
 
     def encode(
         self,
@@ -123,12 +180,13 @@ class TextEncoder:
         elapsed = time.perf_counter() - start
         if texts:
             log.info(
-                "encoded %d texts in %.1f s (%.1f texts/s, %s, %s)",
+                "encoded %d texts in %.1f s (%.1f texts/s, %s, %s, %s)",
                 len(texts),
                 elapsed,
                 len(texts) / elapsed,
                 self.device,
                 self.precision,
+                self.backend,
             )
         return out
 
@@ -143,18 +201,28 @@ class TextEncoder:
             counts.extend(len(x) for x in ids)
         return np.array(counts)
 
-    def encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _prepare(self, texts: list[str]) -> dict:
         prepare = getattr(self.model, "preprocess", None) or self.model.tokenize
-        features = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
-        with torch.inference_mode(), self._autocast():
-            vectors = self.model(features)["sentence_embedding"]
-        vectors = vectors.float().cpu().numpy()
+        return prepare(texts)
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        features = self._prepare(texts)
+        if self.compiled is not None:
+            vectors = self.compiled([features[name].numpy() for name in self.inputs])
+        else:
+            vectors = self._torch_forward(features)
         if not np.isfinite(vectors).all():
             raise EsrError(
                 f"the sentence model {self.model_id!r} produced NaN or infinite values "
-                f"(precision {self.precision}); try embed.precision=fp32"
+                f"(precision {self.precision}, backend {self.backend}); try embed.precision=fp32"
             )
         return vectors
+
+    def _torch_forward(self, features: dict) -> np.ndarray:
+        features = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in features.items()}
+        with torch.inference_mode(), self._autocast():
+            vectors = self.model(features)["sentence_embedding"]
+        return vectors.float().cpu().numpy()
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -162,6 +230,14 @@ class TextEncoder:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         return torch.autocast(device_type, dtype=dtype)
+
+
+def load_encoder(embed, cache_dir: Path, local_rank: int = 0) -> TextEncoder:
+    """The encoder ``embed`` (the ``embed:`` settings) asks for; converted models are kept under ``cache_dir``."""
+    device = str(resolve_device(embed.device, local_rank))
+    return TextEncoder.load(
+        embed.model, device, embed.precision, embed.max_tokens, embed.backend, Path(cache_dir) / "models"
+    )
 
 
 def _model_source(name: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -74,6 +75,35 @@ class DistContext:
         tensor = torch.tensor([value], dtype=torch.float64)  # a CPU scalar: gloo carries it
         collective(tensor)
         return float(tensor.item())
+
+    def broadcast_object(self, value):
+        """Rank 0's picklable ``value`` on every rank."""
+        if not self.active:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, 0)
+        return box[0]
+
+    def gather_rows(self, rows: np.ndarray, counts: list[int]) -> list[np.ndarray] | None:
+        """Every rank's float32 ``rows`` [counts[rank], d], in rank order on rank 0 (None on the others).
+
+        Point-to-point over gloo, CPU tensors whatever the device: every rank knows every count, so
+        nothing but the rows travels.
+        """
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if not self.active:
+            return [rows]
+        if not self.is_main:
+            if counts[self.rank]:
+                dist.send(torch.from_numpy(rows), 0)
+            return None
+        out = [rows]
+        for rank in range(1, self.world):
+            buffer = torch.empty((counts[rank], rows.shape[1]), dtype=torch.float32)
+            if counts[rank]:
+                dist.recv(buffer, rank)
+            out.append(buffer.numpy())
+        return out
 
     def share(self, rows: int) -> slice:
         """This rank's contiguous share of a global batch of ``rows``."""

@@ -1,0 +1,116 @@
+"""The sentence model compiled by OpenVINO for the CPU (``embed.backend: openvino``).
+
+OpenVINO runs the whole model (transformer, pooling, normalisation) as one
+compiled graph in bfloat16 on chips with AMX or AVX-512 BF16, with fused
+attention and none of PyTorch's per-operator overhead: measured 1.8× the torch
+path's texts/s on one thread, and far more on two threads of a shared CPU,
+where torch's threads slow down, at the same cosine to fp32 as bf16 autocast
+(``benchmarks/README.md``). The
+model is converted from the loaded PyTorch model by tracing it, nothing is
+downloaded, and the converted model is kept under the run root's cache folder
+(``models/<key>/``), keyed by the model, its inputs and the library versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+# embed.precision -> OpenVINO's inference precision hint
+PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Inputs(torch.nn.Module):
+    """The sentence model with positional tensor inputs, as tracing wants them."""
+
+    def __init__(self, model, names: Sequence[str]):
+        super().__init__()
+        self.model, self.names = model, list(names)
+
+    def forward(self, *tensors):
+        return self.model(dict(zip(self.names, tensors)))["sentence_embedding"]
+
+
+def model_key(model_id: str, names: Sequence[str]) -> str:
+    versions = f"openvino={version('openvino')}|torch={torch.__version__}"
+    return hashlib.sha256(f"{model_id}|inputs={','.join(names)}|{versions}".encode()).hexdigest()[:16]
+
+
+def compile_model(
+    model, model_id: str, example: dict, precision: str, cache: Path | None
+) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """A function from the tokenizer's arrays (in the order of ``example``, the tokenizer's output for
+    a few texts) to sentence embeddings [batch, dim]."""
+    import openvino as ov
+
+    converted = _converted(model, model_id, example, cache)
+    config = {
+        "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # the same thread budget as the torch path
+        "PERFORMANCE_HINT": "LATENCY",  # one request at a time
+        "ENABLE_CPU_PINNING": False,  # pinned threads of several processes would crowd one core
+    }
+    request = ov.Core().compile_model(converted, "CPU", config).create_infer_request()
+
+    def run(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.array(request.infer(arrays)[0], dtype=np.float32)
+
+    return run
+
+
+def _converted(model, model_id: str, example: dict, cache: Path | None):
+    """The converted model: read from ``cache`` when it holds one, else converted (and kept there)."""
+    import openvino as ov
+
+    names = list(example)
+    folder = cache / model_key(model_id, names) if cache is not None else None
+    if folder is not None and folder.exists():
+        try:
+            return ov.Core().read_model(folder / "model.xml")
+        except Exception as exc:  # the library raises its own kinds for a missing or damaged file
+            log.warning("%s: cannot read the converted model (%s); converting again", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracing records the padding-mask branches as taken: they are, for every batch the encoder forms
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        converted = ov.convert_model(_Inputs(model, names).eval(), example_input=tuple(example.values()))
+    log.info("embed: converted the sentence model for OpenVINO in %.1f s", time.perf_counter() - start)
+    if folder is None:
+        return converted
+    _save(ov, converted, folder)
+    # run what a later run reads: the model as saved compiles to other kernels than the one in memory
+    return ov.Core().read_model(folder / "model.xml")
+
+
+def _save(ov, converted, folder: Path) -> None:
+    """Written into a temporary sibling and renamed into place, so a reader never sees half a model."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        ov.save_model(converted, tmp / "model.xml", compress_to_fp16=False)  # keep fp32 weights
+        with contextlib.suppress(OSError):  # another process renamed its copy first: theirs serves as well
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
