@@ -197,6 +197,8 @@ def synthetic_trainer(
 ):
     """A recommender and its trainer on generated sequences, built as the seq stage builds them
     (``esrgraph.seq.build``): the config's defaults with ``overrides`` on top."""
+    import numpy as np
+
     from esrgraph.seq.build import RecommenderInputs, build_recommender, build_trainer
     from esrgraph.training.checkpoint import CheckpointStore
 
@@ -213,5 +215,8 @@ def synthetic_trainer(
     ]
     cfg = load_config(None, small + list(overrides))
     inputs = RecommenderInputs(make_dataset(sequences, num_items, tail_share))
+    text = np.random.default_rng(7).normal(size=(num_items + 1, 24)).astype(np.float32)  # stand-in LLM rows
+    text[0] = 0
+    inputs.llm, inputs.pca = text, text[:, : cfg.seq.hidden_size] * 0.05
     model = build_recommender(cfg, inputs, seed if build_seed is None else build_seed)
     return build_trainer(cfg, inputs, model, CheckpointStore(folder, "test"))
