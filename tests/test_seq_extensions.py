@@ -275,21 +275,3 @@ def test_a_gated_model_trains_saves_and_loads_through_the_cli(tiny, tmp_path):
     assert main(["train-seq"] + run_cli(tiny, tmp_path / "runs", "seq.popularity_gate=true")) == 0
     model = load_model(tmp_path / "runs" / "r" / "seq", 42)
     assert model.gate is not None and model.gate.level.max() == 1.0 and model.gate.level[0] == 0.0
-
-
-def test_the_summed_variant_adds_text_and_ids_into_one_item_vector():
-    m = build(variant="summed")
-    assert m.views.names == ["summed"] and m.views.sources == ["semantic", "collaborative"] and m.user_dim == 8
-    semantic, ids = m.views.source_tables()
-    assert torch.allclose(m.item_tables(), semantic + ids, atol=1e-6)
-    items, lengths, users = histories()
-    assert m.score_all(m.user_vectors(items, lengths)).shape == (U, N + 1)
-
-
-def test_the_summed_variant_trains_and_loads_through_the_cli(tiny, tmp_path):
-    from cli.main import main
-    from esrgraph.seq.store import load_model
-    from tests.test_seq_train import run_cli
-
-    assert main(["train-seq"] + run_cli(tiny, tmp_path / "runs", "seq.variant=summed")) == 0
-    assert load_model(tmp_path / "runs" / "r" / "seq", 42).views.names == ["summed"]

@@ -31,7 +31,7 @@ def map_cold_items(model: SeqRecommender) -> dict:
     if warm == total:
         return {}
     views = model.views
-    sources = [t for name, t in zip(views.sources, views.source_tables()) if name != "collaborative"]
+    sources = [t for name, t in zip(views.names, views.tables()) if name != "collaborative"]
     if not sources:
         log.warning("cold items: a model with item ids only cannot score them; they keep their initial embeddings")
         return {"cold_items": total - warm, "mapped": False}
@@ -48,7 +48,7 @@ def map_cold_items(model: SeqRecommender) -> dict:
     log.info(
         "cold items: %d id embeddings mapped from %s (fit R² %.3f on warm items)",
         total - warm,
-        " ⊕ ".join(n for n in views.sources if n != "collaborative"),
+        " ⊕ ".join(n for n in views.names if n != "collaborative"),
         fit,
     )
     return {

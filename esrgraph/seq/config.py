@@ -73,8 +73,7 @@ class SeqConfig:
     variant: str = field(
         "dual-view",
         choices=VARIANTS.choices(),
-        help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation), llmesr (the full model) "
-        "or summed (text and id views added into one item vector)",
+        help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation) or llmesr (the full model)",
     )
     # 128: validation NDCG@10 +1.5% on amazon-scientific and +1.9% on amazon-beauty over the reference's 64
     hidden_size: int = field(128, min=1, help="size of each view's item and user vectors (the reference used 64)")

@@ -113,7 +113,6 @@ class SeqRecommender(nn.Module):
             cfg.fusion,
             mask_token=self.scheme.mask_token,
             graph_finetune=cfg.graph_finetune,
-            summed=variant_spec(cfg).summed,
         )
         self.gate = None
         if cfg.popularity_gate:
@@ -123,9 +122,7 @@ class SeqRecommender(nn.Module):
         self.input_scale = cfg.hidden_size**0.5 if spec.scale_inputs else 1.0
         self.encoder = spec.encoder(cfg)
         self.cross = (
-            CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout)
-            if cfg.cross_attention and len(self.views.names) > 1
-            else None
+            CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout) if cfg.cross_attention and use_llm else None
         )
         self.readouts = None
         if cfg.readouts.mode != "none":

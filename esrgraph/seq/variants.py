@@ -4,10 +4,7 @@
 * ``dual-view``: LLM-ESR's semantic view (frozen LLM item embeddings through an
   adapter) beside the collaborative view (id embeddings initialised with the
   PCA of the LLM embeddings), without self-distillation;
-* ``llmesr``: the full LLM-ESR model, with retrieval-augmented self-distillation;
-* ``summed``: the semantic and collaborative views added into one item vector,
-  encoded once and scored once: an item seen rarely is mostly its text, one
-  seen often moves away from it by its own id embedding.
+* ``llmesr``: the full LLM-ESR model, with retrieval-augmented self-distillation.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ class VariantSpec:
     text: bool  # semantic view and PCA-initialised ids: reads the embed stage
     distills: bool  # self-distillation from similar users (reads the similar users)
     help: str
-    summed: bool = False  # the views added into one item vector instead of scored apart
 
 
 def variant_spec(seq) -> VariantSpec:
@@ -33,6 +29,3 @@ def variant_spec(seq) -> VariantSpec:
 VARIANTS.register("plain", VariantSpec(text=False, distills=False, help="id embeddings only"))
 VARIANTS.register("dual-view", VariantSpec(text=True, distills=False, help="LLM-ESR without self-distillation"))
 VARIANTS.register("llmesr", VariantSpec(text=True, distills=True, help="the full LLM-ESR model"))
-VARIANTS.register(
-    "summed", VariantSpec(text=True, distills=False, help="text and id views added into one vector", summed=True)
-)

@@ -41,11 +41,9 @@ class ItemViews(nn.Module):
         fusion: str,
         mask_token: bool,
         graph_finetune: bool = False,
-        summed: bool = False,
     ):
         super().__init__()
         self.num_items = num_items
-        self.summed = summed  # the views added into one item vector instead of scored apart
         self.fusion = fusion if graph is not None else "none"
         self.ids = nn.Embedding(num_items + 2, d, padding_idx=0)
         self.id_keep: torch.Tensor | None = None  # [N + 2] per training step: 0 hides an item's id embedding
@@ -63,12 +61,7 @@ class ItemViews(nn.Module):
 
     @property
     def names(self) -> list[str]:
-        """The views the model encodes and scores apart (one, ``summed``, when they are added)."""
-        return ["summed"] if self.summed else self.sources
-
-    @property
-    def sources(self) -> list[str]:
-        """Where an item's representation comes from, one [..., d] table each."""
+        """The views the model encodes and scores apart, one [..., d] table each."""
         names = ["collaborative"]
         if self.semantic is not None:
             names.insert(0, "semantic")
@@ -77,12 +70,7 @@ class ItemViews(nn.Module):
         return names
 
     def lookup(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        """One [..., d] tensor per view, in the order of :attr:`names`."""
-        parts = self.components(ids)
-        return [torch.stack(parts).sum(0)] if self.summed else parts
-
-    def components(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        """One [..., d] tensor per source, in the order of :attr:`sources` (ids hidden where ``id_keep`` is 0)."""
+        """One [..., d] tensor per view, in the order of :attr:`names` (ids hidden where ``id_keep`` is 0)."""
         own = self.ids(ids)
         if self.id_keep is not None:
             own = own * self.id_keep[ids].unsqueeze(-1)
@@ -96,10 +84,6 @@ class ItemViews(nn.Module):
     def tables(self) -> list[torch.Tensor]:
         """[N + 1, d] per view (row 0 padding), for scoring every item."""
         return self.lookup(torch.arange(self.num_items + 1, device=self.ids.weight.device))
-
-    def source_tables(self) -> list[torch.Tensor]:
-        """[N + 1, d] per source (row 0 padding)."""
-        return self.components(torch.arange(self.num_items + 1, device=self.ids.weight.device))
 
 
 class FrozenTableView(nn.Module):
