@@ -75,9 +75,7 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
         # them to the collaborative view's starting scale, so a nearly closed gate (or a new
         # view) starts nearly silent and the model must learn to let the graph in.
         graph = graph * (_start_std(init) / graph[1:].std())
-    tail_users = torch.from_numpy(inputs.dataset.tail_users.copy())
-    popularity = inputs.sequences(cfg).train_popularity() if cfg.seq.popularity_gate else None
-    return {"llm": llm, "init": init, "graph": graph, "tail_users": tail_users, "popularity": popularity}
+    return {"llm": llm, "init": init, "graph": graph, "tail_users": torch.from_numpy(inputs.dataset.tail_users.copy())}
 
 
 def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:

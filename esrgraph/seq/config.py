@@ -100,18 +100,6 @@ class SeqConfig:
         help="weight of each view's own next-item loss beside the loss of their summed score, so every view "
         "learns to rank alone (0: off)",
     )
-    id_dropout: float = field(
-        0.0,
-        min=0.0,
-        lt=1.0,
-        help="training: share of items whose id embedding is hidden in each batch (inputs and scores), so the "
-        "other views must carry them (0: off)",
-    )
-    popularity_gate: bool = field(
-        False,
-        help="weigh each view's score of an item by a learned function of how often the item was seen in "
-        "training (cold and rare items can lean on their text)",
-    )
     popularity_correction: Literal["none", "fitted"] = field(
         "none",
         help="fitted: after training, scores are lowered by β·log(1 + training popularity), β chosen on "

@@ -48,7 +48,7 @@ from .objectives import Candidates, Objective
 from .readouts import GroupReadouts
 from .schemes import TrainingBatch
 from .variants import variant_spec
-from .views import ItemViews, PopularityGate
+from .views import ItemViews
 
 
 class CrossViewAttention(nn.Module):
@@ -92,7 +92,6 @@ class SeqRecommender(nn.Module):
         graph: torch.Tensor | None = None,
         tail_users: torch.Tensor | None = None,
         num_warm: int | None = None,
-        popularity: torch.Tensor | None = None,
     ):
         super().__init__()
         self.cfg = cfg
@@ -114,11 +113,6 @@ class SeqRecommender(nn.Module):
             mask_token=self.scheme.mask_token,
             graph_finetune=cfg.graph_finetune,
         )
-        self.gate = None
-        if cfg.popularity_gate:
-            if popularity is None:
-                raise ValueError("a popularity gate needs the items' training popularity")
-            self.gate = PopularityGate(len(self.views.names), popularity)
         self.input_scale = cfg.hidden_size**0.5 if spec.scale_inputs else 1.0
         self.encoder = spec.encoder(cfg)
         self.cross = (
@@ -194,16 +188,12 @@ class SeqRecommender(nn.Module):
     # ----------------------------------------------------------------- scoring
 
     def item_tables(self) -> torch.Tensor:
-        """[N + 1, V * d]: every item's views, concatenated (row 0 padding), as scoring weighs them."""
-        return self.item_vectors(torch.arange(self.num_items + 1, device=self.input_device))
+        """[N + 1, V * d]: every item's views, concatenated (row 0 padding)."""
+        return torch.cat(self.views.tables(), dim=-1)
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """[..., V * d]: the items' views, concatenated, each weighed by the popularity gate where there is one."""
-        views = self.views.lookup(items)
-        if self.gate is not None:
-            weights = self.gate(items)
-            views = [v * weights[..., i : i + 1] for i, v in enumerate(views)]
-        return torch.cat(views, dim=-1)
+        """[..., V * d]: the items' views, concatenated."""
+        return torch.cat(self.views.lookup(items), dim=-1)
 
     def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf."""
@@ -250,30 +240,23 @@ class SeqRecommender(nn.Module):
         parts = self._parts
         inputs, owner = self.scheme.inputs(parts.data, users, generator)
         candidates = parts.objective.draw(inputs.targets, generator)
-        batch = TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
-        if self.cfg.id_dropout > 0:  # the items whose id embedding this step hides
-            batch.item_keep = (torch.rand(self.num_items + 2, generator=generator) >= self.cfg.id_dropout).float()
-        return batch
+        return TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
 
     def forward(self, batch: TrainingBatch) -> torch.Tensor:
         """The batch's loss: next-item (or masked-item) loss summed over its targets and divided by
         ``batch.norm``, plus every auxiliary term. ``batch.inputs.targets`` [R, T] holds the item to
         predict at each position (0: none); ``batch.candidates`` what positions are scored against."""
         inputs = batch.inputs
-        self.views.id_keep = batch.item_keep
-        try:
-            outputs = self.sequence_outputs(inputs.items, inputs.lengths)
-            where = inputs.targets > 0
-            targets = inputs.targets[where]
-            candidates = batch.candidates.at(where)
-            value = self.position_loss(outputs[where], targets, candidates)
-            if self.readouts is not None and self.readouts.trains_jointly:
-                projected = self.readouts.project(outputs, inputs.users)
-                value = value + self.position_loss(projected[where], targets, candidates)
-            if self.cfg.view_loss > 0:
-                value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
-        finally:
-            self.views.id_keep = None
+        outputs = self.sequence_outputs(inputs.items, inputs.lengths)
+        where = inputs.targets > 0
+        targets = inputs.targets[where]
+        candidates = batch.candidates.at(where)
+        value = self.position_loss(outputs[where], targets, candidates)
+        if self.readouts is not None and self.readouts.trains_jointly:
+            projected = self.readouts.project(outputs, inputs.users)
+            value = value + self.position_loss(projected[where], targets, candidates)
+        if self.cfg.view_loss > 0:
+            value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
         value = value / batch.norm
         for term in self._parts.auxiliary:
             value = value + term.loss(self, batch, outputs)

@@ -40,7 +40,6 @@ class TrainingBatch:
     users: np.ndarray
     owner: torch.Tensor | None = None
     size: int = 0  # the whole batch's number of users (a process's share keeps it)
-    item_keep: torch.Tensor | None = None  # [N + 2] 0 for the items whose id embedding this step hides
 
     def __post_init__(self) -> None:
         self.size = self.size or len(self.users)
@@ -55,9 +54,7 @@ class TrainingBatch:
         if self.inputs.history is not None:  # one row per user
             inputs.history = self.inputs.history.rows(part)
         owner = self.owner[rows] - part.start if self.owner is not None else None
-        return TrainingBatch(
-            inputs, self.candidates.at(rows), self.norm, self.users[part], owner, self.size, self.item_keep
-        )
+        return TrainingBatch(inputs, self.candidates.at(rows), self.norm, self.users[part], owner, self.size)
 
     def to(self, device: torch.device) -> TrainingBatch:
         owner = self.owner.to(device) if self.owner is not None else None

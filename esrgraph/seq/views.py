@@ -22,8 +22,6 @@ Item ids run 1..N; 0 is padding; N + 1 is the mask token (Bert4Rec).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -46,7 +44,6 @@ class ItemViews(nn.Module):
         self.num_items = num_items
         self.fusion = fusion if graph is not None else "none"
         self.ids = nn.Embedding(num_items + 2, d, padding_idx=0)
-        self.id_keep: torch.Tensor | None = None  # [N + 2] per training step: 0 hides an item's id embedding
         nn.init.normal_(self.ids.weight, std=ID_INIT_STD)
         with torch.no_grad():
             if init is not None:
@@ -70,11 +67,8 @@ class ItemViews(nn.Module):
         return names
 
     def lookup(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        """One [..., d] tensor per view, in the order of :attr:`names` (ids hidden where ``id_keep`` is 0)."""
-        own = self.ids(ids)
-        if self.id_keep is not None:
-            own = own * self.id_keep[ids].unsqueeze(-1)
-        views = [own]
+        """One [..., d] tensor per view, in the order of :attr:`names`."""
+        views = [self.ids(ids)]
         if self.semantic is not None:
             views.insert(0, self.semantic(ids))
         if self.fusion == "view":
@@ -115,24 +109,3 @@ class FrozenTableView(nn.Module):
             return rows
         is_mask = (ids > self.num_items).unsqueeze(-1)
         return torch.where(is_mask, self.mask.expand_as(rows), rows)
-
-
-class PopularityGate(nn.Module):
-    """A weight per view and item, learned from how often the item was seen in training.
-
-    ``popularity`` [N + 1]: training interactions per item. Output for item ids
-    ``[...]``: ``[..., V]`` weights ``softplus(a_v + b_v · z_i)``, z_i = log(1 + pop_i)
-    / log(1 + max pop) in [0, 1]: ``a_v`` sets view v's weight for items never seen
-    (z = 0, cold items), ``a_v + b_v`` for the most popular one. Both start so every
-    weight is 1 (the plain sum of the views' scores).
-    """
-
-    def __init__(self, views: int, popularity: torch.Tensor):
-        super().__init__()
-        level = torch.log1p(popularity.float())
-        self.register_buffer("level", level / level.max().clamp_min(1e-12))
-        self.offset = nn.Parameter(torch.full((views,), math.log(math.e - 1.0)))  # softplus(offset) = 1
-        self.slope = nn.Parameter(torch.zeros(views))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.softplus(self.offset + self.slope * self.level[ids].unsqueeze(-1))
