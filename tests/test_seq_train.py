@@ -54,17 +54,10 @@ def test_models_learn_a_sequential_pattern(backbone, loss, tmp_path):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
-@pytest.mark.parametrize(
-    "lever",
-    [
-        ("seq.view_loss=1.0",),
-        ("train.logit_adjustment=0.5",),
-    ],
-    ids=["view-loss", "logit-adjustment"],
-)
-def test_the_dual_view_model_learns_with_each_tail_item_lever(lever, tmp_path):
-    """Text views (stand-in rows) beside ids, trained with each lever: far better than chance."""
-    trainer, evaluator = setup("sasrec", tmp_path, epochs=25, loss="ce", extra=("seq.variant=dual-view", *lever))
+def test_the_dual_view_model_learns_with_per_view_losses(tmp_path):
+    """Text views (stand-in rows) beside ids, each view also trained alone: far better than chance."""
+    extra = ("seq.variant=dual-view", "seq.view_loss=1.0")
+    trainer, evaluator = setup("sasrec", tmp_path, epochs=25, loss="ce", extra=extra)
     trainer.fit(seed=0)
     trainer.model.load_state_dict(torch.load(trainer.store.best_path(), weights_only=True))
     after = evaluator.evaluate(trainer.model, "test", ["full"])["full"]["overall"]["HR@10"]

@@ -162,12 +162,6 @@ class TrainConfig:
         1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
     )
     gbce_t: float = field(0.75, min=0.0, max=1.0, help="gbce: calibration t (0: plain bce, 1: full calibration)")
-    logit_adjustment: float = field(
-        0.0,
-        min=0.0,
-        help="training: every item's logit gets τ·log(1 + its training popularity), so the model learns scores "
-        "without the popularity prior (inference does not add it; 0: off)",
-    )
     weight_average: float = field(
         0.0,
         min=0.0,

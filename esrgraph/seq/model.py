@@ -211,19 +211,12 @@ class SeqRecommender(nn.Module):
 
     # ---------------------------------------------------------------- training
 
-    def prepare_training(
-        self, data: SequenceData, objective: Objective, auxiliary: tuple = (), logit_adjustment: float = 0.0
-    ) -> None:
-        """What training needs besides the weights: the sequences, the objective, auxiliary loss terms
-        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation) and
-        the weight τ of the popularity prior added to every training logit."""
+    def prepare_training(self, data: SequenceData, objective: Objective, auxiliary: tuple = ()) -> None:
+        """What training needs besides the weights: the sequences, the objective and auxiliary loss terms
+        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation)."""
         lengths = np.array([len(data.train_sequence(u)) for u in data.trainable_users()])
         expected = float(self.scheme.targets_per_user(lengths, self.cfg.max_length).mean()) if len(lengths) else 1.0
-        prior = None
-        if logit_adjustment > 0:
-            popularity = data.train_popularity()[: self.num_warm + 1].float()
-            prior = (logit_adjustment * torch.log1p(popularity)).to(self.input_device)
-        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected, prior)
+        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected)
 
     def begin_epoch(self) -> None:
         for term in self._parts.auxiliary:
@@ -264,7 +257,7 @@ class SeqRecommender(nn.Module):
 
     def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
-        return self._scored_loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
+        return self._parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
 
     def view_losses(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """The summed next-item loss of each view's score on its own (its slice of ``hidden`` [P, V * d])."""
@@ -273,18 +266,8 @@ class SeqRecommender(nn.Module):
             part = slice(v * d, (v + 1) * d)
             vectors = lambda ids, part=part: self.item_vectors(ids)[..., part]
             table = lambda part=part: self.warm_tables()[:, part]
-            total = total + self._scored_loss(hidden[:, part], targets, candidates, vectors, table)
+            total = total + self._parts.objective.loss(hidden[:, part], targets, candidates, vectors, table)
         return total
-
-    def _scored_loss(self, hidden, targets, candidates, vectors, table) -> torch.Tensor:
-        """The objective's loss, with the popularity prior added to every logit where training adjusts them."""
-        prior = self._parts.prior
-        if prior is not None:  # one more coordinate: 1 for every position, the prior for every item
-            hidden = torch.cat([hidden, torch.ones_like(hidden[:, :1])], dim=-1)
-            plain_vectors, plain_table = vectors, table
-            vectors = lambda ids: torch.cat([plain_vectors(ids), prior[ids].unsqueeze(-1)], dim=-1)
-            table = lambda: torch.cat([plain_table(), prior.unsqueeze(-1)], dim=-1)
-        return self._parts.objective.loss(hidden, targets, candidates, vectors, table)
 
     def last_outputs(self, batch: TrainingBatch, outputs: torch.Tensor) -> torch.Tensor:
         """The shared vector [B, V * d] of each user of a training batch, as inference reads it: the last
@@ -334,4 +317,3 @@ class TrainingParts:
     objective: Objective
     auxiliary: tuple
     targets_per_user: float  # expected training targets of a user (the loss's normaliser per user)
-    prior: torch.Tensor | None = None  # [num_warm + 1] τ·log(1 + popularity), added to training logits
