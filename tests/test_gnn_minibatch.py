@@ -3,30 +3,13 @@
 import pytest
 import torch
 
-from esrgraph.gnn.backends import dgl_importable
 from esrgraph.gnn.config import GnnConfig, SecondViewConfig, ViewConfig
-from esrgraph.gnn.model import ContrastiveModel, build_encoder
-from esrgraph.gnn.synthetic import synthetic_edges
-from esrgraph.gnn.tensors import GraphTensors
 from esrgraph.gnn.train import MinibatchPretrainTask, pretraining_loop, step_budget
+from tests.test_gnn_blocks import BACKENDS, model_for, small_graph
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BACKENDS = [
-    "native",
-    pytest.param("dgl", marks=pytest.mark.skipif(not dgl_importable(), reason="dgl cannot be imported")),
-]
 NO_VIEWS = {"view1": ViewConfig(0.0, 0.0), "view2": SecondViewConfig(0.0, 0.0)}
-
-
-def small_graph(items: int = 300, seed: int = 1) -> GraphTensors:
-    return GraphTensors.from_edges(synthetic_edges(items, seed=seed))
-
-
-def model_for(cfg: GnnConfig, graph: GraphTensors, backend: str, in_dim: int = 24) -> ContrastiveModel:
-    torch.manual_seed(0)
-    features = {"item": torch.randn(graph.num_nodes["item"], in_dim)}
-    return ContrastiveModel(build_encoder(cfg, graph, backend, features), cfg.projection)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
