@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from esrgraph.gnn.synthetic import zipf_choice
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "embed", "build-graph", "pretrain-gnn", "train-seq")
 WORDS = 20_000  # title vocabulary
@@ -45,17 +47,14 @@ def generate(folder: Path, interactions: int, items_per_user: float, seed: int =
     users = max(interactions // MEAN_LENGTH, 10)
     items = max(int(users * items_per_user), 20)
     lengths = 5 + rng.geometric(1.0 / (MEAN_LENGTH - 4), size=users) - 1
-    popularity = 1.0 / np.arange(1, items + 1) ** 1.05  # Zipf: a long tail of rarely seen items
-    popularity /= popularity.sum()
+    # Zipf: a long tail of rarely seen items; drawn at once (a draw per user re-reads every item's weight)
+    chosen = zipf_choice(rng, items, int(lengths.sum()), exponent=1.05) + 1
     folder.mkdir(parents=True, exist_ok=True)
-    total = 0
     with open(folder / "sequences.txt", "w") as out:
-        for user, length in enumerate(lengths):
-            chosen = rng.choice(items, size=int(length), p=popularity) + 1
-            total += len(chosen)
-            out.write(f"{user} " + " ".join(map(str, chosen)) + "\n")
+        for user, history in enumerate(np.split(chosen, np.cumsum(lengths)[:-1])):
+            out.write(f"{user} " + " ".join(map(str, history)) + "\n")
     _write_items(folder / "items.csv", items, rng)
-    return {"users": users, "items": items, "interactions": total}
+    return {"users": users, "items": items, "interactions": len(chosen)}
 
 
 def _write_items(path: Path, items: int, rng: np.random.Generator) -> None:
