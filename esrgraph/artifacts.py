@@ -230,9 +230,7 @@ def stage_output(stage_dir: str | os.PathLike) -> Iterator[Path]:
     created = make_folders(stage_dir.parent)
     remove_abandoned(stage_dir)
     try:
-        tmp = Path(
-            tempfile.mkdtemp(dir=stage_dir.parent, prefix=f"{_tmp_prefix(stage_dir)}{os.getpid()}.", suffix=".tmp")
-        )
+        tmp = temporary_sibling(stage_dir)
     except BaseException as exc:
         remove_if_empty(created)
         if isinstance(exc, OSError):
@@ -289,8 +287,14 @@ def _owner_tag() -> str:
     return f"{platform.node()}-{os.getpid()}"
 
 
+def temporary_sibling(target: Path) -> Path:
+    """A new empty folder beside ``target`` named with this host and process, so that
+    :func:`remove_abandoned` removes it once this process is gone."""
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{_tmp_prefix(target)}{os.getpid()}.", suffix=".tmp"))
+
+
 def _tmp_prefix(stage_dir: Path) -> str:
-    return f".{stage_dir.name}.{platform.node()}-"
+    return f".{stage_dir.name}.{platform.node()}-"  # then the process id: _owner_tag's format
 
 
 def remove_abandoned(stage_dir: Path) -> None:

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import logging
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..artifacts import remove_abandoned, temporary_sibling
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def _converted(model, model_id: str, example: dict, cache: Path | None):
 def _save(ov, converted, folder: Path) -> None:
     """Written into a temporary sibling and renamed into place, so a reader never sees half a model."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    remove_abandoned(folder)  # a conversion killed outright left its folder behind
+    tmp = temporary_sibling(folder)
     try:
         ov.save_model(converted, tmp / "model.xml", compress_to_fp16=False)  # keep fp32 weights
         with contextlib.suppress(OSError):  # another process renamed its copy first: theirs serves as well
