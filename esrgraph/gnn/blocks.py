@@ -71,7 +71,7 @@ def layer_fanouts(fanouts: list[int] | None, layers: int) -> list[int]:
     """Per-layer fan-outs from the input layer to the output layer: null -> all; one entry -> every layer."""
     if not fanouts:
         return [ALL] * layers
-    values = [ALL if f is None or f < 0 else int(f) for f in fanouts]
+    values = list(fanouts)  # the config allows counts and ALL (-1) only
     return values * layers if len(values) == 1 else values
 
 

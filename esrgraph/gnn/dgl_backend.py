@@ -9,7 +9,7 @@ from __future__ import annotations
 import dgl
 import torch
 
-from .blocks import ALL, Block
+from .blocks import Block
 from .tensors import GraphTensors
 
 
@@ -110,10 +110,7 @@ class DglSampler:
 
     def __init__(self, graph: GraphTensors, fanouts: list[int]):
         self.graph = to_dgl(graph)
-        if all(f == ALL for f in fanouts):
-            self.sampler = dgl.dataloading.MultiLayerFullNeighborSampler(len(fanouts))
-        else:
-            self.sampler = dgl.dataloading.NeighborSampler(list(fanouts))
+        self.sampler = dgl.dataloading.NeighborSampler(list(fanouts))  # -1 (ALL): every in-neighbour
 
     def sample(self, seeds: dict[str, torch.Tensor], generator: torch.Generator) -> list[Block]:
         # DGL takes a C int

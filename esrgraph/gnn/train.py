@@ -56,7 +56,7 @@ class PretrainTask:
         raise NotImplementedError("the pretraining monitors its loss")
 
 
-class MinibatchPretrainTask:
+class MinibatchPretrainTask(PretrainTask):
     """Mini-batch pretraining as the training core sees it: an epoch's batches are disjoint batches
     of seed items (int64 ``[B]``) that together hold every item once, in an order drawn anew each epoch.
 
@@ -64,19 +64,13 @@ class MinibatchPretrainTask:
     augmented views; the loop checkpoints it.
     """
 
-    metric = None  # monitors the loss
-
     def __init__(self, model: ContrastiveModel, graph: GraphTensors, cfg: GnnConfig, generator: torch.Generator):
-        self.model = model
-        self.cfg = cfg
+        super().__init__(model, graph, cfg)
         self.items = graph.num_nodes[ITEM] - 1  # node 0 is padding
         self.sampler = make_sampler(model.encoder.backend, graph, layer_fanouts(cfg.fanouts, cfg.layers))
         self.generator = generator
         # Equal shares rather than a short last batch: each step contrasts about as many seeds.
         self.steps_per_epoch = max(1, math.ceil(self.items / cfg.seed_batch_size))
-
-    def begin_epoch(self, epoch: int) -> None:
-        pass
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         order = torch.randperm(self.items, generator=self.generator, device=self.generator.device) + 1
@@ -85,9 +79,6 @@ class MinibatchPretrainTask:
     def loss(self, seeds: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
         blocks = self.sampler.sample({ITEM: seeds}, self.generator)
         return network.batch_loss(blocks, self.cfg, self.generator)
-
-    def validate(self) -> dict[str, float]:
-        raise NotImplementedError("the pretraining monitors its loss")
 
 
 def step_budget(cfg: GnnConfig, steps_per_epoch: int) -> tuple[int, int]:
