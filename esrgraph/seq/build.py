@@ -32,7 +32,7 @@ from .distill import SelfDistillation
 from .model import SeqRecommender
 from .objectives import build_objective
 from .trainer import Trainer
-from .variants import variant_spec
+from .variants import distills, variant_spec
 from .views import ID_INIT_STD
 
 
@@ -115,7 +115,7 @@ def prepare_training(cfg, inputs: RecommenderInputs, model: SeqRecommender, data
     """Give ``model`` what it trains with: the sequences, the configured objective and self-distillation."""
     popularity = data.train_popularity()[: data.num_warm + 1]
     auxiliary = []
-    if distills(cfg) and inputs.similar_users is not None:
+    if distills(cfg.seq) and inputs.similar_users is not None:
         auxiliary.append(SelfDistillation(inputs.similar_users, cfg.seq.distill, data, cfg.seq.distill.alpha))
     objective = build_objective(cfg.train, data.num_warm, popularity)
     model.prepare_training(data, objective, tuple(auxiliary))
@@ -138,10 +138,6 @@ def build_trainer(
     prepare_training(cfg, inputs, model, data)
     floor = popularity_floor(cfg, data, evaluator)
     return Trainer(model, data, cfg.train, evaluator, device, store, dist, floor)
-
-
-def distills(cfg) -> bool:
-    return variant_spec(cfg.seq).distills and cfg.seq.distill.alpha > 0
 
 
 def _start_std(init: torch.Tensor | None) -> float:

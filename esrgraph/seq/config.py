@@ -9,6 +9,7 @@ from ..config_schema import field
 from ..errors import ConfigError
 from ..training.device import check_device
 from .registry import BACKBONES, OBJECTIVES, VARIANTS
+from .variants import distills
 
 Fusion = Literal["none", "init", "view"]
 Protocol = Literal["full", "sampled"]
@@ -118,10 +119,10 @@ class SeqConfig:
                 f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({self.hidden_size}): "
                 "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
             )
-        distills = VARIANTS.get(self.variant).distills and self.distill.alpha > 0
+        self_distils = distills(self)
         if cfg.embed.users == "auto":  # user vectors only serve self-distillation's similar users
-            cfg.embed.users = "text" if distills else "none"
-        if distills and cfg.embed.users == "none":
+            cfg.embed.users = "text" if self_distils else "none"
+        if self_distils and cfg.embed.users == "none":
             raise ConfigError(
                 f"embed.users: none, but seq.variant {self.variant} self-distils from similar users; "
                 "use embed.users=text or items, or a variant without self-distillation"

@@ -26,6 +26,11 @@ def variant_spec(seq) -> VariantSpec:
     return VARIANTS.get(seq.variant, "seq.variant")
 
 
+def distills(seq) -> bool:
+    """Whether the configured model trains with self-distillation (its variant does, with a weight α > 0)."""
+    return variant_spec(seq).distills and seq.distill.alpha > 0
+
+
 VARIANTS.register("plain", VariantSpec(text=False, distills=False, help="id embeddings only"))
 VARIANTS.register("dual-view", VariantSpec(text=True, distills=False, help="LLM-ESR without self-distillation"))
 VARIANTS.register("llmesr", VariantSpec(text=True, distills=True, help="the full LLM-ESR model"))
