@@ -136,13 +136,8 @@ def package_versions() -> dict[str, str]:
 
 
 def read_manifest(stage_dir: str | os.PathLike) -> dict | None:
-    """The stage's manifest; None when there is none or it cannot be read (:func:`manifest_problem` says why)."""
+    """The stage's manifest; None when there is none or it cannot be read (:func:`stage_damage` says why)."""
     return _load_manifest(Path(stage_dir))[0]
-
-
-def manifest_problem(stage_dir: str | os.PathLike) -> str | None:
-    """Why a manifest that is there cannot be read; None when it reads, or there is none."""
-    return _load_manifest(Path(stage_dir))[1]
 
 
 def _load_manifest(stage_dir: Path) -> tuple[dict | None, str | None]:
@@ -162,30 +157,29 @@ def is_up_to_date(stage_dir: str | os.PathLike, key: str, warn: bool = True) -> 
     """True when the stage folder holds a complete, undamaged output made with this key; a damaged one
     is named in a warning (it runs again) unless ``warn`` is false (a check that runs nothing)."""
     stage_dir = Path(stage_dir)
-    manifest, problem = _load_manifest(stage_dir)
-    if problem is not None and warn:  # the stage's own record is damaged: it runs again, and says why
-        path = stage_dir / MANIFEST
-        _warn_once(path, f"{path}: {problem}; the {stage_dir.name} stage is damaged and runs again")
-    if manifest is None or manifest.get("key") != key:
-        return False
-    damage = damaged_artifact(stage_dir, manifest)
+    manifest, damage = _check_stage(stage_dir, key)
     if damage is not None and warn:
         path, what = damage
-        _warn_once(path, f"{path}: {what}; the {manifest.get('stage', 'stage')} stage is damaged and runs again")
-    return damage is None
+        stage = manifest.get("stage", stage_dir.name) if manifest else stage_dir.name
+        _warn_once(path, f"{path}: {what}; the {stage} stage is damaged and runs again")
+    return manifest is not None and damage is None
 
 
 def stage_damage(stage_dir: str | os.PathLike, key: str | None = None) -> str | None:
     """'<file>: <what is wrong>' when the stage's output made with ``key`` (None: with any key) is
     damaged, or its manifest cannot be read; None when it is whole, missing, or made with other settings."""
-    stage_dir = Path(stage_dir)
+    damage = _check_stage(Path(stage_dir), key)[1]
+    return f"{damage[0]}: {damage[1]}" if damage else None
+
+
+def _check_stage(stage_dir: Path, key: str | None) -> tuple[dict | None, tuple[Path, str] | None]:
+    """(the manifest, when made with ``key``; (path, what is wrong) of the damage, when there is some)."""
     manifest, problem = _load_manifest(stage_dir)
     if problem is not None:
-        return f"{stage_dir / MANIFEST}: {problem}"
+        return None, (stage_dir / MANIFEST, problem)
     if manifest is None or key not in (None, manifest.get("key")):
-        return None
-    damage = damaged_artifact(stage_dir, manifest)
-    return f"{damage[0]}: {damage[1]}" if damage else None
+        return None, None
+    return manifest, damaged_artifact(stage_dir, manifest)
 
 
 def damaged_artifact(stage_dir: Path, manifest: dict) -> tuple[Path, str] | None:
