@@ -160,9 +160,7 @@ def _check_variants(setting, variants: list[Variant]) -> None:
 
 def _outcome(setting, variant: Variant, train: bool) -> Outcome | None:
     """Train and evaluate the variant (``train``), or take its up-to-date results from an earlier call, if any."""
-    config, overrides, seeds, shared = setting
-    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"] + SHARED_STAGES
-    cfg = load_config(config, common + variant.overrides + _shared_model(setting, variant))
+    cfg = _variant_config(setting, variant, _shared_model(setting, variant))
     run = Run(cfg, variant=variant.name)
     if train:
         log.info("ablation: %s", variant.description)
@@ -175,6 +173,13 @@ def _outcome(setting, variant: Variant, train: bool) -> Outcome | None:
     seeds_run = (read_manifest(run.stage_dir("seq")) or {}).get("seeds", {})
     valid = [_finished_valid(s) for s in seeds_run.values()]
     return Outcome(variant, read_json(folder / "metrics.json"), valid)
+
+
+def _variant_config(setting, variant: Variant, extra: tuple[str, ...] | list[str] = ()) -> Config:
+    """The variant's config within the ablation's run directory, sharing its data and text stages."""
+    config, overrides, seeds, shared = setting
+    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"] + SHARED_STAGES
+    return load_config(config, common + variant.overrides + list(extra))
 
 
 def _finished_valid(summary: dict) -> float:
@@ -190,12 +195,10 @@ def _shared_model(setting, variant: Variant) -> list[str]:
     the variant it extends, when that one is up to date (else it trains its own, the same model)."""
     if variant.shared_from is None:
         return []
-    config, overrides, seeds, shared = setting
     donor = next((v for v in FIXED_VARIANTS if v.name == variant.shared_from), None)
     if donor is None:
         return []
-    common = list(overrides) + [f"train.seeds={seeds}", f"run.name={shared}"] + SHARED_STAGES
-    folder = current(Run(load_config(config, common + donor.overrides), variant=donor.name), "seq")
+    folder = current(Run(_variant_config(setting, donor), variant=donor.name), "seq")
     return [f"seq.readouts.shared_model={folder}"] if folder is not None else []
 
 

@@ -31,10 +31,11 @@ def produce(ctx: StageRun, out: Path) -> dict:
         per_seed[str(seed)] = evaluator.evaluate(model, "test")
     popularity = PopularityScorer(data.train_popularity().numpy(), device)
     floor = evaluator.evaluate(popularity, "test")
+    objective = objective_name(cfg.train.loss, ds.num_warm)
     metrics = {
         "dataset": ds.name,
-        "model": describe_model(cfg, objective_name(cfg.train.loss, ds.num_warm)),
-        "objective": objective_name(cfg.train.loss, ds.num_warm),
+        "model": describe_model(cfg, objective),
+        "objective": objective,
         "split": "test",
         "protocols": {
             "sampled": f"target vs {cfg.eval.sampled_negatives} sampled negatives",
