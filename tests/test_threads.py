@@ -50,3 +50,16 @@ def test_a_fixed_count_or_omp_num_threads_is_kept(monkeypatch):
     finally:
         threads._adapting = False
         torch.set_num_threads(before)
+
+
+def test_an_epoch_right_after_a_sample_keeps_its_count(monkeypatch):
+    calls = []
+    monkeypatch.setattr(threads, "free_threads", lambda: calls.append(1) or 1)
+    monkeypatch.setattr(threads, "_set_torch_threads", lambda count: None)
+    monkeypatch.setattr(threads, "_adapting", True)
+    monkeypatch.setattr(threads, "_sampled_at", threads.time.monotonic())
+    threads.adapt()
+    assert calls == []  # the command's own sample, a moment ago, still holds
+    monkeypatch.setattr(threads, "_sampled_at", threads.time.monotonic() - threads.RESAMPLE_AFTER)
+    threads.adapt()
+    assert calls == [1]

@@ -25,7 +25,9 @@ import time
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 0.1
+RESAMPLE_AFTER = 5.0  # seconds: a count this recent is kept (a sample sleeps SAMPLE_SECONDS)
 _adapting = False  # the count follows the free cores (configured by a command, no count fixed)
+_sampled_at = float("-inf")  # time.monotonic() of the last sample
 
 
 def usable_cores() -> int:
@@ -67,8 +69,10 @@ def _own_time() -> float:
 
 def free_threads() -> int:
     """The cores this process may use that others leave free, at least one."""
+    global _sampled_at
     cores = usable_cores()
     busy = busy_elsewhere()
+    _sampled_at = time.monotonic()
     if busy is None:
         return cores
     return max(1, min(cores, round(cores - busy)))
@@ -89,8 +93,9 @@ def configure(threads: int | None) -> None:
 
 
 def adapt() -> None:
-    """At the start of a training epoch: follow the free cores, unless the count was fixed."""
-    if _adapting:
+    """At the start of a training epoch: follow the free cores, unless the count was fixed or was
+    just taken (the command's start and its first epoch a moment apart)."""
+    if _adapting and time.monotonic() - _sampled_at >= RESAMPLE_AFTER:
         _set_torch_threads(free_threads())
 
 
