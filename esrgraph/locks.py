@@ -39,6 +39,23 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
         remove_if_empty(created)  # a first stage that failed leaves no empty run folder for its lock
 
 
+@contextlib.contextmanager
+def try_exclusive(path: Path, what: str) -> Iterator[bool]:
+    """Whether this process holds ``path``'s lock, for the block's duration; never waits (held elsewhere:
+    False). For work that one process does on behalf of all, such as merging a shared cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _open(path, what)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
 def _acquire(path: Path, what: str) -> int:
     """A descriptor of ``path`` holding its lock."""
     while True:

@@ -14,17 +14,17 @@ the cache merges them into one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import save_arrays
+from ..locks import try_exclusive
 from ..training.distributed import DistContext
 from .encoder import TextEncoder
 
@@ -77,7 +77,7 @@ class EmbeddingCache:
 
     def _merge(self, files: list[Path]) -> None:
         """One chunk of every row in place of ``files`` (one process merges; the others skip it)."""
-        with _try_lock(self.folder / ".merge.lock") as locked:
+        with try_exclusive(self.folder / ".merge.lock", "the text cache") as locked:
             if not locked:
                 return
             self._write(self.rows)
@@ -109,22 +109,6 @@ class EmbeddingCache:
         name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{self._written}.npz"
         save_arrays(self.folder / name, keys=keys, vectors=vectors)
         self._written += 1
-
-
-@contextlib.contextmanager
-def _try_lock(path: Path) -> Iterator[bool]:
-    """Whether this process holds ``path``'s lock (never waits), for the block's duration."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing drops the lock
 
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | str | None:
