@@ -29,7 +29,7 @@ def relation_graph(graph: GraphTensors | Block, rel) -> dgl.DGLGraph:
     return dgl.heterograph({rel: (src, dst)}, num_nodes_dict=sizes, idtype=torch.int64, device=src.device)
 
 
-def to_dgl(graph: GraphTensors) -> dgl.DGLGraph:
+def tensors_to_dgl(graph: GraphTensors) -> dgl.DGLGraph:
     """The whole heterograph as one DGL graph (edge ids as in ``graph``'s tensors)."""
     data = {rel: (src, dst) for rel, (src, dst) in graph.edges.items()}
     return dgl.heterograph(data, num_nodes_dict=dict(graph.num_nodes), idtype=torch.int64, device=graph.device)
@@ -109,7 +109,7 @@ class DglSampler:
     name = "dgl"
 
     def __init__(self, graph: GraphTensors, fanouts: list[int]):
-        self.graph = to_dgl(graph)
+        self.graph = tensors_to_dgl(graph)
         self.sampler = dgl.dataloading.NeighborSampler(list(fanouts))  # -1 (ALL): every in-neighbour
 
     def sample(self, seeds: dict[str, torch.Tensor], generator: torch.Generator) -> list[Block]:
