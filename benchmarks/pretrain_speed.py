@@ -77,7 +77,7 @@ def run_case(case: dict) -> dict:
         features = {"item": x.div_(x.norm(dim=1, keepdim=True))}  # in place: no second [N, 384] copy
     model = ContrastiveModel(build_encoder(cfg, graph, case["backend"], features), cfg.projection).to(device)
     loop = pretraining_loop(model, graph, cfg, minibatch=minibatch)  # the optimiser steps the pretraining takes
-    steps = len(loop.task.batches(0)) if minibatch else 1
+    steps = loop.task.steps_per_epoch if minibatch else 1
 
     def timed_epoch(epoch: int) -> float:
         start = time.perf_counter()
@@ -97,19 +97,13 @@ def run_case(case: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     seconds = [timed_epoch(e + 1) for e in range(case["epochs"])]
     per_epoch = float(np.median(seconds))
-    if device.type == "cuda":
-        peak, peak_kind = torch.cuda.max_memory_allocated(device), "cuda max allocated"
-    else:
-        peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
+    peak, peak_kind = _peak_bytes(device), "cuda max allocated" if device.type == "cuda" else "peak RSS"
     extra = {}
     if case.get("inference"):
         start = time.perf_counter()
         item_embeddings(model.encoder, graph)
         extra["inference_seconds"] = round(time.perf_counter() - start, 3)
-        if device.type == "cuda":
-            extra["peak_with_inference_bytes"] = int(torch.cuda.max_memory_allocated(device))
-        else:
-            extra["peak_with_inference_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        extra["peak_with_inference_bytes"] = _peak_bytes(device)
     return {
         **case,
         **extra,
@@ -128,6 +122,15 @@ def run_case(case: dict) -> dict:
 
 
 # ----------------------------------------------------------------- driver
+
+
+def _peak_bytes(device) -> int:
+    """The most memory the run has held so far: CUDA's allocator peak, else the process's peak RSS."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def available_devices(wanted: list[str]) -> list[str]:
