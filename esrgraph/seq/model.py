@@ -116,7 +116,9 @@ class SeqRecommender(nn.Module):
         self.input_scale = cfg.hidden_size**0.5 if spec.scale_inputs else 1.0
         self.encoder = spec.encoder(cfg)
         self.cross = (
-            CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout) if cfg.cross_attention and use_llm else None
+            CrossViewAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout)
+            if cfg.cross_attention and len(self.views.names) > 1
+            else None
         )
         self.readouts = None
         if cfg.readouts.mode != "none":
