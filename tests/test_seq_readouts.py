@@ -165,6 +165,38 @@ def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, t
             assert torch.equal(cut[name], value), name
 
 
+@pytest.mark.parametrize("damaged", ["finished.json", "finished.pt"])
+def test_a_damaged_finished_seed_follows_the_checkpoints_rule(tiny, tmp_path, monkeypatch, capsys, caplog, damaged):
+    """--resume stops naming the damaged file; "auto" (esr pipeline) finishes the seed again, as checkpoints do."""
+    settings = ("seq.variant=plain", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=1", "train.seeds=[1,2]")
+    train, fit, fitted = Trainer.fit, train_module.fit_readouts, []
+
+    def stop_at_seed_2(self, seed, resume=False, callbacks=()):
+        if seed == 2:
+            raise KeyboardInterrupt
+        return train(self, seed, resume, callbacks)
+
+    def count(*a, **k):
+        fitted.append(a[-1])  # the seed
+        return fit(*a, **k)
+
+    monkeypatch.setattr(Trainer, "fit", stop_at_seed_2)
+    args = run_cli(tiny, tmp_path, *settings)
+    assert main(["train-seq"] + args) == 130
+    [path] = (tmp_path / "r").rglob(damaged)
+    path.write_bytes(path.read_bytes()[:-20])
+    capsys.readouterr()
+    assert main(["train-seq", "--resume"] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "run without --resume" in err[0], err
+    monkeypatch.setattr(Trainer, "fit", train)
+    monkeypatch.setattr(train_module, "fit_readouts", count)
+    overrides = [o for o in args if o != "-o"]
+    ensure(Run(load_config(None, overrides)), "seq", resume="auto")
+    assert fitted == [1, 2]  # seed 1 finished again, not taken from the damaged file
+    assert any(str(path) in r.getMessage() and "finishing seed 1 again" in r.getMessage() for r in caplog.records)
+
+
 def test_readouts_fitted_after_training_start_from_a_declared_shared_model(tiny, tmp_path):
     base = tiny_overrides(tiny, tmp_path / "runs") + [
         "run.name=r",

@@ -15,13 +15,15 @@ settings and no readouts is that model.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..artifacts import read_json, write_json
+from ..artifacts import read_json, sha256_file, write_json
 from ..data.sequences import SequenceData
+from ..errors import EsrError
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import VALID_METRIC
 from ..training.checkpoint import CheckpointStore, load_state, save_state
@@ -76,7 +78,7 @@ def train_recommender(
     """
     dist = dist or DistContext()
     model = build_recommender(cfg, inputs, seed, device)
-    finished = _finished(store, model, seed) if resume and dist.world == 1 else None
+    finished = _finished(store, model, seed, resume) if resume and dist.world == 1 else None
     if finished is not None:  # this seed was finished before an interruption
         return finished
     data = data or inputs.sequences(cfg)
@@ -112,24 +114,49 @@ def train_recommender(
 
 
 FINISHED = "finished"
+log = logging.getLogger(__name__)
 
 
 def _keep_finished(store: CheckpointStore, trained: TrainedRecommender) -> None:
     """The finished model beside the seed's checkpoints: a resumed run takes it instead of finishing it again."""
-    save_state(store.folder / f"{FINISHED}.pt", trained.model.state_dict())
-    record = {"identity": store.identity, "summary": trained.summary, "history": trained.history}
+    weights = store.folder / f"{FINISHED}.pt"
+    save_state(weights, trained.model.state_dict())
+    record = {
+        "identity": store.identity,
+        "sha256": sha256_file(weights),
+        "summary": trained.summary,
+        "history": trained.history,
+    }
     write_json(store.folder / f"{FINISHED}.json", record)  # last: a record means the weights are whole
 
 
-def _finished(store: CheckpointStore | None, model: SeqRecommender, seed: int) -> TrainedRecommender | None:
-    """The seed's finished model from before an interruption (loaded into ``model``), or None."""
+def _finished(
+    store: CheckpointStore | None, model: SeqRecommender, seed: int, resume: bool | str
+) -> TrainedRecommender | None:
+    """The seed's finished model from before an interruption (loaded into ``model``), or None.
+
+    A damaged record or model follows the checkpoints' rule (:func:`~esrgraph.training.loop.resumes`):
+    ``--resume`` stops naming the file, "auto" finishes the seed again with a warning.
+    """
     if store is None or not (store.folder / f"{FINISHED}.json").is_file():
         return None
-    record = read_json(store.folder / f"{FINISHED}.json")
-    if record.get("identity") != store.identity:
-        return None
-    model.load_state_dict(load_state(store.folder / f"{FINISHED}.pt", model.input_device))
-    return TrainedRecommender(model.eval(), seed, record["summary"], record["history"])
+    path = store.folder / f"{FINISHED}.json"
+    try:
+        record = read_json(path)
+        if not isinstance(record, dict) or record.get("identity") != store.identity:
+            return None
+        weights = store.folder / f"{FINISHED}.pt"
+        expected = record.get("sha256")  # records written before it was kept have none: loading checks them
+        if not weights.is_file() or (expected is not None and sha256_file(weights) != expected):
+            raise EsrError(f"{weights}: damaged or missing (its sha256 differs from the one in {path.name})")
+        model.load_state_dict(load_state(weights, model.input_device))
+        return TrainedRecommender(model.eval(), seed, record["summary"], record["history"])
+    except (ValueError, KeyError, EsrError) as err:  # JSONDecodeError is a ValueError
+        damage = str(err) if isinstance(err, EsrError) else f"{path}: damaged ({err})"
+    if resume is True:
+        raise EsrError(f"{damage}; run without --resume to start over")
+    log.warning("train-seq: %s; finishing seed %d again", damage, seed)
+    return None
 
 
 def fit_and_tune_readouts(model: SeqRecommender, data: SequenceData, evaluator: Evaluator, cfg, seed: int) -> dict:
