@@ -28,6 +28,7 @@ from .seq.model import SeqRecommender
 from .seq.train import TrainedRecommender
 from .seq.train import train_recommender as _train_recommender
 from .stages import seq as seq_stage
+from .training import threads
 from .training.checkpoint import CheckpointStore
 from .training.device import resolve_device
 from .training.loop import EpochCallback
@@ -61,6 +62,7 @@ def train_recommender(
     """Train the configured recommender for ``seed`` (the first of ``train.seeds`` by default) and finish
     it as ``esr train-seq`` does: readouts fitted, cold items mapped. Checkpoints go to ``store`` (none
     by default: the best weights stay in memory); each callback runs after each epoch."""
+    threads.configure_once()  # the command line's thread rule (a shared CPU) unless the caller set a count
     run = run or Run(cfg)
     inputs = inputs or recommender_inputs(run)
     seed = cfg.train.seeds[0] if seed is None else seed

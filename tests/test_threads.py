@@ -63,3 +63,21 @@ def test_an_epoch_right_after_a_sample_keeps_its_count(monkeypatch):
     monkeypatch.setattr(threads, "_sampled_at", threads.time.monotonic() - threads.RESAMPLE_AFTER)
     threads.adapt()
     assert calls == [1]
+
+
+def test_the_api_applies_the_rule_once_unless_the_caller_chose_a_count(monkeypatch):
+    import torch
+
+    applied = []
+    monkeypatch.setattr(threads, "configure", lambda count: applied.append(count))
+    monkeypatch.setattr(threads, "_configured", False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: torch.get_num_threads())
+    threads.configure_once()
+    assert applied == [None]  # torch at its default: the rule applies
+    monkeypatch.setattr(threads, "usable_cores", lambda: torch.get_num_threads() + 1)
+    threads.configure_once()
+    assert applied == [None] and threads._configured  # the caller's own count stands, and is not sampled again
+    monkeypatch.setattr(threads, "_configured", True)
+    monkeypatch.setattr(threads, "usable_cores", lambda: torch.get_num_threads())
+    threads.configure_once()
+    assert applied == [None]  # a command configured it already

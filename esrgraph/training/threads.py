@@ -11,7 +11,9 @@ minus the cores other processes kept busy over a short sample of
 ``/proc/stat`` (this process's own time does not count), at least one. It is
 taken at the start of a command and again at the start of every training
 epoch, so a job that starts or ends meanwhile changes the count at the next
-epoch. ``OMP_NUM_THREADS`` or ``esr --threads N`` fix the count instead. Idle
+epoch. ``OMP_NUM_THREADS`` or ``esr --threads N`` fix the count instead. The
+Python API's training follows the same rule unless the caller fixed the count
+(``OMP_NUM_THREADS``, or ``torch.set_num_threads`` before the call). Idle
 OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, unless
 set), so a waiting thread gives its core back.
 """
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 SAMPLE_SECONDS = 0.1
 RESAMPLE_AFTER = 5.0  # seconds: a count this recent is kept (a sample sleeps SAMPLE_SECONDS)
 _adapting = False  # the count follows the free cores (configured by a command, no count fixed)
+_configured = False  # a command (or an API call) has applied the rule in this process
 _sampled_at = float("-inf")  # time.monotonic() of the last sample
 
 
@@ -82,7 +85,8 @@ def configure(threads: int | None) -> None:
     """Called once at the start of a command, before torch computes: ``threads`` fixes the count;
     else ``OMP_NUM_THREADS`` where set (torch reads it itself); else the free cores, taken again
     every epoch."""
-    global _adapting
+    global _adapting, _configured
+    _configured = True
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _adapting = threads is None and not os.environ.get("OMP_NUM_THREADS", "").isdigit()
     if threads is None and not _adapting:
@@ -90,6 +94,21 @@ def configure(threads: int | None) -> None:
     count = threads or free_threads()
     os.environ["OMP_NUM_THREADS"] = str(count)
     _set_torch_threads(count)
+
+
+def configure_once() -> None:
+    """The library's entry points (no command ran :func:`configure`): the same rule, unless the caller
+    already chose torch's thread count (it differs from the usable cores, torch's own default)."""
+    import sys
+
+    global _configured
+    if _configured:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != usable_cores():
+        _configured = True  # the caller's count stands
+        return
+    configure(None)
 
 
 def adapt() -> None:
