@@ -57,6 +57,11 @@ def _run(argv: list[str] | None) -> int:
     except OSError as exc:  # the file system refused (a run root that is a file, a full disk, permissions)
         click.echo(f"esr: error: {_os_error(exc)}", err=True)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        click.echo(f"esr: error: {_memory_advice(exc)}", err=True)
+        return 2
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
             return _interrupted(130)
@@ -87,6 +92,22 @@ def _os_error(exc: OSError) -> str:
             "(--resume continues a training from its last checkpoint)"
         )
     return text
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, torch's CPU allocator failing (a RuntimeError) or a GPU running out."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _memory_advice(exc: BaseException) -> str:
+    """One line: what ran out, and the settings that bound memory."""
+    return (
+        f"out of memory ({_one_line(str(exc))[:160]}); finished stages and checkpoints are kept. Lower "
+        "train.batch_size or train.eval_batch_size, embed.batch_size, or gnn.seed_batch_size; on a large "
+        "catalogue use train.loss=sampled_softmax and gnn.minibatch=true; then run the command again "
+        "(--resume continues a training from its last checkpoint)"
+    )
 
 
 def _one_line(text: str) -> str:

@@ -215,3 +215,35 @@ def test_a_run_file_removed_between_its_check_and_its_read_is_one_line(
     capsys.readouterr()
     assert main(["recommend", *args, "--user", "u1"]) == 2
     assert f"{root / 'r'}/{message}" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("allocate", ["torch", "numpy"])
+def test_running_out_of_memory_is_one_line_that_names_the_settings_and_keeps_finished_stages(
+    tiny, tmp_path, monkeypatch, capsys, allocate
+):
+    """A real allocation the machine cannot give (torch's allocator and numpy's raise different errors)."""
+    import numpy as np
+    import torch
+
+    from esrgraph.seq.trainer import Trainer
+
+    def too_big(self, *args, **kwargs):
+        return torch.empty(10**15) if allocate == "torch" else np.empty(10**15)
+
+    monkeypatch.setattr(Trainer, "fit", too_big)
+    assert main(["train-seq"] + flags(tiny, tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("esr: error: out of memory") and "train.batch_size" in err[0], err
+    assert (tmp_path / "r" / "dataset" / "manifest.json").is_file()  # the stage before is kept
+    assert not (tmp_path / "r" / "seq").exists()
+
+
+def test_other_runtime_errors_are_not_taken_for_memory(tiny, tmp_path, monkeypatch):
+    from esrgraph.seq.trainer import Trainer
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Trainer, "fit", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train-seq"] + flags(tiny, tmp_path))
