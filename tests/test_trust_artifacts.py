@@ -168,15 +168,28 @@ def test_recommend_names_the_damaged_artifact(finished, tmp_path, capsys, name, 
         load_recommender(root / "r")  # a run directory is checked against its manifests as well
 
 
-def test_evaluate_names_a_damaged_seq_manifest_and_runs_the_stage_again(finished, tmp_path, produced, caplog):
+@pytest.mark.parametrize(
+    "name, damage, said",
+    [
+        ("seq/manifest.json", lambda b: b"{ not json", "unreadable ("),
+        ("seq/model-seed1.pt", lambda b: b[: len(b) // 2], None),  # None: the sizes are named
+        ("dataset/dataset.npz", lambda b: b + b"garbage", None),
+    ],
+)
+def test_evaluate_names_a_damaged_artifact_and_runs_its_stage_again(
+    finished, tmp_path, produced, caplog, name, damage, said
+):
     data, source = finished
     root = tmp_path / "runs"
     shutil.copytree(source, root)
-    path = root / "r" / "seq" / "manifest.json"
-    rewrite(path, b"{ not json")
+    path = root / "r" / name
+    stage = name.split("/")[0]
+    before = path.read_bytes()
+    rewrite(path, damage(before))
+    said = said or f"{len(damage(before))} bytes, but {len(before)} were written"
     args = ["evaluate", *pipeline_args(data, root)[1:]]
     with caplog.at_level(logging.WARNING):
         assert main(args) == 0
-    assert f"{path}: unreadable (" in caplog.text and "the seq stage is damaged and runs again" in caplog.text
-    assert produced == ["seq"]  # the same model again: the evaluation's key did not change
-    assert read_manifest(root / "r" / "seq")["stage"] == "seq"
+    assert f"{path}: {said}" in caplog.text and f"the {stage} stage is damaged and runs again" in caplog.text
+    assert produced == [stage]  # the same output again: the later stages' keys did not change
+    assert read_manifest(root / "r" / stage)["stage"] == stage
