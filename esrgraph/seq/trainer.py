@@ -64,7 +64,9 @@ class RecommenderTask:
         """This process's share of the loss of the batch of ``users`` (normalised by the whole batch)."""
         batch = self.model.training_batch(users, self.generator)
         share = batch.share(self.trainer.dist.share(len(users)))
-        return network(share.to(self.trainer.device))
+        device = self.trainer.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.trainer.cfg.precision == "bf16"):
+            return network(share.to(device))
 
     def validate(self) -> dict[str, float]:
         return self.trainer.validate()
