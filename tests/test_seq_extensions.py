@@ -231,25 +231,3 @@ def test_a_popularity_correction_is_chosen_on_validation_and_saved_with_the_mode
     bias = torch.load(run_dir / "seq" / "model-seed42.pt", weights_only=True)["item_bias"]
     popularity = SequenceData(load_dataset(run_dir / "dataset"), 10).train_popularity().float()
     assert torch.allclose(bias, -fitted["beta"] * torch.log1p(popularity))  # −β·log(1 + training popularity)
-
-
-def test_cosine_scores_are_per_view_cosines_over_the_temperature_whatever_an_items_length():
-    torch.manual_seed(0)
-    cfg = SeqConfig(hidden_size=8, num_heads=1, dropout=0.0, variant="dual-view", score="cosine", temperature=0.2)
-    m = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8)).eval()
-    items, lengths, users = histories()
-    with torch.no_grad():
-        raw = m._last(m.sequence_outputs(items, lengths), items, lengths)
-        views = torch.cat(m.views.tables(), dim=-1)
-        cos = lambda part: torch.nn.functional.cosine_similarity(raw[:, None, part], views[None, :, part], dim=-1)
-        expected = (cos(slice(0, 8)) + cos(slice(8, 16))) / 0.2
-        scores = m.score_all(m.user_vectors(items, lengths))
-        assert torch.allclose(scores[:, 1:], expected[:, 1:], atol=1e-5)
-        assert torch.allclose(
-            m.score_items(m.user_vectors(items, lengths), items.clamp(min=1)),
-            expected.gather(1, items.clamp(min=1)),
-            atol=1e-5,
-        )
-        m.views.ids.weight[15] *= 50  # a long id vector (an item no history holds): its score stays
-        assert torch.allclose(m.score_all(m.user_vectors(items, lengths))[:, 15], scores[:, 15], atol=1e-5)
-        assert scores[:, 1:].abs().max() <= 2 / 0.2 + 1e-4  # two views, each at most 1 / temperature

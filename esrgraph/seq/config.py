@@ -113,12 +113,6 @@ class SeqConfig:
         help="weight of each view's own next-item loss beside the loss of their summed score, so every view "
         "learns to rank alone (0: off)",
     )
-    score: Literal["dot", "cosine"] = field(
-        "dot",
-        help="an item's score per view: the dot product of user and item vectors, or their cosine divided by "
-        "seq.temperature (item vectors' lengths, which grow with popularity, then cannot rank)",
-    )
-    temperature: float = field(0.1, gt=0.0, help="cosine: the temperature each view's cosine is divided by")
     popularity_correction: Literal["none", "fitted"] = field(
         "none",
         help="fitted: after training, scores are lowered by β·log(1 + training popularity), β chosen on "

@@ -6,8 +6,7 @@ Long-tail User and Item" (NeurIPS 2024): a semantic view
 (item-id embeddings initialised with their PCA), one shared sequence encoder
 for both (optional cross-attention between them); the user vector is every
 view's last output, concatenated, and an item's score is the sum of the
-per-view dot products — one dot product of concatenated vectors (with
-``seq.score: cosine``, the sum of per-view cosines over a temperature).
+per-view dot products — one dot product of concatenated vectors.
 
 The ``plain`` variant keeps only the collaborative view, randomly initialised.
 Extensions: graph fusion (:mod:`.views`) and user-group readouts (:mod:`.readouts`).
@@ -171,17 +170,8 @@ class SeqRecommender(nn.Module):
         vectors = self._last(self.sequence_outputs(items, lengths), items, lengths)
         # users first: self-distillation passes none, and reading ``active`` syncs a GPU
         if (users is None and groups is None) or self.readouts is None or not self.readouts.active:
-            return self.scoring_space(vectors)
-        return self.scoring_space(self.readouts(vectors, users, groups=groups))  # readouts read encoder outputs
-
-    def scoring_space(self, vectors: torch.Tensor, scale: bool = True) -> torch.Tensor:
-        """With cosine scores (``seq.score``), each view's part of ``vectors`` [..., V * d] at unit length,
-        divided by the temperature where ``scale`` (user vectors; item vectors stay unit-length); else as is."""
-        if self.cfg.score != "cosine":
             return vectors
-        parts = vectors.unflatten(-1, (-1, self.cfg.hidden_size))
-        unit = torch.nn.functional.normalize(parts, dim=-1).flatten(-2)
-        return unit / self.cfg.temperature if scale else unit
+        return self.readouts(vectors, users, groups=groups)
 
     def _last(self, outputs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = last_positions(items, lengths, self.left_pad)
@@ -201,11 +191,11 @@ class SeqRecommender(nn.Module):
 
     def item_tables(self) -> torch.Tensor:
         """[N + 1, V * d]: every item's views, concatenated (row 0 padding)."""
-        return self.scoring_space(torch.cat(self.views.tables(), dim=-1), scale=False)
+        return torch.cat(self.views.tables(), dim=-1)
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """[..., V * d]: the items' views, concatenated."""
-        return self.scoring_space(torch.cat(self.views.lookup(items), dim=-1), scale=False)
+        return torch.cat(self.views.lookup(items), dim=-1)
 
     def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf."""
@@ -273,13 +263,11 @@ class SeqRecommender(nn.Module):
 
     def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
-        hidden = self.scoring_space(hidden)
         return self._parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
 
     def view_losses(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """The summed next-item loss of each view's score on its own (its slice of ``hidden`` [P, V * d])."""
         d, total = self.cfg.hidden_size, 0.0
-        hidden = self.scoring_space(hidden)
         for v in range(len(self.views.names)):
             part = slice(v * d, (v + 1) * d)
             vectors = lambda ids, part=part: self.item_vectors(ids)[..., part]
@@ -293,7 +281,7 @@ class SeqRecommender(nn.Module):
         history = batch.inputs.history
         if history is not None:
             return self.user_vectors(history.items, history.lengths)
-        return self.scoring_space(self._last(outputs, batch.inputs.items, batch.inputs.lengths))
+        return self._last(outputs, batch.inputs.items, batch.inputs.lengths)
 
     @property
     def _parts(self) -> TrainingParts:
