@@ -81,11 +81,7 @@ def untimed(history):
     return [{k: v for k, v in e.items() if "seconds" not in k} for e in history]
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [(), ("train.weight_average=0.9",), ("seq.contrast.weight=0.5",)],
-    ids=["raw", "averaged", "contrastive"],  # contrastive: augmentations drawn from the saved generator
-)
+@pytest.mark.parametrize("extra", [(), ("train.weight_average=0.9",)], ids=["raw", "averaged"])
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch, extra):
     straight, _ = setup("sasrec", tmp_path / "a", epochs=4, extra=extra)
     expected = straight.fit(seed=3)

@@ -28,7 +28,6 @@ from ..text.store import ITEM_LLM, ITEM_PCA, SIMILAR_USERS, load_array
 from ..training.checkpoint import CheckpointStore
 from ..training.distributed import DistContext
 from .backbones import left_padded
-from .contrast import SequenceContrast
 from .distill import SelfDistillation
 from .model import SeqRecommender
 from .objectives import build_objective
@@ -113,13 +112,11 @@ def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:
 
 
 def prepare_training(cfg, inputs: RecommenderInputs, model: SeqRecommender, data: SequenceData) -> None:
-    """Give ``model`` what it trains with: the sequences, the configured objective and auxiliary terms."""
+    """Give ``model`` what it trains with: the sequences, the configured objective and self-distillation."""
     popularity = data.train_popularity()[: data.num_warm + 1]
     auxiliary = []
     if distills(cfg.seq) and inputs.similar_users is not None:
         auxiliary.append(SelfDistillation(inputs.similar_users, cfg.seq.distill, data, cfg.seq.distill.alpha))
-    if cfg.seq.contrast.weight > 0:
-        auxiliary.append(SequenceContrast(cfg.seq.contrast, data))
     objective = build_objective(cfg.train, data.num_warm, popularity)
     model.prepare_training(data, objective, tuple(auxiliary))
 

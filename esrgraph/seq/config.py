@@ -32,17 +32,6 @@ class DistillConfig:
 
 
 @dataclass
-class ContrastConfig:
-    """Contrastive sequence augmentation: two augmentations of a user's sequence encode alike (0: off)."""
-
-    weight: float = field(0.0, min=0.0, help="weight of the contrastive loss beside the next-item loss (0: off)")
-    temperature: float = field(0.2, gt=0.0, help="temperature of the in-batch InfoNCE over cosine similarities")
-    crop: float = field(0.6, gt=0.0, max=1.0, help="crop: share of the sequence kept (one contiguous span)")
-    mask: float = field(0.3, min=0.0, lt=1.0, help="mask: share of the items replaced by the padding item")
-    reorder: float = field(0.3, gt=0.0, max=1.0, help="reorder: share of the sequence shuffled (one span)")
-
-
-@dataclass
 class ReadoutsConfig:
     """A separate prediction readout per user group, mixed with the shared score by a weight θ per group."""
 
@@ -100,7 +89,6 @@ class SeqConfig:
     cross_attention: bool = field(False, help="cross-attention between the semantic and collaborative views")
     mask_prob: float = field(0.2, gt=0.0, lt=1.0, help="bert4rec: share of items masked in training")
     distill: DistillConfig = field(factory=DistillConfig)
-    contrast: ContrastConfig = field(factory=ContrastConfig)
     fusion: Fusion = field(
         "none",
         help="how pretrained graph item embeddings enter the model: none, init "

@@ -43,10 +43,7 @@ class SelfDistillation:
         if self.cfg.teacher == "epoch":
             self.table = self.encode(model, np.arange(self.data.num_users), model.input_device)
 
-    def draw(self, users: np.ndarray, generator: torch.Generator, appended_tokens: int) -> None:
-        return None  # teachers are computed, not drawn
-
-    def loss(self, model, batch, outputs: torch.Tensor, drawn: None = None) -> torch.Tensor:
+    def loss(self, model, batch, outputs: torch.Tensor) -> torch.Tensor:
         """α · the summed distance of the batch's users to their teachers, divided by ``batch.size``."""
         students = model.last_outputs(batch, outputs)
         teachers = self.teachers(model, batch.users, students.device)

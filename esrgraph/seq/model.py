@@ -215,9 +215,7 @@ class SeqRecommender(nn.Module):
 
     def prepare_training(self, data: SequenceData, objective: Objective, auxiliary: tuple = ()) -> None:
         """What training needs besides the weights: the sequences, the objective and auxiliary loss terms
-        (e.g. self-distillation, contrastive augmentation), each with ``begin_epoch(model)``,
-        ``draw(users, generator, appended_tokens)`` (the inputs it needs drawn for a batch, or None)
-        and ``loss(model, batch, outputs, drawn)``."""
+        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation)."""
         lengths = np.array([len(data.train_sequence(u)) for u in data.trainable_users()])
         expected = float(self.scheme.targets_per_user(lengths, self.cfg.max_length).mean()) if len(lengths) else 1.0
         self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected)
@@ -237,9 +235,7 @@ class SeqRecommender(nn.Module):
         parts = self._parts
         inputs, owner = self.scheme.inputs(parts.data, users, generator)
         candidates = parts.objective.draw(inputs.targets, generator)
-        drawn = tuple(term.draw(users, generator, self.appended_tokens) for term in parts.auxiliary)
-        norm = len(users) * parts.targets_per_user
-        return TrainingBatch(inputs, candidates, norm, np.asarray(users), owner, drawn=drawn)
+        return TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
 
     def forward(self, batch: TrainingBatch) -> torch.Tensor:
         """The batch's loss: next-item (or masked-item) loss summed over its targets and divided by
@@ -257,8 +253,8 @@ class SeqRecommender(nn.Module):
         if self.cfg.view_loss > 0:
             value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
         value = value / batch.norm
-        for term, drawn in zip(self._parts.auxiliary, batch.drawn, strict=True):
-            value = value + term.loss(self, batch, outputs, drawn)
+        for term in self._parts.auxiliary:
+            value = value + term.loss(self, batch, outputs)
         return value
 
     def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:

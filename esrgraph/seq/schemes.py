@@ -40,8 +40,6 @@ class TrainingBatch:
     users: np.ndarray
     owner: torch.Tensor | None = None
     size: int = 0  # the whole batch's number of users (a process's share keeps it)
-    # per auxiliary loss term, the inputs it drew for this batch (None: none), one row per user
-    drawn: tuple = ()
 
     def __post_init__(self) -> None:
         self.size = self.size or len(self.users)
@@ -56,20 +54,13 @@ class TrainingBatch:
         if self.inputs.history is not None:  # one row per user
             inputs.history = self.inputs.history.rows(part)
         owner = self.owner[rows] - part.start if self.owner is not None else None
-        drawn = _each_batch(self.drawn, lambda b: b.rows(part))
-        return TrainingBatch(inputs, self.candidates.at(rows), self.norm, self.users[part], owner, self.size, drawn)
+        return TrainingBatch(inputs, self.candidates.at(rows), self.norm, self.users[part], owner, self.size)
 
     def to(self, device: torch.device) -> TrainingBatch:
         owner = self.owner.to(device) if self.owner is not None else None
-        drawn = _each_batch(self.drawn, lambda b: b.to(device))
         return TrainingBatch(
-            self.inputs.to(device), self.candidates.to(device), self.norm, self.users, owner, self.size, drawn
+            self.inputs.to(device), self.candidates.to(device), self.norm, self.users, owner, self.size
         )
-
-
-def _each_batch(drawn: tuple, apply) -> tuple:
-    """``apply`` to every batch the auxiliary terms drew (each term's entry: None or a tuple of batches)."""
-    return tuple(None if entry is None else tuple(apply(b) for b in entry) for entry in drawn)
 
 
 class TrainingScheme:
