@@ -57,11 +57,6 @@ def _run(argv: list[str] | None) -> int:
     except OSError as exc:  # the file system refused (a run root that is a file, a full disk, permissions)
         click.echo(f"esr: error: {_os_error(exc)}", err=True)
         return 2
-    except (MemoryError, RuntimeError) as exc:
-        if not _out_of_memory(exc):
-            raise
-        click.echo(f"esr: error: {_memory_advice(exc)}", err=True)
-        return 2
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
             return _interrupted(130)
@@ -74,6 +69,11 @@ def _run(argv: list[str] | None) -> int:
         return _interrupted(130)
     except Terminated:
         return _interrupted(143)
+    except (MemoryError, RuntimeError) as exc:  # after click's Abort, itself a RuntimeError
+        if not _out_of_memory(exc):
+            raise
+        click.echo(f"esr: error: {_memory_advice(exc)}", err=True)
+        return 2
     return 0
 
 
