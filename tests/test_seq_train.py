@@ -345,7 +345,7 @@ def test_no_early_stop_before_min_epochs(tmp_path, monkeypatch, min_epochs, stop
 def test_an_early_popularity_peak_does_not_stop_training(tmp_path, monkeypatch):
     """Validation peaks at the popularity floor, dips for longer than the patience, then climbs: training
     must reach the later, higher peak (patience counts only once the floor is beaten by the margin)."""
-    trainer, _ = setup("sasrec", tmp_path, epochs=40)
+    trainer, _ = setup("sasrec", tmp_path, epochs=40, extra=("train.weight_average=0",))  # one curve, raw weights
     trainer.cfg.patience, trainer.cfg.floor_margin, trainer.floor = 3, 0.1, 0.18
     curve = [
         0.170,
