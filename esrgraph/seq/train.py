@@ -15,7 +15,6 @@ settings and no readouts is that model.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from ..eval.evaluate import Evaluator
 from ..eval.metrics import VALID_METRIC
 from ..training.checkpoint import CheckpointStore, load_state, save_state
 from ..training.distributed import DistContext
-from ..training.loop import EpochCallback
+from ..training.loop import EpochCallback, cannot_resume
 from .build import RecommenderInputs, build_evaluator, build_recommender, build_trainer
 from .cold import map_cold_items
 from .fit_readouts import fit_readouts
@@ -114,7 +113,6 @@ def train_recommender(
 
 
 FINISHED = "finished"
-log = logging.getLogger(__name__)
 
 
 def _keep_finished(store: CheckpointStore, trained: TrainedRecommender) -> None:
@@ -153,9 +151,7 @@ def _finished(
         return TrainedRecommender(model.eval(), seed, record["summary"], record["history"])
     except (ValueError, KeyError, EsrError) as err:  # JSONDecodeError is a ValueError
         damage = str(err) if isinstance(err, EsrError) else f"{path}: damaged ({err})"
-    if resume is True:
-        raise EsrError(f"{damage}; run without --resume to start over")
-    log.warning("train-seq: %s; finishing seed %d again", damage, seed)
+    cannot_resume(damage, resume, "train-seq", f"finishing seed {seed} again")
     return None
 
 

@@ -145,21 +145,23 @@ def resumes(store: CheckpointStore | None, resume: bool | str, label: str) -> bo
         return False
     found = store.latest_epoch() is not None
     if not found:
-        if store.exists() and resume is True:
-            raise EsrError(
-                f"{store.folder}: these checkpoints were made with other settings; run without --resume to start over"
-            )
         if store.exists():
-            log.warning("%s: the checkpoints in %s were made with other settings; starting over", label, store.folder)
+            cannot_resume(f"{store.folder}: these checkpoints were made with other settings", resume, label)
         return False
     damage = store.verify()
-    if damage is not None and resume is True:
-        raise EsrError(f"{damage}; run without --resume to start over")
     if damage is not None:
-        log.warning("%s: %s; starting over", label, damage)
+        cannot_resume(damage, resume, label)
         return False
     log.info("%s: continuing from the checkpoints in %s", label, store.folder)
     return True
+
+
+def cannot_resume(problem: str, resume: bool | str, label: str, again: str = "starting over") -> None:
+    """What a training does with saved state it cannot continue from (``problem`` names the file):
+    ``--resume`` (True) stops with an error; "auto" warns and does the work ``again``."""
+    if resume is True:
+        raise EsrError(f"{problem}; run without --resume to start over")
+    log.warning("%s: %s; %s", label, problem, again)
 
 
 class TrainingLoop:
