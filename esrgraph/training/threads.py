@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,10 @@ def configure(threads: int | None) -> None:
 def configure_once() -> None:
     """The library's entry points (no command ran :func:`configure`): the same rule, unless the caller
     already chose torch's thread count (it differs from the usable cores, torch's own default)."""
-    import sys
-
     global _configured
     if _configured:
         return
-    torch = sys.modules.get("torch")
+    torch = _imported_torch()
     if torch is not None and torch.get_num_threads() != usable_cores():
         _configured = True  # the caller's count stands
         return
@@ -118,10 +117,13 @@ def adapt() -> None:
         _set_torch_threads(free_threads())
 
 
-def _set_torch_threads(count: int) -> None:
-    import sys
+def _imported_torch():
+    """torch where this process imported it already, else None (this module must not import it first)."""
+    return sys.modules.get("torch")
 
-    torch = sys.modules.get("torch")
+
+def _set_torch_threads(count: int) -> None:
+    torch = _imported_torch()
     if torch is None:  # not imported yet: OMP_NUM_THREADS sets it when it is
         return
     if torch.get_num_threads() != count:
