@@ -248,6 +248,26 @@ GOOD = "u1 1 2 3\nu2 2 3 1\n"
             ['dataset.metadata.separator="::"', "dataset.metadata.columns=[item_id,title,title]"],
             "dataset.metadata.columns: ['item_id', 'title', 'title'] must name each column once",
         ),
+        # ids follow the interactions' rule: printable, non-empty, a string or integer
+        (
+            "m.json",
+            '{"1": {"title": "a"}, "2\\u0000": {"title": "b"}}',
+            [],
+            "m.json, key '2\\x00': item id '2\\x00' holds a control character (U+0000); ids must be printable",
+        ),
+        (
+            "m.jsonl",
+            '{"asin": "1"}\n{"asin": "x\\u0007y"}\n',
+            ["dataset.metadata.key=asin"],
+            "m.jsonl, line 2: item id 'x\\x07y' holds a control character (U+0007)",
+        ),
+        (
+            "m.jsonl",
+            '{"asin": "1"}\n{"asin": [2]}\n',
+            ["dataset.metadata.key=asin"],
+            "m.jsonl, line 2: item id must be a string or integer, got [2]",
+        ),
+        ("m.json", '{"1": {"title": "a"}, " ": {"title": "b"}}', [], "m.json, key ' ': empty item id"),
     ],
 )
 def test_bad_metadata(tmp_path, capsys, name, content, extra, expected):

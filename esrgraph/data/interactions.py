@@ -19,7 +19,6 @@ import itertools
 import json
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from .files import (
     load_json_document,
     naming_the_guess,
 )
+from .ids import CONTROL, check_printable, parse_id
 
 Sequences = dict[str, list[str]]
 log = logging.getLogger(__name__)
@@ -170,39 +170,15 @@ def _whitespace_kind(source: Source) -> Reading:
     return _guess("inter", "the content: no line holds more than two fields")
 
 
-def _parse_id(token: object, name: str, line: int | None = None, key: str | None = None, what: str = "id") -> str:
-    if isinstance(token, bool) or not isinstance(token, (str, int)):
-        raise InputError(name, f"{what} must be a string or integer, got {json.dumps(token)}", line=line, key=key)
-    text = str(token).strip()
-    if not text:
-        raise InputError(name, f"empty {what}", line=line, key=key)
-    _check_printable(text, name, line, key, what)
-    return text
-
-
-# C0 and C1 control characters, NUL included: never part of a real id, and an id holding one prints
-# as something else (or nothing) in every listing, file and message that names it
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _check_printable(text: str, name: str, line: int | None, key: str | None = None, what: str = "id") -> None:
-    found = _CONTROL.search(text)
-    if found:
-        char = found.group()
-        raise InputError(
-            name, f"{what} {text!r} holds a control character (U+{ord(char):04X}); ids must be printable", line, key
-        )
-
-
 def _data_lines(source: Source, separator: str | None) -> Iterator[tuple[int, list[str]]]:
     """``(line_number, tokens)`` of a whitespace (or ``separator``) split file, a header line skipped."""
     first = True
     for number, line in iter_lines(source):
         # empty fields are skipped, as runs of spaces are ("u1, 1, 2," is u1 with items 1 and 2)
         tokens = [t for t in (t.strip() for t in line.split(separator)) if t] if separator else line.split()
-        if _CONTROL.search(line.replace("\t", "")):  # checked by line first: one search a line, not a token
+        if CONTROL.search(line.replace("\t", "")):  # checked by line first: one search a line, not a token
             for at, token in enumerate(tokens):  # the user first, then items, in both whitespace formats
-                _check_printable(token, source.name, number, what="item id" if at else "user id")
+                check_printable(token, source.name, number, what="item id" if at else "user id")
         if first and _is_header(tokens):
             log.warning("%s, line %d: %r names columns; skipped as a header", source.name, number, line.strip())
         else:
@@ -251,11 +227,11 @@ def _read_json(source: Source, cfg: InteractionsConfig, reading: Reading) -> Seq
     for user, items in data.items():
         if not isinstance(items, list):
             raise InputError(name, f"expected a list of items, got {type(items).__name__}", key=user)
-        parsed = _parse_id(user, name, key=user, what="user id")
+        parsed = parse_id(user, name, key=user, what="user id")
         if parsed in sequences:
             raise InputError(name, f"user {parsed!r} appears more than once (ids are trimmed)", key=user)
         if items:
-            sequences[parsed] = [_parse_id(item, name, key=user, what="item id") for item in items]
+            sequences[parsed] = [parse_id(item, name, key=user, what="item id") for item in items]
     return sequences
 
 
@@ -291,8 +267,8 @@ def _add_event(events: dict, name: str, layout: TableLayout, number: int, fields
         where = "as in the header" if layout.header else "as on the first line"
         raise InputError(name, f"expected {layout.width} fields {where}, got {len(fields)}", line=number)
     user_at, item_at, time_at = layout.index
-    user = _parse_id(fields[user_at], name, line=number, what="user id")
-    item = _parse_id(fields[item_at], name, line=number, what="item id")
+    user = parse_id(fields[user_at], name, line=number, what="user id")
+    item = parse_id(fields[item_at], name, line=number, what="item id")
     events.setdefault(user, []).append((_parse_time(fields[time_at], name, number, layout.time_name), item))
 
 
@@ -359,8 +335,8 @@ def _read_json_lines(source: Source, cfg: InteractionsConfig, reading: Reading) 
         missing = [c for c in (user_col, item_col, time_col) if c not in obj]
         if missing:
             raise InputError(name, f"missing field(s) {missing} in a review object", line=number)
-        user = _parse_id(obj[user_col], name, line=number, what="user id")
-        item = _parse_id(obj[item_col], name, line=number, what="item id")
+        user = parse_id(obj[user_col], name, line=number, what="user id")
+        item = parse_id(obj[item_col], name, line=number, what="item id")
         rows.setdefault(user, []).append((_parse_time(obj[time_col], name, number, time_col), item))
     return _sort_by_time(rows)
 

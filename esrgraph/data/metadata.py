@@ -46,6 +46,7 @@ from .files import (
     naming_the_guess,
     parse_literal_object,
 )
+from .ids import parse_id
 
 ItemMeta = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def _json_records(source: Source, cfg: MetadataConfig, reading: Reading) -> Iter
     if not isinstance(data, dict):
         raise InputError(source.name, f"expected a JSON object keyed by item id, got {type(data).__name__}")
     for key, value in [*data.items(), *data.repeated]:  # repeats last: read_metadata counts them, the first wins
-        yield str(key).strip(), value, {"key": key}
+        yield parse_id(key, source.name, key=key, what="item id"), value, {"key": key}
 
 
 def _jsonl_records(source: Source, cfg: MetadataConfig, reading: Reading) -> Iterator[tuple[str, Any, dict]]:
@@ -171,7 +172,7 @@ def _jsonl_records(source: Source, cfg: MetadataConfig, reading: Reading) -> Ite
             raise InputError(source.name, f"missing id field {key_field!r} (set {SETTING}.key)", line=number)
         if reading.format == "amazon-2023" and "store" in obj:
             obj.setdefault("brand", obj["store"])  # the 2023 dumps name the brand "store"
-        yield _record_key(obj[key_field], source.name, number), obj, {"line": number}
+        yield parse_id(obj[key_field], source.name, line=number, what="item id"), obj, {"line": number}
 
 
 def _table_records(source: Source, cfg: MetadataConfig, reading: Reading) -> Iterator[tuple[str, Any, dict]]:
@@ -187,7 +188,7 @@ def _table_records(source: Source, cfg: MetadataConfig, reading: Reading) -> Ite
         if len(row) != len(header):
             raise InputError(name, f"expected {len(header)} fields {where}, got {len(row)}", line=number)
         obj = dict(zip(header, row))
-        yield _record_key(obj[key_field], name, number), obj, {"line": number}
+        yield parse_id(obj[key_field], name, line=number, what="item id"), obj, {"line": number}
 
 
 def _table_header(name: str, cfg: MetadataConfig, rows: Iterator[tuple[int, list[str]]]):
@@ -201,12 +202,6 @@ def _table_header(name: str, cfg: MetadataConfig, rows: Iterator[tuple[int, list
     header = [header_name(c) for c in first]
     check_header(name, header, header_line)
     return header, header_line, "as in the header"
-
-
-def _record_key(value: Any, name: str, line: int) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise InputError(name, f"expected an item id (string or integer), got {json.dumps(value)}", line=line)
-    return str(value).strip()
 
 
 def _configured_fields(cfg: MetadataConfig) -> dict[str, str | None]:
