@@ -125,6 +125,25 @@ def tiny_overrides(paths: dict[str, Path], root: Path, fmt: str = "json") -> lis
     ]
 
 
+# Stages and a model small enough for a command-line test to run them in seconds on the tiny dataset.
+TINY_MODEL = [
+    "seq.hidden_size=8",
+    "seq.max_length=10",
+    "eval.sampled_negatives=3",
+    "embed.max_tokens=32",
+    "embed.similar_users=2",
+    "gnn.hidden=8",
+    "gnn.heads=2",
+    "gnn.projection=8",
+    "run.name=r",
+]
+
+
+def tiny_flags(paths: dict[str, Path], root: Path, *extra: str) -> list[str]:
+    """``-o`` flags for a command: the tiny dataset, the tiny model, then ``extra`` (later flags win)."""
+    return [flag for o in tiny_overrides(paths, root) + TINY_MODEL + list(extra) for flag in ("-o", o)]
+
+
 @pytest.fixture
 def tiny_config(tiny, tmp_path):
     def make(*extra: str):

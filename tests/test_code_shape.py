@@ -37,23 +37,9 @@ def test_the_recommender_trains_and_ranks_with_dgl_unimportable(tiny, tmp_path):
     """Graph and pretraining stages built where DGL is installed; the recommender, the graph as a third
     view included, then trains and evaluates in a process that cannot import DGL."""
     from cli.main import main
-    from tests.conftest import tiny_overrides
+    from tests.conftest import tiny_flags
 
-    quick = [
-        "train.epochs=1",
-        "seq.hidden_size=8",
-        "seq.max_length=10",
-        "eval.sampled_negatives=3",
-        "embed.max_tokens=32",
-        "embed.similar_users=2",
-        "gnn.epochs=2",
-        "gnn.hidden=8",
-        "gnn.heads=2",
-        "gnn.projection=8",
-        "run.name=r",
-        "seq.fusion=view",
-    ]
-    overrides = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + quick for flag in ("-o", o)]
+    overrides = tiny_flags(tiny, tmp_path / "runs", "train.epochs=1", "gnn.epochs=2", "seq.fusion=view")
     assert main(["pretrain-gnn", *overrides]) == 0
     blocked = "import sys; sys.modules['dgl'] = None; from cli.main import main; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run(

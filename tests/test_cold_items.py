@@ -14,7 +14,9 @@ from esrgraph.eval.protocols import sampled_negatives
 from esrgraph.seq.cold import map_cold_items
 from esrgraph.seq.config import SeqConfig
 from esrgraph.seq.model import SeqRecommender
-from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, tiny_overrides
+from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, tiny_flags, tiny_overrides
+
+COLD_HOLDOUT = ["dataset.cold_items.holdout_share=0.25", "dataset.cold_items.holdout_seed=3"]
 
 
 def dataset(tiny, tmp_path, *extra):
@@ -82,18 +84,7 @@ def test_cold_id_embeddings_are_mapped_from_the_other_views_and_warm_ones_stay()
 
 
 def test_the_cold_item_protocol_through_the_command_line(tiny, tmp_path, capsys):
-    quick = [
-        "train.epochs=2",
-        "seq.hidden_size=8",
-        "seq.max_length=10",
-        "eval.sampled_negatives=3",
-        "embed.max_tokens=32",
-        "embed.similar_users=2",
-        "run.name=r",
-        "dataset.cold_items.holdout_share=0.25",
-        "dataset.cold_items.holdout_seed=3",
-    ]
-    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + quick for flag in ("-o", o)]
+    flags = tiny_flags(tiny, tmp_path / "runs", "train.epochs=2", *COLD_HOLDOUT)
     assert main(["train-seq", *flags]) == 0
     out = capsys.readouterr().out
     assert "cold-item protocol:" in out and "| among cold | random |" in out
@@ -118,18 +109,7 @@ def test_a_holdout_share_outside_0_1_is_refused(share):
 
 
 def test_the_ablation_table_carries_the_cold_item_protocol(tiny, tmp_path):
-    quick = [
-        "train.epochs=1",
-        "seq.hidden_size=8",
-        "seq.max_length=10",
-        "eval.sampled_negatives=3",
-        "embed.max_tokens=32",
-        "embed.similar_users=2",
-        "run.name=r",
-        "dataset.cold_items.holdout_share=0.25",
-        "dataset.cold_items.holdout_seed=3",
-    ]
-    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + quick for flag in ("-o", o)]
+    flags = tiny_flags(tiny, tmp_path / "runs", "train.epochs=1", *COLD_HOLDOUT)
     assert main(["ablate", "--seeds", "1", "--only", "llmesr", *flags]) == 0
     table = (tmp_path / "runs" / "r" / "ablation" / "ablation.md").read_text()
     assert "## Cold-item protocol" in table and "| among cold | llmesr |" in table and "| among all | random |" in table

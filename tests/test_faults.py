@@ -14,23 +14,19 @@ import pytest
 
 from cli.main import main
 from esrgraph import artifacts
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_flags
 
 QUICK = [
     "seq.variant=plain",
     "train.epochs=3",
     "train.seeds=[1]",
-    "seq.hidden_size=8",
-    "seq.max_length=10",
-    "eval.sampled_negatives=3",
-    "run.name=r",
 ]
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
 
 
 def flags(tiny, root: Path) -> list[str]:
-    return [flag for o in tiny_overrides(tiny, root) + QUICK for flag in ("-o", o)]
+    return tiny_flags(tiny, root, *QUICK)
 
 
 def files(folder: Path) -> dict[str, bytes]:

@@ -3,28 +3,16 @@
 import json
 
 from cli.main import main
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_flags
 
 QUICK = [
     "train.epochs=2",
-    "seq.hidden_size=8",
-    "seq.max_length=10",
-    "eval.sampled_negatives=3",
-    "embed.max_tokens=32",
-    "embed.similar_users=2",
     "gnn.epochs=3",
-    "gnn.hidden=8",
-    "gnn.heads=2",
-    "gnn.projection=8",
-    "run.name=r",
 ]
 
 
 def args(tiny, root, *extra):
-    out = []
-    for o in tiny_overrides(tiny, root) + QUICK + list(extra):
-        out += ["-o", o]
-    return out
+    return tiny_flags(tiny, root, *QUICK, *extra)
 
 
 def only_flags(*variants):

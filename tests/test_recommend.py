@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, tiny_overrides
+from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, tiny_flags
 
 QUICK = [
     "train.epochs=2",
-    "seq.hidden_size=8",
-    "seq.max_length=10",
-    "eval.sampled_negatives=3",
-    "embed.max_tokens=32",
-    "embed.similar_users=2",
-    "run.name=r",
     "train.seeds=[3]",
 ]
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -26,7 +20,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.fixture
 def trained(tiny, tmp_path):
     """A tiny run trained through the CLI; returns the -o flags naming its config."""
-    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + QUICK for flag in ("-o", o)]
+    flags = tiny_flags(tiny, tmp_path / "runs", *QUICK)
     assert main(["train-seq", *flags]) == 0
     return flags
 
@@ -186,7 +180,7 @@ def test_folders_created_for_an_output_that_fails_are_removed(tmp_path):
 
 
 def test_without_a_trained_model_it_is_one_line_and_exit_2(tiny, tmp_path, capsys):
-    flags = [flag for o in tiny_overrides(tiny, tmp_path / "runs") + QUICK for flag in ("-o", o)]
+    flags = tiny_flags(tiny, tmp_path / "runs", *QUICK)
     assert main(["recommend", *flags, "--user", "u1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no model trained with this config" in err

@@ -13,7 +13,7 @@ from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.eval.protocols import rank_targets, sampled_negatives
 from esrgraph.text.cache import EmbeddingCache
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_flags, tiny_overrides
 from tests.test_eval_metrics import TableScorer, brute_full_rank, random_world
 
 CPU = torch.device("cpu")
@@ -144,25 +144,7 @@ def test_embed_recomputes_the_entries_of_a_truncated_text_cache(tiny, tmp_path, 
 
 
 def seq_args(tiny, root, *extra):
-    quick = [
-        "train.epochs=2",
-        "train.seeds=[1]",
-        "seq.variant=plain",
-        "seq.hidden_size=8",
-        "seq.max_length=10",
-        "eval.sampled_negatives=3",
-        "embed.max_tokens=32",
-        "embed.similar_users=2",
-        "gnn.epochs=2",
-        "gnn.hidden=8",
-        "gnn.heads=2",
-        "gnn.projection=8",
-        "run.name=r",
-    ]
-    out = []
-    for o in tiny_overrides(tiny, root) + quick + list(extra):
-        out += ["-o", o]
-    return out
+    return tiny_flags(tiny, root, "train.epochs=2", "train.seeds=[1]", "seq.variant=plain", "gnn.epochs=2", *extra)
 
 
 @pytest.fixture

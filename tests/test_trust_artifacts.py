@@ -10,21 +10,12 @@ import pytest
 from cli.main import main
 from esrgraph import artifacts, pipeline
 from esrgraph.artifacts import is_up_to_date, read_manifest, sha256_file, write_manifest
-from tests.conftest import tiny_overrides, write_tiny
+from tests.conftest import tiny_flags, write_tiny
 
 QUICK = [
     "train.epochs=2",
     "train.seeds=[1]",
-    "seq.hidden_size=8",
-    "seq.max_length=10",
-    "eval.sampled_negatives=3",
-    "embed.max_tokens=32",
-    "embed.similar_users=2",
     "gnn.epochs=2",
-    "gnn.hidden=8",
-    "gnn.heads=2",
-    "gnn.projection=8",
-    "run.name=r",
 ]
 
 
@@ -37,10 +28,7 @@ def rewrite(path, content):
 
 
 def pipeline_args(data, root):
-    out = ["pipeline"]
-    for o in tiny_overrides(data, root) + QUICK:
-        out += ["-o", o]
-    return out
+    return ["pipeline", *tiny_flags(data, root, *QUICK)]
 
 
 @pytest.fixture(scope="module")
