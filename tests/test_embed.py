@@ -1,5 +1,6 @@
 """`esr embed` end to end on the tiny dataset with the real bundled model."""
 
+import contextlib
 import json
 import logging
 
@@ -99,8 +100,14 @@ def test_users_are_embedded_only_for_a_model_that_self_distils(tiny, tmp_path):
 
 def test_openvino_agrees_with_fp32_and_keeps_its_converted_model(tmp_path, monkeypatch):
     ov = pytest.importorskip("openvino")
+    sent = []
+    with contextlib.suppress(ImportError):  # the converter's usage reports: none may leave the process
+        from openvino_telemetry.utils.sender import TelemetrySender
+
+        monkeypatch.setattr(TelemetrySender, "send", lambda self, backend, message: sent.append(message))
     texts = ["Red nail polish by OPI", "A heavy-duty stapler for roofing felt and carpet", "short"]
     fast = encoder_module.TextEncoder.load("bundled", "cpu", "auto", 64, "openvino", tmp_path / "models")
+    assert sent == []
     exact = encoder_module.TextEncoder.load("bundled", "cpu", "fp32", 64, "torch")
     assert fast.backend == "openvino" and fast.cache_key() != exact.cache_key()
     a, b = fast.encode(texts, batch_size=2), exact.encode(texts, batch_size=2)

@@ -92,6 +92,7 @@ def _converted(model, model_id: str, example: dict, cache: Path | None):
         except Exception as exc:  # the library raises its own kinds for a missing or damaged file
             log.warning("%s: cannot read the converted model (%s); converting again", folder, exc)
             shutil.rmtree(folder, ignore_errors=True)
+    _no_usage_reports()
     start = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
         # tracing records the padding-mask branches as taken: they are, for every batch the encoder forms
@@ -103,6 +104,17 @@ def _converted(model, model_id: str, example: dict, cache: Path | None):
     _save(ov, converted, folder)
     # run what a later run reads: the model as saved compiles to other kernels than the one in memory
     return ov.Core().read_model(folder / "model.xml")
+
+
+def _no_usage_reports() -> None:
+    """OpenVINO's converter sends a usage report to its vendor's analytics for every conversion unless
+    the user opted out machine-wide. esrgraph promises no network at run time, so this process's
+    converter is told not to: its report object is a per-process singleton, set up here first."""
+    try:
+        from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+    except ImportError:  # a build without the reporting package sends nothing
+        return
+    init_ovc_telemetry().consent = False
 
 
 def _save(ov, converted, folder: Path) -> None:
