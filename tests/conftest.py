@@ -139,9 +139,14 @@ TINY_MODEL = [
 ]
 
 
+def as_flags(overrides: list[str]) -> list[str]:
+    """``KEY=VALUE`` overrides as a command's ``-o`` flags."""
+    return [flag for o in overrides for flag in ("-o", o)]
+
+
 def tiny_flags(paths: dict[str, Path], root: Path, *extra: str) -> list[str]:
     """``-o`` flags for a command: the tiny dataset, the tiny model, then ``extra`` (later flags win)."""
-    return [flag for o in tiny_overrides(paths, root) + TINY_MODEL + list(extra) for flag in ("-o", o)]
+    return as_flags(tiny_overrides(paths, root) + TINY_MODEL + list(extra))
 
 
 @pytest.fixture

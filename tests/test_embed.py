@@ -10,16 +10,13 @@ import pytest
 from cli.main import main
 from esrgraph.errors import ConfigError
 from esrgraph.text import encoder as encoder_module
-from tests.conftest import tiny_overrides
+from tests.conftest import as_flags, tiny_overrides
 
 EMBED_ARGS = ["-o", "embed.max_tokens=64", "-o", "seq.hidden_size=4", "-o", "embed.similar_users=3"]
 
 
 def embed(tiny, root, *extra):
-    args = ["embed"]
-    for o in tiny_overrides(tiny, root) + list(extra):
-        args += ["-o", o]
-    assert main(args + EMBED_ARGS) == 0
+    assert main(["embed", *as_flags(tiny_overrides(tiny, root) + list(extra))] + EMBED_ARGS) == 0
     run_dirs = [p for p in root.iterdir() if not p.name.startswith(".")]
     assert len(run_dirs) == 1
     return run_dirs[0] / "embed"
@@ -63,7 +60,7 @@ def test_identical_runs_give_identical_artifacts_and_cache_skips_encoding(tiny, 
     assert a == b
     # same root, another run name: the embed stage is new, but every text is in the cache
     embed_again = ["run.name=other"]
-    args = ["embed"] + sum((["-o", o] for o in tiny_overrides(tiny, tmp_path / "a") + embed_again), []) + EMBED_ARGS
+    args = ["embed", *as_flags(tiny_overrides(tiny, tmp_path / "a") + embed_again)] + EMBED_ARGS
     assert main(args) == 0
     assert len(encode_calls) == 2 * fresh_calls
     third = json.loads((tmp_path / "a" / "other" / "embed" / "manifest.json").read_text())["artifacts"]
@@ -81,9 +78,8 @@ def test_fast_encoding_agrees_with_plain_encode(tiny):
 
 def test_unknown_model_is_a_clear_error(tiny, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never reach for a model hub in tests
-    args = ["embed", "-o", f"embed.model={tmp_path / 'no-such-model'}"]
-    for o in tiny_overrides(tiny, tmp_path / "runs"):
-        args += ["-o", o]
+    model = f"embed.model={tmp_path / 'no-such-model'}"
+    args = ["embed", *as_flags([model, *tiny_overrides(tiny, tmp_path / "runs")])]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "embed.model: cannot load sentence model" in err and err.count("\n") == 1
@@ -163,7 +159,7 @@ def test_the_stage_records_its_backend_and_each_backend_has_its_own_cache(tiny, 
     fast = json.loads((embed(tiny, root) / "manifest.json").read_text())
     assert fast["backend"] == "openvino" and fast["world_size"] == 1
     assert len(list((root / ".cache" / "models").iterdir())) == 1
-    args = ["embed"] + sum((["-o", o] for o in tiny_overrides(tiny, root) + ["embed.backend=torch"]), [])
+    args = ["embed", *as_flags(tiny_overrides(tiny, root) + ["embed.backend=torch"])]
     assert main(args + EMBED_ARGS) == 0  # another setting: another run folder, encoded again
     assert len([p for p in (root / ".cache" / "text").iterdir() if p.is_dir()]) == 2
     manifests = [json.loads(p.read_text()) for p in root.glob("*/embed/manifest.json")]
@@ -182,7 +178,7 @@ def test_two_processes_encode_shares_and_write_what_one_writes(tiny, tmp_path):
     folders = {}
     for procs in (1, 2):
         root = tmp_path / f"p{procs}"
-        args = ["embed"] + sum((["-o", o] for o in tiny_overrides(tiny, root) + ["embed.precision=fp32"]), [])
+        args = ["embed", *as_flags(tiny_overrides(tiny, root) + ["embed.precision=fp32"])]
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         done = subprocess.run(

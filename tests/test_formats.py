@@ -18,7 +18,7 @@ from esrgraph.errors import EsrError, InputError
 from esrgraph.graph.io import load_sidecar
 from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
-from tests.conftest import needs_shared
+from tests.conftest import as_flags, needs_shared
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def prepare(tmp_path: Path, interactions: Path, metadata: Path | None, *extra: s
         "run.name=r",
         *extra,
     ]
-    return main(["prepare", *[a for o in overrides for a in ("-o", o)]]), root / "r"
+    return main(["prepare", *as_flags(overrides)]), root / "r"
 
 
 def one_line_error(capsys) -> str:

@@ -14,7 +14,7 @@ from esrgraph.errors import ConfigError, InputError
 from esrgraph.graph.io import load_edges, load_graph, load_sidecar, node_values
 from esrgraph.pipeline import ensure
 from esrgraph.runs import Run
-from tests.conftest import tiny_overrides
+from tests.conftest import as_flags, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_edges_load_without_dgl(tiny, tmp_path):
 
 
 def test_cli_prints_statistics(tiny, tmp_path, capsys):
-    args = ["build-graph"] + [a for o in tiny_overrides(tiny, tmp_path / "runs") for a in ("-o", o)]
+    args = ["build-graph", *as_flags(tiny_overrides(tiny, tmp_path / "runs"))]
     assert main(args + ["-o", "graph.category_hierarchy=true"]) == 0
     out = capsys.readouterr().out
     assert "items with no attribute: 0 (0.0%)" in out  # every tiny item is under "beauty"
@@ -83,7 +83,7 @@ def test_cli_no_usable_attribute_exit_2(tiny, tmp_path, capsys):
     meta.write_text(json.dumps(records))
     root = tmp_path / "runs"
     overrides = tiny_overrides(tiny, root)[:-2] + [f"dataset.metadata.path={meta}", f"run.root={root}", "run.name=r"]
-    assert main(["build-graph"] + [a for o in overrides for a in ("-o", o)]) == 2
+    assert main(["build-graph", *as_flags(overrides)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("esr: error: ") and err.count("\n") == 1
     assert "useless.json: no usable attribute; none of the 8 items keeps a brand, category or price" in err

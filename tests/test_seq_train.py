@@ -18,7 +18,7 @@ from esrgraph.seq.trainer import Trainer, batch_bounds
 from esrgraph.training.checkpoint import CheckpointStore
 from esrgraph.training.distributed import DistContext
 from esrgraph.training.loop import TrainingLoop
-from tests.conftest import cluster_sequences, make_dataset, synthetic_trainer, tiny_overrides
+from tests.conftest import cluster_sequences, make_dataset, synthetic_trainer, tiny_flags
 
 ITEMS = 40
 
@@ -137,22 +137,7 @@ def test_an_interruption_between_the_checkpoint_files_resumes_exactly(tmp_path, 
 
 
 def run_cli(tiny, root, *overrides):
-    args = []
-    for o in (
-        tiny_overrides(tiny, root)
-        + [
-            "train.epochs=2",
-            "seq.hidden_size=8",
-            "seq.max_length=10",
-            "eval.sampled_negatives=3",
-            "embed.max_tokens=32",
-            "embed.similar_users=2",
-            "run.name=r",
-        ]
-        + list(overrides)
-    ):
-        args += ["-o", o]
-    return args
+    return tiny_flags(tiny, root, "train.epochs=2", *overrides)
 
 
 def test_train_seq_and_evaluate_through_the_cli(tiny, tmp_path, capsys):

@@ -13,7 +13,7 @@ from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.eval.protocols import rank_targets, sampled_negatives
 from esrgraph.text.cache import EmbeddingCache
-from tests.conftest import tiny_flags, tiny_overrides
+from tests.conftest import as_flags, tiny_flags, tiny_overrides
 from tests.test_eval_metrics import TableScorer, brute_full_rank, random_world
 
 CPU = torch.device("cpu")
@@ -106,15 +106,8 @@ def test_a_damaged_text_cache_is_dropped_with_a_warning(tmp_path, caplog):
 
 
 def embed_args(tiny, root, name):
-    out = ["embed"]
-    for o in tiny_overrides(tiny, root) + [
-        f"run.name={name}",
-        "embed.max_tokens=64",
-        "embed.similar_users=3",
-        "embed.users=text",
-    ]:
-        out += ["-o", o]
-    return out
+    extra = [f"run.name={name}", "embed.max_tokens=64", "embed.similar_users=3", "embed.users=text"]
+    return ["embed", *as_flags(tiny_overrides(tiny, root) + extra)]
 
 
 def test_embed_recomputes_the_entries_of_a_truncated_text_cache(tiny, tmp_path, caplog):

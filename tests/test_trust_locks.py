@@ -14,7 +14,7 @@ from esrgraph import pipeline
 from esrgraph.errors import EsrError
 from esrgraph.locks import exclusive
 from esrgraph.runs import Run
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_flags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,18 +63,14 @@ def esr(*args: str) -> list[str]:
 
 def test_a_second_trainer_of_the_same_stage_stops_with_one_line(tiny, tmp_path):
     root = tmp_path / "runs"
-    overrides = []
-    for o in tiny_overrides(tiny, root) + [
-        "run.name=r",
+    overrides = tiny_flags(
+        tiny,
+        root,
         "seq.variant=plain",
-        "seq.hidden_size=8",
-        "seq.max_length=10",
-        "eval.sampled_negatives=3",
         "train.seeds=[1]",
         "train.epochs=100000",  # trains until stopped
         "train.patience=100000",
-    ]:
-        overrides += ["-o", o]
+    )
     assert main(["prepare"] + overrides) == 0  # both find the dataset up to date: only seq is contended
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(esr("train-seq", *overrides), cwd=REPO, env=env, stderr=subprocess.DEVNULL)
