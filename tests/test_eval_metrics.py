@@ -58,6 +58,23 @@ def test_full_ranking_matches_brute_force(split):
     assert ranks.tolist() == [brute_full_rank(data, table, u, split) for u in users]
 
 
+def test_full_ranking_with_ties_and_diverged_rows_in_one_batch_matches_brute_force():
+    """Ties count against the target; a row whose target scored NaN or ±inf has every candidate ahead,
+    while the finite rows of the same batch are ranked as usual."""
+    data, table = random_world(3)
+    table = np.round(table)  # a few distinct values: many ties
+    split, cut = "test", 1
+    broken = {4: np.nan, 9: np.inf, 17: -np.inf}
+    for user, value in broken.items():
+        table[user, data.full[user][-cut]] = value
+    users, _, ranks = rank_targets(TableScorer(table, data, split), data, split, "full", 64, torch.device("cpu"))
+    for u in users:
+        history = set(data.full[u][:-cut].tolist())
+        candidates = data.num_items - len(history | {int(data.full[u][-cut])})
+        expected = candidates if u in broken else brute_full_rank(data, table, u, split)
+        assert ranks[u] == expected
+
+
 def test_sampled_ranking_matches_brute_force():
     data, table = random_world(1)
     negatives = sampled_negatives(data, "test", 10, seed=5)

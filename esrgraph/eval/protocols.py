@@ -105,18 +105,51 @@ def rank_targets(
 def _full_rank(
     scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device, num_warm: int | None = None
 ) -> torch.Tensor:
-    """The target against every item but itself, the padding item 0, the user's history and cold items."""
+    """The target against every item but itself, the padding item 0, the user's history and cold items.
+
+    Non-candidates are overwritten with −inf in ``scores`` (the caller's, not kept), so one comparison
+    over the [B, N + 1] scores ranks a finite target: no candidate mask as wide as the scores is built,
+    which made up most of a full-ranking pass's element-wise work. Rows whose target is not finite
+    (a diverged model) are ranked by :func:`count_ahead` with the mask, as its rule says.
+    """
     rows = torch.arange(len(targets), device=device)
-    width = max(len(h) for h in histories)
-    seen = torch.zeros((len(histories), max(width, 1)), dtype=torch.long)
-    for row, history in enumerate(histories):
-        seen[row, : len(history)] = torch.from_numpy(history)
-    candidates = torch.ones_like(scores, dtype=torch.bool).scatter(1, seen.to(device), False)
-    candidates[:, 0] = False
+    target = scores[rows, targets].clone()
+    excluded = _excluded(len(scores), histories, targets, device)
+    finite = target.isfinite()
+    ranks = torch.empty(len(targets), dtype=torch.long, device=device)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().squeeze(1)
+        slot = torch.full((len(targets),), -1, dtype=torch.long, device=device)
+        slot[bad] = torch.arange(len(bad), device=device)
+        rows, columns = slot[excluded[0]], excluded[1]
+        candidates = torch.ones((len(bad), scores.shape[1]), dtype=torch.bool, device=device)
+        candidates[rows[rows >= 0], columns[rows >= 0]] = False
+        _mask_fixed_columns(candidates, num_warm, False)
+        ranks[bad] = count_ahead(scores[bad], target[bad], candidates)
+    scores[excluded] = -float("inf")
+    _mask_fixed_columns(scores, num_warm, -float("inf"))
+    # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
+    ahead = (~(scores < target.unsqueeze(1))).sum(1)
+    return torch.where(finite, ahead, ranks)
+
+
+def _excluded(
+    batch: int, histories: list[np.ndarray], targets: torch.Tensor, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) of each row's history items and its target: never candidates of that row."""
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=batch)
+    columns = np.concatenate(histories) if lengths.sum() else np.zeros(0, dtype=np.int64)
+    rows = np.repeat(np.arange(batch), lengths)
+    rows = torch.cat([torch.from_numpy(rows).to(device), torch.arange(batch, device=device)])
+    columns = torch.cat([torch.from_numpy(columns.astype(np.int64)).to(device), targets])
+    return rows, columns
+
+
+def _mask_fixed_columns(values: torch.Tensor, num_warm: int | None, fill) -> None:
+    """Padding (column 0) and cold items (after ``num_warm``) are never candidates."""
+    values[:, 0] = fill
     if num_warm is not None:
-        candidates[:, num_warm + 1 :] = False
-    candidates[rows, targets] = False
-    return count_ahead(scores, scores[rows, targets], candidates)
+        values[:, num_warm + 1 :] = fill
 
 
 def count_ahead(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
