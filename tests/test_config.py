@@ -160,10 +160,10 @@ def test_digest_changes_with_settings_but_not_with_run_section():
 
 
 def test_cross_key_checks():
-    with pytest.raises(ConfigError, match=r"embed.pca_dim \(32\) must equal seq.hidden_size \(128\)"):
+    with pytest.raises(ConfigError, match=r"embed.pca_dim \(32\) must equal seq.hidden_size \(256\)"):
         load_config(None, ["embed.pca_dim=32"])
     assert load_config(None, ["embed.pca_dim=32", "seq.variant=plain"]).embed.pca_dim == 32
-    with pytest.raises(ConfigError, match=r"seq.num_heads \(3\) must divide seq.hidden_size \(128\)"):
+    with pytest.raises(ConfigError, match=r"seq.num_heads \(3\) must divide seq.hidden_size \(256\)"):
         load_config(None, ["seq.num_heads=3"])
     with pytest.raises(ConfigError, match=r"seq.distill.k \(20\) exceeds embed.similar_users \(10\)"):
         load_config(None, ["seq.distill.k=20"])
