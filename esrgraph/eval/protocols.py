@@ -112,21 +112,19 @@ def _full_rank(
     which made up most of a full-ranking pass's element-wise work. Rows whose target is not finite
     (a diverged model) are ranked by :func:`count_ahead` with the mask, as its rule says.
     """
-    rows = torch.arange(len(targets), device=device)
-    target = scores[rows, targets].clone()
-    excluded = _excluded(len(scores), histories, targets, device)
+    target = scores[torch.arange(len(targets), device=device), targets].clone()
+    excluded_rows, excluded_columns = _excluded(len(scores), histories, targets, device)
     finite = target.isfinite()
     ranks = torch.empty(len(targets), dtype=torch.long, device=device)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero().squeeze(1)
-        slot = torch.full((len(targets),), -1, dtype=torch.long, device=device)
-        slot[bad] = torch.arange(len(bad), device=device)
-        rows, columns = slot[excluded[0]], excluded[1]
-        candidates = torch.ones((len(bad), scores.shape[1]), dtype=torch.bool, device=device)
-        candidates[rows[rows >= 0], columns[rows >= 0]] = False
+    if not bool(finite.all()):  # rare: only these rows get a candidate mask
+        bad = ~finite
+        slot = bad.cumsum(0) - 1  # a bad row's index among the bad rows
+        keep = bad[excluded_rows]
+        candidates = torch.ones((int(bad.sum()), scores.shape[1]), dtype=torch.bool, device=device)
+        candidates[slot[excluded_rows[keep]], excluded_columns[keep]] = False
         _mask_fixed_columns(candidates, num_warm, False)
         ranks[bad] = count_ahead(scores[bad], target[bad], candidates)
-    scores[excluded] = -float("inf")
+    scores[excluded_rows, excluded_columns] = -float("inf")
     _mask_fixed_columns(scores, num_warm, -float("inf"))
     # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
     ahead = (~(scores < target.unsqueeze(1))).sum(1)
@@ -137,12 +135,10 @@ def _excluded(
     batch: int, histories: list[np.ndarray], targets: torch.Tensor, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, columns) of each row's history items and its target: never candidates of that row."""
-    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=batch)
-    columns = np.concatenate(histories) if lengths.sum() else np.zeros(0, dtype=np.int64)
-    rows = np.repeat(np.arange(batch), lengths)
+    rows = np.repeat(np.arange(batch), [len(h) for h in histories])
+    columns = np.concatenate(histories).astype(np.int64)
     rows = torch.cat([torch.from_numpy(rows).to(device), torch.arange(batch, device=device)])
-    columns = torch.cat([torch.from_numpy(columns.astype(np.int64)).to(device), targets])
-    return rows, columns
+    return rows, torch.cat([torch.from_numpy(columns).to(device), targets])
 
 
 def _mask_fixed_columns(values: torch.Tensor, num_warm: int | None, fill) -> None:
