@@ -473,4 +473,4 @@ def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(t
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
     trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.precision=auto",))
     assert trainer.precision == ("bf16" if native else "fp32")
-    assert device_module.resolve_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept
+    assert device_module.training_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept

@@ -29,7 +29,7 @@ from ..eval.evaluate import Evaluator
 from ..eval.metrics import GROUPS, VALID_METRIC
 from ..training.averaging import WeightAverage
 from ..training.checkpoint import CheckpointStore
-from ..training.device import resolve_precision
+from ..training.device import training_precision
 from ..training.distributed import DistContext
 from ..training.loop import EpochCallback, TrainingLoop, TrainResult
 from ..training.stopping import EarlyStopping
@@ -105,7 +105,9 @@ class Trainer:
             )
         self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
-        self.precision = resolve_precision(train.precision, device)
+        self.precision = training_precision(train.precision, device)
+        if train.precision == "auto" and self.dist.is_main:
+            log.info("train-seq: train.precision auto: %s matrix products on %s", self.precision, device)
         self.loop: TrainingLoop | None = None
 
     def stopping_rule(self) -> EarlyStopping:

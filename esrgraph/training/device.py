@@ -55,8 +55,8 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """A training precision setting (``auto``, ``fp32``, ``bf16``) on ``device``: ``auto`` is bf16 where
+def training_precision(name: str, device: torch.device) -> str:
+    """The training precision setting (``auto``, ``fp32``, ``bf16``) on ``device``: ``auto`` is bf16 where
     it is native (:func:`native_bf16`), else fp32."""
     if name != "auto":
         return name
