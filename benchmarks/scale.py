@@ -13,7 +13,7 @@ each stage is fitted as a power of the number of interactions (the slope of
 log time against log interactions).
 
     python benchmarks/scale.py --sizes 1e5,1e6 [--users-per-item 1] [--epochs 1] \\
-        [--json benchmarks/results/scale.json] [--root /tmp/scale]
+        [--eval-users 100000] [--json benchmarks/results/scale.json] [--root /tmp/scale]
 
 A size is the number of interactions; users and items follow from it
 (interactions / 9 users, the same number of items by default).
@@ -71,8 +71,9 @@ def _write_items(path: Path, items: int, rng: np.random.Generator) -> None:
             writer.writerow([item, title, f"b{rng.integers(brands)}", categories, f"{rng.lognormal(3, 1):.2f}"])
 
 
-def config(folder: Path, epochs: int) -> Path:
+def config(folder: Path, epochs: int, eval_users: int | None) -> Path:
     path = folder / "config.yaml"
+    tested = f"eval:\n  users: {eval_users}\n" if eval_users else ""
     path.write_text(
         f"""dataset:
   name: scale
@@ -89,7 +90,7 @@ train:
   seeds: [1]
 run:
   root: {folder / "runs"}
-"""
+{tested}"""
     )
     return path
 
@@ -133,6 +134,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1e5,1e6", help="interactions per dataset, comma-separated")
     parser.add_argument("--items-per-user", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (train-seq)")
+    parser.add_argument(
+        "--eval-users", type=int, default=None, help="the test split ranks a fixed sample of this many users"
+    )
     parser.add_argument("--root", default="/tmp/esrgraph-scale")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -141,7 +145,7 @@ def main() -> None:
         folder = Path(args.root) / f"n{size}"
         data = generate(folder, size, args.items_per_user)
         print(f"{size:,} interactions: {data}", flush=True)
-        cfg = config(folder, args.epochs)
+        cfg = config(folder, args.epochs, args.eval_users)
         stages = []
         for stage in STAGES:
             stages.append(run_stage(stage, cfg))

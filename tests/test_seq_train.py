@@ -155,6 +155,16 @@ def test_train_seq_and_evaluate_through_the_cli(tiny, tmp_path, capsys):
     # evaluate reuses the trained models and the metrics
     assert main(["evaluate"] + run_cli(tiny, root, "train.seeds=[1,2]")) == 0
     assert "| full | overall |" in capsys.readouterr().out
+    everyone = metrics["users"]["of"]
+    assert metrics["users"]["ranked"] == everyone == metrics["summary"]["full"]["overall"]["users"]
+    # data too large to rank every user: a fixed sample, named in the report
+    half = f"eval.users={everyone // 2}"
+    assert main(["evaluate"] + run_cli(tiny, root, "train.seeds=[1,2]", half)) == 0
+    assert f"{everyone // 2:,} of {everyone:,} users, a fixed random sample" in capsys.readouterr().out
+    sampled = json.loads((root / "r" / "eval" / "metrics.json").read_text())
+    assert sampled["users"] == {"ranked": everyone // 2, "of": everyone}
+    assert sampled["summary"]["full"]["overall"]["users"] == sampled["popularity"]["full"]["overall"]["users"]
+    assert sampled["summary"]["full"]["overall"]["users"] == everyone // 2
 
 
 def test_plain_baseline_needs_no_embeddings(tiny, tmp_path):
@@ -440,6 +450,7 @@ def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monk
 
 def test_validation_ranks_a_fixed_sample_of_users_where_there_are_more(tmp_path):
     from esrgraph.config import load_config
+    from esrgraph.eval.evaluate import sample_users
     from esrgraph.seq.build import RecommenderInputs, build_evaluator
 
     inputs = RecommenderInputs(make_dataset(cluster_sequences(300, ITEMS), ITEMS))
@@ -452,7 +463,10 @@ def test_validation_ranks_a_fixed_sample_of_users_where_there_are_more(tmp_path)
     trainer, _ = setup("sasrec", tmp_path, epochs=1)
     valid = build_evaluator(cfg, trainer.data).evaluate(trainer.model, "valid", ["full"])["full"]["overall"]
     test = build_evaluator(cfg, trainer.data).evaluate(trainer.model, "test", ["full"])["full"]["overall"]
-    assert valid["users"] == 120 and test["users"] == 300  # the test split always ranks every user
+    assert valid["users"] == 120 and test["users"] == 300  # eval.users unset: the test split ranks every user
+    picked = sample_users(300, 120, "test")  # eval.users=120: another fixed sample than validation's
+    assert np.array_equal(picked, sample_users(300, 120, "test")) and len(np.unique(picked)) == 120
+    assert not np.array_equal(picked, evaluator.valid_users) and sample_users(300, 300, "test") is None
     assert build_evaluator(load_config(None), data).valid_users is None  # 300 users: below the default 50,000
 
 

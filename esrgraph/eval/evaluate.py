@@ -10,6 +10,16 @@ from .config import EvalConfig
 from .metrics import grouped_metrics
 from .protocols import Scorer, rank_targets, sampled_negatives
 
+# Seeds of the fixed user samples, one per split, so that validation and test draw different users.
+SAMPLE_SEEDS = {"valid": 0, "test": 1}
+
+
+def sample_users(num_users: int, limit: int | None, split: str) -> np.ndarray | None:
+    """A fixed random sample of ``limit`` users in increasing order when there are more, else None (every user)."""
+    if limit is None or num_users <= limit:
+        return None
+    return np.sort(np.random.default_rng(SAMPLE_SEEDS[split]).choice(num_users, limit, replace=False))
+
 
 class Evaluator:
     """Holds the fixed sampled negatives of a split, so repeated evaluations reuse them."""
@@ -21,13 +31,19 @@ class Evaluator:
         batch_size: int,
         device: torch.device,
         valid_users: np.ndarray | None = None,
+        test_users: np.ndarray | None = None,
     ):
         self.data = data
         self.cfg = cfg
         self.batch_size = batch_size
         self.device = device
-        self.valid_users = valid_users  # the users the validation split ranks (None: every user)
+        # The users each split ranks (None: every user).
+        self.users = {"valid": valid_users, "test": test_users}
         self._negatives: dict[str, np.ndarray] = {}
+
+    @property
+    def valid_users(self) -> np.ndarray | None:
+        return self.users["valid"]
 
     def negatives(self, split: str) -> np.ndarray:
         if split not in self._negatives:
@@ -39,7 +55,7 @@ class Evaluator:
     def ranks(self, model: Scorer, split: str, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, targets, ranks) of ``split``'s targets, users in increasing order."""
         negatives = self.negatives(split) if protocol == "sampled" else None
-        users = self.valid_users if split == "valid" else None
+        users = self.users.get(split)
         return rank_targets(model, self.data, split, protocol, self.batch_size, self.device, negatives, users)
 
     def evaluate(self, model: Scorer, split: str, protocols: list[str] | None = None) -> dict:

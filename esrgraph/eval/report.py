@@ -22,6 +22,9 @@ def report(metrics: dict, ks) -> str:
     title = f"{metrics['dataset']} · {metrics['model']} · test split · {seeds} seed{'s' if seeds > 1 else ''}"
     if seeds > 1:
         title += " (mean ± std)"
+    users = metrics.get("users")
+    if users and users["ranked"] < users["of"]:
+        title += f" · {users['ranked']:,} of {users['of']:,} users, a fixed random sample (eval.users)"
     legend = "; ".join(f"{name}: {text}" for name, text in metrics["protocols"].items())
     legend += "; popularity: every user's items ranked by training popularity (the floor)"
     table = format_table(metrics["summary"], ks, seeds, metrics.get("popularity"))

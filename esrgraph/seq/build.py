@@ -20,7 +20,7 @@ from ..data.dataset import Dataset
 from ..data.sequences import SequenceData
 from ..data.store import load_dataset
 from ..eval.baselines import PopularityScorer
-from ..eval.evaluate import Evaluator
+from ..eval.evaluate import Evaluator, sample_users
 from ..eval.metrics import VALID_METRIC
 from ..gnn.store import load_item_graph
 from ..text.reduce import pca
@@ -92,16 +92,9 @@ def build_evaluator(cfg, data: SequenceData, device: torch.device | str = "cpu")
     return Evaluator(data, cfg.eval, cfg.train.eval_batch_size, torch.device(device), validation_users(cfg, data))
 
 
-VALID_SAMPLE_SEED = 0
-
-
 def validation_users(cfg, data: SequenceData) -> np.ndarray | None:
     """A fixed random sample of ``train.valid_users`` users when there are more, else None (every user)."""
-    limit = cfg.train.valid_users
-    if limit is None or data.num_users <= limit:
-        return None
-    picked = np.random.default_rng(VALID_SAMPLE_SEED).choice(data.num_users, limit, replace=False)
-    return np.sort(picked)
+    return sample_users(data.num_users, cfg.train.valid_users, "valid")
 
 
 def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:

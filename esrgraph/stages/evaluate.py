@@ -9,7 +9,7 @@ from ..data.sequences import SequenceData
 from ..data.store import load_dataset
 from ..eval.baselines import PopularityScorer, RandomScorer
 from ..eval.cold import cold_item_metrics
-from ..eval.evaluate import Evaluator
+from ..eval.evaluate import Evaluator, sample_users
 from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report
 from ..seq.backbones import left_padded
@@ -24,7 +24,8 @@ def produce(ctx: StageRun, out: Path) -> dict:
     ds = load_dataset(ctx.inputs["dataset"])
     device = resolve_device(cfg.train.device)
     data = SequenceData(ds, cfg.seq.max_length, left_padded(cfg.seq))
-    evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device)
+    tested = sample_users(data.num_users, cfg.eval.users, "test")
+    evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device, test_users=tested)
     per_seed = {}
     for seed in trained_seeds(ctx.inputs["seq"]):
         model = load_model(ctx.inputs["seq"], seed, device)
@@ -41,6 +42,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
             "sampled": f"target vs {cfg.eval.sampled_negatives} sampled negatives",
             "full": "target vs every item outside the user's history",
         },
+        "users": {"ranked": data.num_users if tested is None else len(tested), "of": data.num_users},
         "seeds": [int(s) for s in per_seed],
         "summary": aggregate(list(per_seed.values())),
         "per_seed": per_seed,
