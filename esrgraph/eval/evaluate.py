@@ -37,13 +37,9 @@ class Evaluator:
         self.cfg = cfg
         self.batch_size = batch_size
         self.device = device
-        # The users each split ranks (None: every user).
-        self.users = {"valid": valid_users, "test": test_users}
+        self.valid_users = valid_users  # the users each split ranks (None: every user)
+        self.test_users = test_users
         self._negatives: dict[str, np.ndarray] = {}
-
-    @property
-    def valid_users(self) -> np.ndarray | None:
-        return self.users["valid"]
 
     def negatives(self, split: str) -> np.ndarray:
         if split not in self._negatives:
@@ -55,7 +51,7 @@ class Evaluator:
     def ranks(self, model: Scorer, split: str, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, targets, ranks) of ``split``'s targets, users in increasing order."""
         negatives = self.negatives(split) if protocol == "sampled" else None
-        users = self.users.get(split)
+        users = self.valid_users if split == "valid" else self.test_users
         return rank_targets(model, self.data, split, protocol, self.batch_size, self.device, negatives, users)
 
     def evaluate(self, model: Scorer, split: str, protocols: list[str] | None = None) -> dict:

@@ -88,8 +88,11 @@ def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.d
 
 
 def build_evaluator(cfg, data: SequenceData, device: torch.device | str = "cpu") -> Evaluator:
-    """The evaluator of training: validation ranks ``train.valid_users`` users at most (a fixed sample)."""
-    return Evaluator(data, cfg.eval, cfg.train.eval_batch_size, torch.device(device), validation_users(cfg, data))
+    """The configured evaluator: validation ranks ``train.valid_users`` users at most and the test split
+    ``eval.users`` (fixed samples)."""
+    tested = sample_users(data.num_users, cfg.eval.users, "test")
+    valid = validation_users(cfg, data)
+    return Evaluator(data, cfg.eval, cfg.train.eval_batch_size, torch.device(device), valid, tested)
 
 
 def validation_users(cfg, data: SequenceData) -> np.ndarray | None:

@@ -9,10 +9,10 @@ from ..data.sequences import SequenceData
 from ..data.store import load_dataset
 from ..eval.baselines import PopularityScorer, RandomScorer
 from ..eval.cold import cold_item_metrics
-from ..eval.evaluate import Evaluator, sample_users
 from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report
 from ..seq.backbones import left_padded
+from ..seq.build import build_evaluator
 from ..seq.objectives import objective_name
 from ..seq.store import load_model, trained_seeds
 from ..training.device import resolve_device
@@ -24,8 +24,8 @@ def produce(ctx: StageRun, out: Path) -> dict:
     ds = load_dataset(ctx.inputs["dataset"])
     device = resolve_device(cfg.train.device)
     data = SequenceData(ds, cfg.seq.max_length, left_padded(cfg.seq))
-    tested = sample_users(data.num_users, cfg.eval.users, "test")
-    evaluator = Evaluator(data, cfg.eval, cfg.train.eval_batch_size, device, test_users=tested)
+    evaluator = build_evaluator(cfg, data, device)
+    tested = evaluator.test_users
     per_seed = {}
     for seed in trained_seeds(ctx.inputs["seq"]):
         model = load_model(ctx.inputs["seq"], seed, device)
