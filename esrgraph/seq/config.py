@@ -77,7 +77,8 @@ class SeqConfig:
         help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation) or llmesr (the full model)",
     )
     # 256: test NDCG@10 +4% on amazon-beauty and +3% on held-out amazon-office (3 seeds each, every group
-    # higher) over 128, which had beaten the reference's 64 on validation (results/README.md)
+    # higher under full ranking) over 128, which had beaten the reference's 64 on validation; since then
+    # +4% on amazon-scientific and held-out steam-100k (results/README.md)
     hidden_size: int = field(256, min=1, help="size of each view's item and user vectors (the reference used 64)")
     num_layers: int = field(2, min=1, help="encoder layers")
     num_heads: int = field(1, min=1, help="attention heads per layer (must divide hidden_size)")
