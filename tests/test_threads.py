@@ -38,15 +38,20 @@ def test_a_fixed_count_or_omp_num_threads_is_kept(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     try:
         threads.configure(None)
-        assert not threads._adapting and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert not threads._adapting and os.environ["GOMP_SPINCOUNT"] == threads.SPIN_COUNT
         threads.configure(1)
         assert torch.get_num_threads() == 1 and not threads._adapting
         monkeypatch.delenv("OMP_NUM_THREADS")
         monkeypatch.setattr(threads, "free_threads", lambda: 1)
         threads.configure(None)
         assert threads._adapting and os.environ["OMP_NUM_THREADS"] == "1"
+        monkeypatch.delenv("GOMP_SPINCOUNT")
+        monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the user's policy stands
+        threads.configure(None)
+        assert "GOMP_SPINCOUNT" not in os.environ
     finally:
         threads._adapting = False
         torch.set_num_threads(before)
