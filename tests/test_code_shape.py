@@ -54,10 +54,12 @@ def test_the_readme_is_a_front_door():
     """At most 400 lines, the two set-up commands CI runs, a code map and the configuration reference."""
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 400
-    assert 'pip install -e ".[dev]" && esr pipeline configs/quick.yaml' in text
+    install = 'pip install uv==0.13.9 && uv pip install -e ".[dev]"'
+    assert install + " && esr pipeline configs/quick.yaml" in text
     assert ". .venv/bin/activate && python -m pytest -q tests" in text
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest -q tests" in ci
+    assert all(step in ci for step in install.split(" && ")), "CI installs as the README does"
     assert "## Code map" in text and "docs/configuration.md" in text
     for folder in ("cli/", "esrgraph/stages/", "esrgraph/seq/", "esrgraph/training/"):
         assert f"`{folder}`" in text, folder
