@@ -54,7 +54,7 @@ def test_the_readme_is_a_front_door():
     """At most 400 lines, the two set-up commands CI runs, a code map and the configuration reference."""
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 400
-    install = 'pip install uv==0.13.9 && uv pip install -e ".[dev]"'
+    install = 'pip install uv==0.13.9 && uv pip install --compile-bytecode -e ".[dev]"'
     assert install + " && esr pipeline configs/quick.yaml" in text
     assert ". .venv/bin/activate && python -m pytest -q tests" in text
     ci = (ROOT / ".ci" / "run").read_text()

@@ -88,6 +88,7 @@ def test_a_second_trainer_of_the_same_stage_stops_with_one_line(tiny, tmp_path):
         )
         assert first.poll() is None  # the first trains on, undisturbed
         assert not any(str(second.pid) in p.name for p in (root / "r").iterdir())  # nothing of the second's
+        wait_for(lambda: (root / "r" / "seq.checkpoints").is_dir(), first)  # training, not still starting
     finally:
         first.terminate()
         first.wait(timeout=60)
