@@ -165,9 +165,6 @@ class TrainConfig:
         1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
     )
     gbce_t: float = field(0.75, min=0.0, max=1.0, help="gbce: calibration t (0: plain bce, 1: full calibration)")
-    label_smoothing: float = field(
-        0.0, min=0.0, lt=1.0, help="ce: this share of each target's mass spread evenly over every item"
-    )
     # 0.999 (about the last 1,000 steps), chosen on amazon-scientific (0.998, 0.99 and 0.9995 lower) and
     # confirmed on amazon-beauty and the held-out data (results/README.md, "Weight averaging by default")
     weight_average: float = field(

@@ -12,8 +12,7 @@ positions:
   Recommendation Trained with Negative Sampling", RecSys 2023): the positive
   term raised to the power β = α(t(1 − 1/α) + 1/α), α = negatives / (N − 1),
   which calibrates a model trained on few negatives towards the full softmax;
-* ``ce``: cross-entropy over every item (a full softmax, N-wide per position), optionally
-  label-smoothed;
+* ``ce``: cross-entropy over every item (a full softmax, N-wide per position);
 * ``sampled_softmax``: cross-entropy over the target and ``train.negatives``
   items shared by the whole batch, drawn with probability q ∝ popularity^β;
   every logit is corrected by −log(n·q) ("On Using Very Large Target
@@ -96,19 +95,10 @@ class Objective:
 
 
 class FullSoftmax(Objective):
-    """Cross-entropy over every item; with ``label_smoothing`` ε the target gets 1 − ε of the mass and
-    every item (the target too) ε / N, which caps how far popular items' scores pull ahead."""
-
-    settings = ("label_smoothing",)
-
-    def __init__(self, num_items, negatives=1, popularity=None, label_smoothing: float = 0.0, **settings):
-        super().__init__(num_items, negatives)
-        self.label_smoothing = label_smoothing
+    """Cross-entropy over every item."""
 
     def loss(self, hidden, targets, candidates, vectors, table):
         logits = hidden @ table().T
-        if self.label_smoothing > 0:  # column 0 (padding) left out, so no mass goes to it
-            return F.cross_entropy(logits[:, 1:], targets - 1, reduction="sum", label_smoothing=self.label_smoothing)
         logits[:, 0] = -float("inf")
         return F.cross_entropy(logits, targets, reduction="sum")
 
