@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from esrgraph.training.threads import OPENMP_VARIABLES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSY = "import numpy as np\na = np.random.rand(400, 400)\nwhile True:\n    a @ a"
 
@@ -35,7 +37,7 @@ def train(config: str, root: str, epochs: int, threads: int | None, name: str) -
     args = [sys.executable, "-m", "cli.main", "-q"] + (["--threads", str(threads)] if threads else [])
     overrides = [f"run.root={root}", f"train.epochs={epochs}", f"train.patience={epochs + 1}", "train.seeds=[1]"]
     command = args + ["train-seq", config] + [f for o in overrides for f in ("-o", o)] + ["--force"]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_VARIABLES}
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     history = _history(root)
     print(f"{name}: {[round(s, 2) for s in history]}", flush=True)

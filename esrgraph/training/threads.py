@@ -34,6 +34,8 @@ SAMPLE_SECONDS = 0.1
 RESAMPLE_AFTER = 5.0  # seconds: a count this recent is kept (a sample sleeps SAMPLE_SECONDS)
 # Busy-wait iterations before an idle OpenMP thread sleeps (the runtime's own default: 300,000).
 SPIN_COUNT = "10000"
+# The environment variables this module reads or sets: a child meant to follow the rule anew drops them.
+OPENMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _adapting = False  # the count follows the free cores (configured by a command, no count fixed)
 _configured = False  # a command (or an API call) has applied the rule in this process
 _sampled_at = float("-inf")  # time.monotonic() of the last sample
