@@ -94,7 +94,7 @@ def test_users_are_embedded_only_for_a_model_that_self_distils(tiny, tmp_path):
     assert np.load(distilling / "similar_users.npy").shape == (8, 3)
 
 
-def test_openvino_agrees_with_fp32_and_keeps_its_converted_model(tmp_path, monkeypatch):
+def test_openvino_agrees_with_fp32_and_keeps_its_converted_model(tmp_path, monkeypatch, capfd):
     ov = pytest.importorskip("openvino")
     sent = []
     with contextlib.suppress(ImportError):  # the converter's usage reports: none may leave the process
@@ -104,6 +104,7 @@ def test_openvino_agrees_with_fp32_and_keeps_its_converted_model(tmp_path, monke
     texts = ["Red nail polish by OPI", "A heavy-duty stapler for roofing felt and carpet", "short"]
     fast = encoder_module.TextEncoder.load("bundled", "cpu", "auto", 64, "openvino", tmp_path / "models")
     assert sent == []
+    assert "loss_type" not in capfd.readouterr().err  # the tracer's read of the training-loss property
     exact = encoder_module.TextEncoder.load("bundled", "cpu", "fp32", 64, "torch")
     assert fast.backend == "openvino" and fast.cache_key() != exact.cache_key()
     a, b = fast.encode(texts, batch_size=2), exact.encode(texts, batch_size=2)

@@ -30,6 +30,10 @@ from ..artifacts import remove_abandoned, temporary_sibling
 
 log = logging.getLogger(__name__)
 
+# Tracing reads every attribute of the model, the training-loss property too, which warns that a
+# sentence model names no loss ("loss_type=None ... ForCausalLMLoss"): noise in every first run's log
+TRANSFORMERS_MODEL_LOG = "transformers.modeling_utils"
+
 # embed.precision -> OpenVINO's inference precision hint
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -94,7 +98,7 @@ def _converted(model, model_id: str, example: dict, cache: Path | None):
             shutil.rmtree(folder, ignore_errors=True)
     _no_usage_reports()
     start = time.perf_counter()
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _quiet(TRANSFORMERS_MODEL_LOG):
         # tracing records the padding-mask branches as taken: they are, for every batch the encoder forms
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         converted = ov.convert_model(_Inputs(model, names).eval(), example_input=tuple(example.values()))
@@ -104,6 +108,18 @@ def _converted(model, model_id: str, example: dict, cache: Path | None):
     _save(ov, converted, folder)
     # run what a later run reads: the model as saved compiles to other kernels than the one in memory
     return ov.Core().read_model(folder / "model.xml")
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """Only errors from the logger ``name`` while the block runs."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _no_usage_reports() -> None:
