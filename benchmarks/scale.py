@@ -12,11 +12,15 @@ time and the child's peak RSS are recorded. With several sizes the cost of
 each stage is fitted as a power of the number of interactions (the slope of
 log time against log interactions).
 
-    python benchmarks/scale.py --sizes 1e5,1e6 [--users-per-item 1] [--epochs 1] \\
+    python benchmarks/scale.py --sizes 1e5,1e6 [--items-per-user 1] [--mean-length 9] [--epochs 1] \\
         [--eval-users 100000] [--json benchmarks/results/scale.json] [--root /tmp/scale]
+    # the largest size: 1M users and 1M items
+    python benchmarks/scale.py --sizes 3e7 --mean-length 30 --eval-users 100000 --root /tmp/scale
+    # an interrupted run, from the stage it stopped in (the data and earlier stages' outputs are kept)
+    python benchmarks/scale.py --sizes 1e7 --from-stage train-seq --root /tmp/scale
 
 A size is the number of interactions; users and items follow from it
-(interactions / 9 users, the same number of items by default).
+(interactions / ``--mean-length`` users, the same number of items by default).
 """
 
 from __future__ import annotations
@@ -39,14 +43,19 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "embed", "build-graph", "pretrain-gnn", "train-seq")
 WORDS = 20_000  # title vocabulary
 MEAN_LENGTH = 9
+MIN_LENGTH = 5
 
 
-def generate(folder: Path, interactions: int, items_per_user: float, seed: int = 0) -> dict:
+def generate(
+    folder: Path, interactions: int, items_per_user: float, mean_length: float = MEAN_LENGTH, seed: int = 0
+) -> dict:
     """Write ``sequences.txt`` and ``items.csv`` of about ``interactions`` interactions into ``folder``."""
+    if mean_length <= MIN_LENGTH:
+        raise SystemExit(f"--mean-length must be above {MIN_LENGTH} (every user has at least {MIN_LENGTH} items)")
     rng = np.random.default_rng(seed)
-    users = max(interactions // MEAN_LENGTH, 10)
+    users = max(int(interactions / mean_length), 10)
     items = max(int(users * items_per_user), 20)
-    lengths = 5 + rng.geometric(1.0 / (MEAN_LENGTH - 4), size=users) - 1
+    lengths = MIN_LENGTH + rng.geometric(1.0 / (mean_length - MIN_LENGTH + 1), size=users) - 1
     # Zipf: a long tail of rarely seen items; drawn at once (a draw per user re-reads every item's weight)
     chosen = zipf_choice(rng, items, int(lengths.sum()), exponent=1.05) + 1
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,10 +138,29 @@ def fitted_exponents(results: list[dict]) -> dict:
     return out
 
 
+def _data(folder: Path, size: int, args) -> dict:
+    """Generate the data, or read back what an earlier run generated when resuming from a later stage."""
+    record = folder / "data.json"
+    if args.from_stage == STAGES[0]:
+        data = generate(folder, size, args.items_per_user, args.mean_length)
+        record.write_text(json.dumps(data))
+        return data
+    if not record.is_file():
+        raise SystemExit(f"{record}: no generated data to resume from; run from the first stage")
+    return json.loads(record.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e5,1e6", help="interactions per dataset, comma-separated")
     parser.add_argument("--items-per-user", type=float, default=1.0)
+    parser.add_argument("--mean-length", type=float, default=MEAN_LENGTH, help="mean items per user")
+    parser.add_argument(
+        "--from-stage",
+        choices=STAGES,
+        default=STAGES[0],
+        help="run from this stage on, over the data and earlier outputs under --root (resuming a stopped run)",
+    )
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (train-seq)")
     parser.add_argument(
         "--eval-users", type=int, default=None, help="the test split ranks a fixed sample of this many users"
@@ -143,11 +171,11 @@ def main() -> None:
     results = []
     for size in (int(float(s)) for s in args.sizes.split(",")):
         folder = Path(args.root) / f"n{size}"
-        data = generate(folder, size, args.items_per_user)
+        data = _data(folder, size, args)
         print(f"{size:,} interactions: {data}", flush=True)
         cfg = config(folder, args.epochs, args.eval_users)
         stages = []
-        for stage in STAGES:
+        for stage in STAGES[STAGES.index(args.from_stage) :]:
             stages.append(run_stage(stage, cfg))
             print(f"  {stages[-1]}", flush=True)
             if not stages[-1]["ok"]:
