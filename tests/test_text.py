@@ -45,6 +45,8 @@ def test_pca_matches_svd_up_to_sign():
         assert np.allclose(np.abs(got[:, j]), np.abs(want[:, j]), atol=1e-4)
     assert np.all(np.diff(got.var(0)) < 0)  # components in order of variance
     assert np.array_equal(pca(x, 3), got)  # deterministic
+    blockwise = pca(x, 3, block=7)  # accumulated 7 rows at a time: the same projection
+    assert blockwise.dtype == np.float32 and np.allclose(blockwise, got, atol=1e-5)
     with pytest.raises(EsrError, match="larger than the text embedding size"):
         pca(x, 11)
 

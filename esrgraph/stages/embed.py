@@ -34,13 +34,11 @@ def produce(ctx: StageRun, out: Path | None) -> dict | None:
     cfg, dist = ctx.cfg.embed, ctx.dist
     as_path = categories_are_path(ds, ctx.cfg.dataset.metadata.categories_are_path)
     encoder = load_encoder(cfg, ctx.run.cache_dir, dist.local_rank)
-    cache = EmbeddingCache(ctx.run.cache_dir / "text", encoder.cache_key(), encoder.dim) if cfg.cache else None
     items = item_texts(ds, cfg.item_template, as_path, encoder.max_tokens)
-    item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts", dist)
-    encoded_users = None
+    users = None
     if cfg.users == "text":
         users = user_texts(ds, cfg.user_item_template, cfg.user_separator, as_path, encoder.max_tokens, items)
-        encoded_users = encode_cached(encoder, users, cfg.batch_size, cache, "user texts", dist)
+    item_vecs, encoded_users = _encode(encoder, cfg, ctx.run.cache_dir, items, users, dist)
     if not dist.is_main:
         return None
     user_vecs = user_vectors(ds, cfg, item_vecs, encoded_users)
@@ -65,6 +63,16 @@ def produce(ctx: StageRun, out: Path | None) -> dict | None:
         "users": cfg.users,
         "world_size": dist.world,
     }
+
+
+def _encode(encoder, cfg, cache_dir: Path, items: list[str], users: list[str] | None, dist):
+    """Item and user text vectors (None off rank 0). The cache, a second copy of every vector, is
+    released on return: at a million items it was a GiB of the stage's peak memory."""
+    cache = EmbeddingCache(cache_dir / "text", encoder.cache_key(), encoder.dim) if cfg.cache else None
+    item_vecs = encode_cached(encoder, items, cfg.batch_size, cache, "item texts", dist)
+    if users is None:
+        return item_vecs, None
+    return item_vecs, encode_cached(encoder, users, cfg.batch_size, cache, "user texts", dist)
 
 
 def user_vectors(ds, cfg, item_vecs: np.ndarray, encoded_users: np.ndarray | None) -> np.ndarray:
