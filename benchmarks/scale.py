@@ -50,8 +50,6 @@ def generate(
     folder: Path, interactions: int, items_per_user: float, mean_length: float = MEAN_LENGTH, seed: int = 0
 ) -> dict:
     """Write ``sequences.txt`` and ``items.csv`` of about ``interactions`` interactions into ``folder``."""
-    if mean_length <= MIN_LENGTH:
-        raise SystemExit(f"--mean-length must be above {MIN_LENGTH} (every user has at least {MIN_LENGTH} items)")
     rng = np.random.default_rng(seed)
     users = max(int(interactions / mean_length), 10)
     items = max(int(users * items_per_user), 20)
@@ -168,6 +166,8 @@ def main() -> None:
     parser.add_argument("--root", default="/tmp/esrgraph-scale")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.mean_length <= MIN_LENGTH:
+        parser.error(f"--mean-length must be above {MIN_LENGTH} (every user has at least {MIN_LENGTH} items)")
     results = []
     for size in (int(float(s)) for s in args.sizes.split(",")):
         folder = Path(args.root) / f"n{size}"

@@ -32,7 +32,8 @@ def pca(x: np.ndarray, dim: int, block: int = BLOCK) -> np.ndarray:
     values, vectors = np.linalg.eigh(cov / (n - 1))
     top = vectors[:, np.argsort(values)[::-1][:dim]]
     signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(dim)])
+    projection = top * signs
     out = np.empty((n, dim), np.float32)
     for rows in blocks:
-        out[rows] = (x[rows].astype(np.float64) - mean) @ (top * signs)
+        out[rows] = (x[rows].astype(np.float64) - mean) @ projection
     return out
