@@ -173,9 +173,11 @@ def test_plain_baseline_needs_no_embeddings(tiny, tmp_path):
     assert not (root / "r" / "embed").exists()
 
 
-def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path):
+@pytest.mark.parametrize("objective", [("train.loss=bce",), ("train.loss=sampled_softmax", "train.sparse_ids=true")])
+def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path, objective):
     """DistributedDataParallel on CPU (gloo): same global batches, negatives and normalisation,
-    so without dropout two processes train the same model as one, up to float rounding."""
+    so without dropout two processes train the same model as one, up to float rounding (with
+    sparse id-table updates too: DDP sums the sparse gradients)."""
     import os
     import subprocess
     import sys
@@ -184,7 +186,7 @@ def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path):
     common = [
         "seq.variant=plain",
         "seq.dropout=0.0",
-        "train.loss=bce",
+        *objective,
         "train.batch_size=4",
         "train.epochs=3",
         "train.seeds=[5]",

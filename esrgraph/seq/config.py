@@ -176,6 +176,13 @@ class TrainConfig:
     )
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")
+    sparse_ids: bool | Literal["auto"] = field(
+        "auto",
+        help="the item-id table gets sparse gradients and a row-wise (lazy) Adam: a step updates only the rows "
+        "it read (its inputs, targets and drawn negatives), so its cost does not grow with the catalogue; "
+        "needs an objective that draws candidates (not ce) and weight_decay 0; auto: on where both hold and "
+        "there are more than 50,000 trainable items",
+    )
     batch_size: int = field(128, min=1, help="users per batch")
     epochs: int = field(200, min=1, help="most epochs")
     patience: int = field(
@@ -217,3 +224,8 @@ class TrainConfig:
         check_device(self.device, "train.device")
         if not self.seeds:
             raise ConfigError("train.seeds: give at least one seed")
+        if self.sparse_ids is True and self.weight_decay > 0:
+            raise ConfigError(
+                f"train.sparse_ids: true leaves the id table without weight decay, but train.weight_decay is "
+                f"{self.weight_decay}; set one of them off"
+            )

@@ -72,6 +72,7 @@ class Objective:
 
     settings: tuple[str, ...] = ()  # the train.* keys it reads, for the config reference
     default_negatives = 1  # train.negatives when it is not set
+    scores_every_item = False  # every step reads every item's vectors (no sparse id-table updates)
 
     def __init__(self, num_items: int, negatives: int = 1, popularity: torch.Tensor | None = None, **settings):
         self.num_items = num_items
@@ -96,6 +97,8 @@ class Objective:
 
 class FullSoftmax(Objective):
     """Cross-entropy over every item."""
+
+    scores_every_item = True
 
     def loss(self, hidden, targets, candidates, vectors, table):
         logits = hidden @ table().T

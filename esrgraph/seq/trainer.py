@@ -35,6 +35,7 @@ from ..training.loop import EpochCallback, TrainingLoop, TrainResult
 from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
+from .optimiser import recommender_optimiser
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class Trainer:
                 f"{len(self.users)} users have a training sequence, fewer than the {self.dist.world} "
                 "processes; launch at most that many"
             )
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        self.optimizer = recommender_optimiser(model, train, model.training_parts.objective)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
         self.precision = training_precision(train.precision, device)
         if train.precision == "auto" and self.dist.is_main:
