@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from esrgraph.data.sequences import SequenceData
+from esrgraph.eval.baselines import FixedScores
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.eval.metrics import aggregate, metrics_from_ranks
@@ -73,6 +74,24 @@ def test_full_ranking_with_ties_and_diverged_rows_in_one_batch_matches_brute_for
         candidates = data.num_items - len(history | {int(data.full[u][-cut])})
         expected = candidates if u in broken else brute_full_rank(data, table, u, split)
         assert ranks[u] == expected
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_scores_fixed_for_every_user_rank_as_brute_force_without_a_score_matrix(split, monkeypatch):
+    """The popularity floor's way: one score per item; ties count against the target, and histories
+    that repeat an item (or hold the target itself) remove each item once."""
+    rng = np.random.default_rng(4)
+    seqs = [list(rng.choice(np.arange(1, 31), size=rng.integers(3, 12), replace=True)) for _ in range(40)]
+    data = SequenceData(make_dataset(seqs, 30), max_length=50)
+    row = np.round(rng.normal(size=31) * 2)  # a few distinct values: many ties
+    row[0] = -np.inf
+    scorer = FixedScores(torch.tensor(row).unsqueeze(1))
+    monkeypatch.setattr(FixedScores, "user_vectors", lambda *a, **k: pytest.fail("scored the users"))
+    users, targets, ranks = rank_targets(scorer, data, split, "full", 7, torch.device("cpu"))
+    table = np.tile(row, (data.num_users, 1))
+    assert ranks.tolist() == [brute_full_rank(data, table, u, split) for u in users]
+    cut = {"valid": 2, "test": 1}[split]
+    assert targets.tolist() == [int(data.full[u][-cut]) for u in users]
 
 
 def test_sampled_ranking_matches_brute_force():

@@ -34,6 +34,10 @@ class FixedScores:
     def item_tables(self) -> torch.Tensor:
         return self.table
 
+    def fixed_scores(self) -> torch.Tensor:
+        """[N + 1]: every item's score, whatever the user (full ranking then needs no score matrix)."""
+        return self.table[:, 0]
+
     def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
         return users @ (self.table if tables is None else tables).T
 

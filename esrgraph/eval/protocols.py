@@ -81,6 +81,9 @@ def rank_targets(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank of each user's ``split`` target; returns (users, targets, ranks)."""
     users = np.arange(data.num_users) if users is None else users
+    fixed = getattr(model, "fixed_scores", None)
+    if protocol == "full" and fixed is not None:
+        return users, *_fixed_full_ranks(fixed(), data, split, users)
     tables = model.item_tables() if protocol == "full" else None
     # Batches of users with similar history lengths pad little; results return in input order.
     order = np.argsort([len(data.full[u]) for u in users], kind="stable")
@@ -100,6 +103,31 @@ def rank_targets(
         targets.append(batch.targets.cpu().numpy())
     back = np.argsort(order, kind="stable")
     return users, np.concatenate(targets)[back], np.concatenate(ranks)[back]
+
+
+def _fixed_full_ranks(
+    scores: torch.Tensor, data: SequenceData, split: str, users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, ranks) under full ranking for one score per item, the same for every user.
+
+    The same candidates and rule as :func:`_full_rank` without scoring [users, N] at all: the
+    candidates at least as high as the target are those of the whole catalogue, less the user's
+    history items among them. A popularity floor ranked 50,000 users against 705,883 items in about
+    8 minutes the scoring way.
+    """
+    warm = scores.flatten()[: data.num_warm + 1].double().cpu().numpy()
+    if not np.isfinite(warm[1:]).all():
+        raise EsrError("fixed item scores must be finite")
+    ordered = np.sort(warm[1:])
+    cut = {"valid": 2, "test": 1}[split]
+    targets = np.array([data.full[u][-cut] for u in users], dtype=np.int64)
+    target_scores = warm[targets]
+    # warm items scored at least as high as the target, the target itself left out
+    ranks = len(ordered) - np.searchsorted(ordered, target_scores, side="left") - 1
+    for row, history in enumerate(data.history_sets(users, split)):
+        seen = np.unique(history[(history != targets[row]) & (history <= data.num_warm)])
+        ranks[row] -= int((warm[seen] >= target_scores[row]).sum())
+    return targets, ranks
 
 
 def _full_rank(
