@@ -81,7 +81,11 @@ def untimed(history):
     return [{k: v for k, v in e.items() if "seconds" not in k} for e in history]
 
 
-@pytest.mark.parametrize("extra", [(), ("train.weight_average=0.9",)], ids=["raw", "averaged"])
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("train.weight_average=0.9",), ("train.loss=sampled_softmax", "train.sparse_ids=true")],
+    ids=["raw", "averaged", "sparse-ids"],
+)
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch, extra):
     straight, _ = setup("sasrec", tmp_path / "a", epochs=4, extra=extra)
     expected = straight.fit(seed=3)
