@@ -57,7 +57,7 @@ def step_seconds(items: int, variant: str, sparse: bool, steps: int) -> dict:
     model = build_recommender(cfg, inputs, seed=0)
     data = inputs.sequences(cfg)
     prepare_training(cfg, inputs, model, data)
-    optimizer = recommender_optimiser(model, cfg.train, model.training_parts.objective)
+    optimizer = recommender_optimiser(model, cfg.train)
     average = WeightAverage(model, cfg.train.weight_average)
     users = data.trainable_users()
     generator = torch.Generator().manual_seed(0)

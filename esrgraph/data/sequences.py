@@ -118,10 +118,13 @@ class SequenceData:
         """
         cut = {"train": 2, "valid": 2, "test": 1}[split]
         items, lengths = self.pad([self.full[u][:-cut] for u in users], extra)
-        targets = None
-        if split != "train":
-            targets = torch.tensor([int(self.full[u][-cut]) for u in users], dtype=torch.long)
+        targets = torch.from_numpy(self.split_targets(users, split)) if split != "train" else None
         return Batch(torch.from_numpy(np.asarray(users)), items, lengths, targets)
+
+    def split_targets(self, users: np.ndarray, split: str) -> np.ndarray:
+        """int64 [B]: each user's held-out item of ``split`` ('valid' or 'test')."""
+        cut = {"valid": 2, "test": 1}[split]
+        return np.array([self.full[u][-cut] for u in users], dtype=np.int64)
 
     def history_sets(self, users: np.ndarray, split: str) -> list[np.ndarray]:
         """Items each user had interacted with before the split's target."""

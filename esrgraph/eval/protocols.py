@@ -119,13 +119,12 @@ def _fixed_full_ranks(
     if not np.isfinite(warm[1:]).all():
         raise EsrError("fixed item scores must be finite")
     ordered = np.sort(warm[1:])
-    cut = {"valid": 2, "test": 1}[split]
-    targets = np.array([data.full[u][-cut] for u in users], dtype=np.int64)
+    targets = data.split_targets(users, split)
     target_scores = warm[targets]
     # warm items scored at least as high as the target, the target itself left out
     ranks = len(ordered) - np.searchsorted(ordered, target_scores, side="left") - 1
-    for row, history in enumerate(data.history_sets(users, split)):
-        seen = np.unique(history[(history != targets[row]) & (history <= data.num_warm)])
+    for row, history in enumerate(data.history_sets(users, split)):  # history items are all warm
+        seen = np.unique(history[history != targets[row]])
         ranks[row] -= int((warm[seen] >= target_scores[row]).sum())
     return targets, ranks
 

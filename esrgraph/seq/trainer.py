@@ -104,7 +104,7 @@ class Trainer:
                 f"{len(self.users)} users have a training sequence, fewer than the {self.dist.world} "
                 "processes; launch at most that many"
             )
-        self.optimizer = recommender_optimiser(model, train, model.training_parts.objective)
+        self.optimizer = recommender_optimiser(model, train)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
         self.precision = training_precision(train.precision, device)
         if train.precision == "auto" and self.dist.is_main:
