@@ -12,7 +12,9 @@ from .app import config_argument, esr, run_options
 def pipeline(run) -> None:
     """Run embed, build-graph, pretrain-gnn, train-seq and evaluate in one run directory.
 
-    Stages whose outputs are up to date are skipped; an interrupted stage continues.
+    Stages whose outputs are up to date are skipped; an interrupted stage continues. Where the
+    metadata give no item a brand, category or price (titles only), build-graph and pretrain-gnn are
+    skipped with a warning, unless the model reads the graph (seq.fusion).
     """
     from esrgraph.eval.report import report
     from esrgraph.pipeline import run_pipeline

@@ -16,6 +16,7 @@ from typing import Any
 
 from .artifacts import cached_sha256, read_json, stage_damage
 from .data.files import display_name, resolve_path
+from .graph.build import NoAttributeError
 from .locks import exclusive
 from .runs import Run
 from .stages import Stage, StageRun, embed, evaluate, gnn, graph, prepare, seq
@@ -107,12 +108,27 @@ def damage(run: Run, name: str) -> str | None:
 
 def run_pipeline(run: Run) -> tuple[Path, dict]:
     """Every stage, the graph ones too whether or not the recommender reads them; returns the
-    evaluation folder and its metrics."""
+    evaluation folder and its metrics. Data with no item attribute (titles only) have no graph: the
+    graph stages are then skipped with a warning, unless the recommender reads the graph."""
+    skip = () if _has_graph(run) else ("graph", "gnn")
     for name in ORDER:
-        if name != "eval":
+        if name not in skip and name != "eval":
             ensure(run, name)
     out = ensure(run, "eval")
     return out, read_json(out / "metrics.json")
+
+
+def _has_graph(run: Run) -> bool:
+    """False, with a warning, where the metadata give no item an attribute and the recommender does not
+    read the graph; the error stands where it does."""
+    try:
+        ensure(run, "graph")
+    except NoAttributeError as err:
+        if "gnn" in STAGES["seq"].reads(run.cfg):
+            raise
+        log.warning("build-graph, pretrain-gnn: skipped, the recommender does not read the graph: %s", err)
+        return False
+    return True
 
 
 def _key(run: Run, stage: Stage) -> tuple[str, Any, dict[str, str], dict[str, str]]:

@@ -45,6 +45,21 @@ def test_pipeline_runs_every_stage_then_skips_them(tiny, tmp_path, capsys, monke
     )
 
 
+def test_pipeline_on_titles_only_skips_the_graph_the_model_does_not_read(tiny, tmp_path, capsys, caplog):
+    """Titles-only metadata have no graph: the default model (no graph fusion) trains and is evaluated
+    without one; a model that reads the graph stops with the metadata file named."""
+    meta = tmp_path / "titles.json"
+    meta.write_text(json.dumps({str(i): {"title": f"item {i}"} for i in range(1, 9)}))
+    root = tmp_path / "runs"
+    assert main(["pipeline"] + args(tiny, root, f"dataset.metadata.path={meta}")) == 0
+    assert "| full | overall | model |" in capsys.readouterr().out
+    assert "build-graph, pretrain-gnn: skipped" in caplog.text and "titles.json: no usable attribute" in caplog.text
+    assert (root / "r" / "eval" / "manifest.json").is_file()
+    assert not (root / "r" / "graph").exists() and not (root / "r" / "gnn").exists()
+    assert main(["pipeline"] + args(tiny, root, f"dataset.metadata.path={meta}", "seq.fusion=view")) == 2
+    assert "titles.json: no usable attribute" in capsys.readouterr().err
+
+
 def test_ablation_writes_table_and_plot(tiny, tmp_path, capsys):
     root = tmp_path / "runs"
     only = ["sasrec", "llmesr", "dual-view+graph-init", "dual-view+graph-view", "dual-view+readouts-fitted", "full"]

@@ -81,11 +81,15 @@ def build_graph_data(
         _add_parents(linked["category"], categories)
     attribute_stats = {t: {**lk.stats, "min_count": getattr(cfg.min_count, t)} for t, lk in linked.items()}
     if not any(len(lk.items) for lk in linked.values()):
-        raise EsrError(no_attribute_message(source, len(item_meta), attribute_stats))
+        raise NoAttributeError(no_attribute_message(source, len(item_meta), attribute_stats))
     edges = _hetero_edges(len(item_meta), linked, hierarchy)
     stats = graph_stats(edges, attribute_stats, price_stats)
     vocab = {t: lk.vocab for t, lk in linked.items()}
     return BuiltGraph(edges, vocab, price_edges, stats)
+
+
+class NoAttributeError(EsrError):
+    """The metadata give no item a usable attribute, so there is no graph to build (titles-only data)."""
 
 
 def no_attribute_message(source: str, num_items: int, attribute_stats: dict[str, dict]) -> str:
