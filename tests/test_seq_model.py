@@ -51,6 +51,34 @@ def test_padding_and_batch_company_do_not_change_a_user(backbone, variant):
     assert alone.shape == (1, 16 if variant == "llmesr" else 8)
 
 
+@pytest.mark.parametrize(
+    "backbone, extra",
+    [
+        ("sasrec", {}),
+        ("sasrec", {"num_layers": 1}),
+        ("sasrec", {"cross_attention": True}),
+        ("sasrec", {"reference_padding": True}),
+        ("bert4rec", {}),
+        ("bsarec", {"max_length": 12}),
+    ],
+)
+def test_ranking_reads_the_last_position_as_the_full_pass_does(backbone, extra):
+    """In eval mode the last block computes only each row's last position; the vector must be the one
+    the whole sequence's outputs give there. A wrong key mask or query row would move it."""
+    m = model(backbone, "llmesr", **extra)
+    rows = [[3, 7, 1, 9, 4, 2], [5], [8, 8, 2]]
+    items, lengths = padded(rows, width=7)
+    if m.left_pad:  # a window of max_length positions, history at the right
+        items, lengths = padded([[0] * (m.cfg.max_length - len(r)) + r for r in rows])[0], torch.tensor([6, 1, 3])
+    fast = m.user_vectors(items, lengths)
+    if m.appended_tokens:
+        items, lengths = m._append_mask(items, lengths)
+    full = m._last(m.sequence_outputs(items, lengths), items, lengths)
+    assert fast.shape == (3, 16)
+    assert torch.allclose(fast, full, atol=1e-5)
+    assert not torch.allclose(fast[0], fast[2], atol=1e-3)  # rows stay distinct
+
+
 def test_results_do_not_depend_on_max_length():
     short, long = model(max_length=10), model(max_length=60)  # the same seed, nothing copied
     assert torch.equal(long.encoder.positions.weight[:11], short.encoder.positions.weight)

@@ -146,11 +146,14 @@ class SeqRecommender(nn.Module):
 
     def sequence_outputs(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encoder outputs of all views, concatenated: [B, T, V * d]."""
+        return torch.cat([self.encoder(v, lengths) for v in self._view_inputs(items, lengths)], dim=-1)
+
+    def _view_inputs(self, items: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         views = [v * self.input_scale for v in self.views.lookup(items)]
         if self.cross is not None:
             valid = valid_mask(lengths, items.shape[1], self.left_pad)
             views = self.cross(views, valid, causal=self.causal)
-        return torch.cat([self.encoder(v, lengths) for v in views], dim=-1)
+        return views
 
     def user_vectors(
         self,
@@ -167,11 +170,19 @@ class SeqRecommender(nn.Module):
         """
         if self.appended_tokens:
             items, lengths = self._append_mask(items, lengths)
-        vectors = self._last(self.sequence_outputs(items, lengths), items, lengths)
+        vectors = self._last_outputs(items, lengths)
         # users first: self-distillation passes none, and reading ``active`` syncs a GPU
         if (users is None and groups is None) or self.readouts is None or not self.readouts.active:
             return vectors
         return self.readouts(vectors, users, groups=groups)
+
+    def _last_outputs(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each row's output at its most recent position, [B, V * d]. In eval mode an encoder that can
+        computes that position alone; training keeps the full pass, so dropout draws stay as they were."""
+        if self.training or not getattr(self.encoder, "reads_one_position", False):
+            return self._last(self.sequence_outputs(items, lengths), items, lengths)
+        last = last_positions(items, lengths, self.left_pad)
+        return torch.cat([self.encoder(v, lengths, at=last) for v in self._view_inputs(items, lengths)], dim=-1)
 
     def _last(self, outputs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = last_positions(items, lengths, self.left_pad)
