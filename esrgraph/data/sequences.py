@@ -22,6 +22,10 @@ import torch
 
 from .dataset import Dataset
 
+# Items left off the end of a user's full sequence to give a split's inputs; the first of them is the
+# split's target (leave-one-out: the last item is test, the one before it valid; train ends before valid).
+_CUT = {"train": 2, "valid": 2, "test": 1}
+
 
 @dataclass
 class Batch:
@@ -61,12 +65,12 @@ class SequenceData:
         return len(self.full)
 
     def train_sequence(self, user: int) -> np.ndarray:
-        return self.full[user][:-2]
+        return self.full[user][: -_CUT["train"]]
 
     @functools.cached_property
     def train_lengths(self) -> np.ndarray:
         """[U] the length of each user's training sequence."""
-        return np.array([max(len(seq) - 2, 0) for seq in self.full], dtype=np.int64)
+        return np.array([max(len(seq) - _CUT["train"], 0) for seq in self.full], dtype=np.int64)
 
     def cold_batch(self, queries: np.ndarray, extra: int = 0) -> Batch:
         """The cold-item protocol's queries [Q, 3] (user, held-out item, items before it) as a batch:
@@ -79,7 +83,7 @@ class SequenceData:
         """[N + 1] interactions per item in the training sequences (row 0 padding: 0)."""
         counts = np.zeros(self.num_items + 1, dtype=np.int64)
         for seq in self.full:
-            np.add.at(counts, seq[:-2], 1)
+            np.add.at(counts, seq[: -_CUT["train"]], 1)
         counts[0] = 0
         return torch.from_numpy(counts)
 
@@ -116,20 +120,17 @@ class SequenceData:
 
         ``extra`` positions are left free at the end (Bert4Rec appends a mask token).
         """
-        cut = {"train": 2, "valid": 2, "test": 1}[split]
-        items, lengths = self.pad([self.full[u][:-cut] for u in users], extra)
+        items, lengths = self.pad(self.history_sets(users, split), extra)
         targets = torch.from_numpy(self.split_targets(users, split)) if split != "train" else None
         return Batch(torch.from_numpy(np.asarray(users)), items, lengths, targets)
 
     def split_targets(self, users: np.ndarray, split: str) -> np.ndarray:
         """int64 [B]: each user's held-out item of ``split`` ('valid' or 'test')."""
-        cut = {"valid": 2, "test": 1}[split]
-        return np.array([self.full[u][-cut] for u in users], dtype=np.int64)
+        return np.array([self.full[u][-_CUT[split]] for u in users], dtype=np.int64)
 
     def history_sets(self, users: np.ndarray, split: str) -> list[np.ndarray]:
         """Items each user had interacted with before the split's target."""
-        cut = {"valid": 2, "test": 1}[split]
-        return [self.full[u][:-cut] for u in users]
+        return [self.full[u][: -_CUT[split]] for u in users]
 
 
 def last_positions(items: torch.Tensor, lengths: torch.Tensor, left_pad: bool) -> torch.Tensor:
