@@ -232,7 +232,7 @@ class SeqRecommender(nn.Module):
         self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected)
 
     def begin_epoch(self) -> None:
-        for term in self._parts.auxiliary:
+        for term in self.parts.auxiliary:
             term.begin_epoch(self)
 
     def training_batch(self, users: np.ndarray, generator: torch.Generator) -> TrainingBatch:
@@ -243,7 +243,7 @@ class SeqRecommender(nn.Module):
         histories only; dividing by their own few targets gave each of them several times the
         weight of a long history's target (amazon-scientific validation 0.1047 against 0.1072).
         """
-        parts = self._parts
+        parts = self.parts
         inputs, owner = self.scheme.inputs(parts.data, users, generator)
         candidates = parts.objective.draw(inputs.targets, generator)
         return TrainingBatch(inputs, candidates, len(users) * parts.targets_per_user, np.asarray(users), owner)
@@ -264,13 +264,13 @@ class SeqRecommender(nn.Module):
         if self.cfg.view_loss > 0:
             value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
         value = value / batch.norm
-        for term in self._parts.auxiliary:
+        for term in self.parts.auxiliary:
             value = value + term.loss(self, batch, outputs)
         return value
 
     def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
-        return self._parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
+        return self.parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
 
     def view_losses(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """The summed next-item loss of each view's score on its own (its slice of ``hidden`` [P, V * d])."""
@@ -279,7 +279,7 @@ class SeqRecommender(nn.Module):
             part = slice(v * d, (v + 1) * d)
             vectors = lambda ids, part=part: self.item_vectors(ids)[..., part]
             table = lambda part=part: self.warm_tables()[:, part]
-            total = total + self._parts.objective.loss(hidden[:, part], targets, candidates, vectors, table)
+            total = total + self.parts.objective.loss(hidden[:, part], targets, candidates, vectors, table)
         return total
 
     def last_outputs(self, batch: TrainingBatch, outputs: torch.Tensor) -> torch.Tensor:
@@ -291,7 +291,8 @@ class SeqRecommender(nn.Module):
         return self._last(outputs, batch.inputs.items, batch.inputs.lengths)
 
     @property
-    def _parts(self) -> TrainingParts:
+    def parts(self) -> TrainingParts:
+        """What :meth:`prepare_training` set (data, objective, auxiliary terms); an error before it."""
         if self.training_parts is None:
             raise RuntimeError("call prepare_training before training the model")
         return self.training_parts

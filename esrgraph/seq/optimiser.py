@@ -43,9 +43,7 @@ def uses_sparse_ids(train: TrainConfig, objective: Objective, num_items: int) ->
 def recommender_optimiser(model: SeqRecommender, train: TrainConfig):
     """Adam over the model (its training prepared); with sparse ids, SparseAdam over the id table and
     Adam over the rest."""
-    if model.training_parts is None:
-        raise RuntimeError("call prepare_training before building the optimiser")
-    if not uses_sparse_ids(train, model.training_parts.objective, model.num_warm):
+    if not uses_sparse_ids(train, model.parts.objective, model.num_warm):
         return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     ids = model.views.ids
     ids.sparse = True  # its lookups now give sparse gradients (only the rows read)
