@@ -66,6 +66,7 @@ def test_ranking_reads_the_last_position_as_the_full_pass_does(backbone, extra):
     """In eval mode the last block computes only each row's last position; the vector must be the one
     the whole sequence's outputs give there. A wrong key mask or query row would move it."""
     m = model(backbone, "llmesr", **extra)
+    assert m.reads_one_position == (backbone != "bsarec")  # else the fast path is never compared
     rows = [[3, 7, 1, 9, 4, 2], [5], [8, 8, 2]]
     items, lengths = padded(rows, width=7)
     if m.left_pad:  # a window of max_length positions, history at the right

@@ -102,6 +102,7 @@ class SeqRecommender(nn.Module):
         self.scheme = spec.scheme(cfg, num_items + 1)  # the mask token's id follows the items
         self.left_pad = left_padded(cfg)
         self.causal = spec.causal(cfg)
+        self.reads_one_position = spec.reads_one_position
         use_llm = variant_spec(cfg).text
         self.views = ItemViews(
             num_items,
@@ -179,7 +180,7 @@ class SeqRecommender(nn.Module):
     def _last_outputs(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Each row's output at its most recent position, [B, V * d]. In eval mode an encoder that can
         computes that position alone; training keeps the full pass, so dropout draws stay as they were."""
-        if self.training or not getattr(self.encoder, "reads_one_position", False):
+        if self.training or not self.reads_one_position:
             return self._last(self.sequence_outputs(items, lengths), items, lengths)
         last = last_positions(items, lengths, self.left_pad)
         return torch.cat([self.encoder(v, lengths, at=last) for v in self._view_inputs(items, lengths)], dim=-1)

@@ -47,16 +47,16 @@ class AttentionBlock(nn.Module):
         """[B, T, d] outputs; with ``at`` [B] only each row's output at that position, [B, 1, d]: keys and
         values still come from every position, queries and the feed-forward from that one alone."""
         b, t, d = x.shape
-        shape = (b, -1, self.heads, d // self.heads)
+        heads, width = self.heads, d // self.heads
         h = self.norm1(x)
         if at is None:
-            q, k, v = self.qkv(h).view(b, t, 3, *shape[2:]).permute(2, 0, 3, 1, 4)
-        else:
+            q, k, v = self.qkv(h).view(b, t, 3, heads, width).permute(2, 0, 3, 1, 4)
+        else:  # the qkv weight's rows are q's, then k's, then v's
             rows = torch.arange(b, device=x.device)
             w_q, w_kv = self.qkv.weight.split([d, 2 * d])
             b_q, b_kv = self.qkv.bias.split([d, 2 * d])
-            k, v = F.linear(h, w_kv, b_kv).view(b, t, 2, *shape[2:]).permute(2, 0, 3, 1, 4)
-            q = F.linear(h[rows, at], w_q, b_q).view(shape).transpose(1, 2)
+            k, v = F.linear(h, w_kv, b_kv).view(b, t, 2, heads, width).permute(2, 0, 3, 1, 4)
+            q = F.linear(h[rows, at], w_q, b_q).view(b, 1, heads, width).transpose(1, 2)
             allowed = None if allowed is None else allowed[rows, :, at].unsqueeze(2)
             x = x[rows, at].unsqueeze(1)
         attn = self._attend(q, k, v, allowed)
@@ -79,8 +79,6 @@ class SelfAttentionEncoder(nn.Module):
 
     Inputs: ``x`` [B, T, d] item embeddings, ``lengths`` [B]. Output [B, T, d].
     """
-
-    reads_one_position = True  # forward(..., at=) computes only the positions asked for
 
     def __init__(
         self,
@@ -149,6 +147,7 @@ register(
         scheme=lambda seq, mask_id: NextItems(),
         paper="Self-Attentive Sequential Recommendation (ICDM 2018)",
         causal=lambda seq: seq.causal,
+        reads_one_position=True,
     ),
 )
 register(
@@ -158,5 +157,6 @@ register(
         scheme=lambda seq, mask_id: MaskedItems(seq.mask_prob, mask_id),
         paper="BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer "
         "(CIKM 2019)",
+        reads_one_position=True,
     ),
 )

@@ -28,6 +28,8 @@ class BackboneSpec:
     window: bool = False  # reads a fixed window of max_length positions, left-padded, whatever the history lengths
     scale_inputs: bool = True  # item inputs enter scaled by √d
     causal: Callable[..., bool] = lambda seq: False  # outputs read only earlier positions (cross-attention follows)
+    # encoder(x, lengths, at=[B]) computes only each row's output at ``at``, [B, d] (ranking reads no other)
+    reads_one_position: bool = False
 
 
 def register(name: str, spec: BackboneSpec) -> BackboneSpec:
