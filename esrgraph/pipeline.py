@@ -110,17 +110,17 @@ def run_pipeline(run: Run) -> tuple[Path, dict]:
     """Every stage, the graph ones too whether or not the recommender reads them; returns the
     evaluation folder and its metrics. Data with no item attribute (titles only) have no graph: the
     graph stages are then skipped with a warning, unless the recommender reads the graph."""
-    skip = () if _has_graph(run) else ("graph", "gnn")
+    done = ("graph",) if _has_graph(run) else ("graph", "gnn")  # the graph is built (or found absent) first
     for name in ORDER:
-        if name not in skip and name != "eval":
+        if name not in done and name != "eval":
             ensure(run, name)
     out = ensure(run, "eval")
     return out, read_json(out / "metrics.json")
 
 
 def _has_graph(run: Run) -> bool:
-    """False, with a warning, where the metadata give no item an attribute and the recommender does not
-    read the graph; the error stands where it does."""
+    """Bring the graph stage up to date; False, with a warning, where the metadata give no item an
+    attribute and the recommender does not read the graph (the error stands where it does)."""
     try:
         ensure(run, "graph")
     except NoAttributeError as err:
