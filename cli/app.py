@@ -87,3 +87,20 @@ def _with_run(func, stage: str | None):
         return func(run, **kwargs)
 
     return wrapper
+
+
+def resume_options(func):
+    """--resume and --restart of a command that trains: by default a training continues a whole
+    checkpoint made with the same settings (an interrupted command is simply run again), and starts
+    over from anything else with a warning. --resume insists on continuing (an error naming the file
+    where it cannot); --restart discards the checkpoints. Passes ``resume`` (True, False or "auto")."""
+
+    @click.option("--resume", is_flag=True, help="Insist on continuing the last checkpoint: an error where none fits.")
+    @click.option("--restart", is_flag=True, help="Discard the checkpoints of an interrupted run and start over.")
+    @functools.wraps(func)
+    def wrapper(*args, resume: bool, restart: bool, **kwargs):
+        if resume and restart:
+            raise click.UsageError("--resume and --restart contradict each other; choose one")
+        return func(*args, resume=True if resume else False if restart else "auto", **kwargs)
+
+    return wrapper

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .app import esr, run_options
+from .app import esr, resume_options, run_options
 
 
 @esr.command("pretrain-gnn")
 @run_options("gnn")
-@click.option("--resume", is_flag=True, help="Continue an interrupted pretraining from its last checkpoint.")
-def pretrain_gnn(run, resume: bool) -> None:
+@resume_options
+def pretrain_gnn(run, resume: bool | str) -> None:
     """Contrastive pretraining of the relation-aware GAT on the item graph; print the quality probe."""
     from esrgraph.artifacts import read_manifest
     from esrgraph.gnn.probe import describe

@@ -89,7 +89,7 @@ def _os_error(exc: OSError) -> str:
         folder = os.path.dirname(str(exc.filename)) if exc.filename else "the output"
         text += (
             f" (the disk holding {folder}); earlier outputs are unchanged: free space and run the command again "
-            "(--resume continues a training from its last checkpoint)"
+            "(a training continues from its last checkpoint)"
         )
     return text
 
@@ -106,7 +106,7 @@ def _memory_advice(exc: BaseException) -> str:
         f"out of memory ({_one_line(str(exc))[:160]}); finished stages and checkpoints are kept. Lower "
         "train.batch_size or train.eval_batch_size, embed.batch_size, or gnn.seed_batch_size; on a large "
         "catalogue use train.loss=sampled_softmax and gnn.minibatch=true; then run the command again "
-        "(--resume continues a training from its last checkpoint)"
+        "(a training continues from its last checkpoint)"
     )
 
 
@@ -117,8 +117,8 @@ def _one_line(text: str) -> str:
 
 def _interrupted(status: int) -> int:
     click.echo(
-        "esr: interrupted; finished stages and checkpoints are kept: rerun with --resume "
-        "(train-seq, pretrain-gnn) or rerun esr pipeline, which resumes by itself",
+        "esr: interrupted; finished stages and checkpoints are kept: run the same command again "
+        "to continue from the last checkpoint",
         err=True,
     )
     return status

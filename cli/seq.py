@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .app import esr, run_options
+from .app import esr, resume_options, run_options
 
 
 @esr.command("train-seq")
 @run_options("seq")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint of an interrupted run.")
-def train_seq(run, resume: bool) -> None:
+@resume_options
+def train_seq(run, resume: bool | str) -> None:
     """Train the sequential recommender (one model per seed), then evaluate it on the test split."""
     from esrgraph.artifacts import read_json
     from esrgraph.eval.report import report

@@ -73,7 +73,7 @@ def test_a_full_disk_while_a_model_is_written_leaves_the_previous_model_whole(ti
         assert main(["train-seq", "--force", *args]) == 2
     err = one_error_line(capsys)
     assert err.startswith(f"esr: error: {seq / 'model-seed1.pt'}: {NO_SPACE} (the disk holding {seq});")
-    assert "earlier outputs are unchanged: free space and run the command again (--resume continues" in err
+    assert "earlier outputs are unchanged: free space and run the command again (a training continues" in err
     assert files(seq) == before  # byte for byte, manifest included
     assert not list((root / "r").rglob(".*.tmp"))
     # space freed: the model trains again, and evaluated afresh it scores what the first one did
@@ -98,8 +98,16 @@ def test_a_full_disk_while_metrics_are_written_leaves_the_previous_ones_whole(ti
     assert json.loads(files(root / "r" / "eval")["metrics.json"]) == json.loads(before["metrics.json"])
 
 
+@pytest.mark.parametrize(
+    "again, logged",
+    [
+        ([], "continuing from the checkpoints"),  # the same command again continues by itself
+        (["--resume"], "continuing from the checkpoints"),
+        (["--restart"], "discarding the checkpoint after epoch 1"),
+    ],
+)
 def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_last_one_and_resumes_exactly(
-    tiny, tmp_path, monkeypatch, capsys
+    tiny, tmp_path, monkeypatch, capsys, caplog, again, logged
 ):
     reference = tmp_path / "reference"
     assert main(["train-seq", *flags(tiny, reference)]) == 0
@@ -115,8 +123,15 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_last_one_and_resume
     assert {"checkpoint.json", "epoch-00001.pt"} <= set(at_fault)
     assert files(checkpoints) == at_fault  # epoch 1's checkpoint, byte for byte, and nothing half-written
     assert not (root / "r" / "seq").exists()
-    assert main(["train-seq", "--resume", *args]) == 0  # space freed
+    caplog.clear()
+    assert main(["train-seq", *again, *args]) == 0  # space freed
+    assert logged in caplog.text
     assert metrics(root) == metrics(reference)
+
+
+def test_resume_and_restart_together_are_refused(tiny, tmp_path, capsys):
+    assert main(["train-seq", "--resume", "--restart", *flags(tiny, tmp_path)]) == 2
+    assert "--resume and --restart contradict each other" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def test_checkpoints_load_with_weights_only(tiny_config):
 
 
 def test_resume_with_other_settings_or_a_damaged_checkpoint(tiny_config, caplog):
-    """The one rule of every training loop: --resume stops with the file named; "auto" (esr pipeline,
+    """The one rule of every training loop: --resume stops with the file named; "auto" (every command's default,
     an ablation) warns and starts over."""
     settings = FAST + ["gnn.item_input=id", "gnn.epochs=4"]
     run = Run(tiny_config(*settings))

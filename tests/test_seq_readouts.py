@@ -167,7 +167,7 @@ def test_a_resumed_run_keeps_the_readouts_fitted_before_the_interruption(tiny, t
 
 @pytest.mark.parametrize("damaged", ["finished.json", "finished.pt"])
 def test_a_damaged_finished_seed_follows_the_checkpoints_rule(tiny, tmp_path, monkeypatch, capsys, caplog, damaged):
-    """--resume stops naming the damaged file; "auto" (esr pipeline) finishes the seed again, as checkpoints do."""
+    """--resume stops naming the damaged file; "auto" (the default) finishes the seed again, as checkpoints do."""
     settings = ("seq.variant=plain", "seq.readouts.mode=fitted", "seq.readouts.fit_epochs=1", "train.seeds=[1,2]")
     train, fit, fitted = Trainer.fit, train_module.fit_readouts, []
 

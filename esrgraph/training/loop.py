@@ -129,15 +129,15 @@ def _score(stop: EarlyStopping) -> float:
 def resumes(store: CheckpointStore | None, resume: bool | str, label: str) -> bool:
     """Whether a training continues from ``store``'s checkpoint: the one rule for every loop.
 
-    ``resume`` False starts over. True (``--resume``) continues, and stops with an
-    error naming the file when the checkpoint was made with other settings or is
-    damaged. "auto" (``esr pipeline``, an ablation) continues a whole checkpoint of
-    these settings and starts over, with a warning, from anything else.
+    ``resume`` False (``--restart``) starts over. True (``--resume``) continues, and
+    stops with an error naming the file when the checkpoint was made with other
+    settings or is damaged. "auto" (every command's default) continues a whole
+    checkpoint of these settings and starts over, with a warning, from anything else.
     """
     if store is None or not resume:
         if store is not None and store.latest_epoch() is not None:
             log.warning(
-                "%s: a checkpoint after epoch %d exists in %s; starting over (pass --resume to continue it)",
+                "%s: discarding the checkpoint after epoch %d in %s and starting over (--restart)",
                 label,
                 store.latest_epoch(),
                 store.folder,
