@@ -486,6 +486,27 @@ def test_bf16_training_follows_fp32_closely(tmp_path):
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_validation_encodes_users_in_the_training_precision_and_ranks_alike(tmp_path, monkeypatch, precision):
+    """Validation's user vectors follow train.precision (its cost at a middle size is mostly the encoder);
+    the metrics the evaluator reports otherwise, test included, encode in fp32."""
+    trainer, evaluator = setup("sasrec", tmp_path, epochs=2, loss="ce", extra=(f"train.precision={precision}",))
+    trainer.fit(seed=0)
+    encoder, autocast = trainer.model.user_vectors, []
+
+    def spy(*args, **kwargs):
+        autocast.append(torch.is_autocast_cpu_enabled())
+        return encoder(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.model, "user_vectors", spy)
+    validated = trainer.validate()["NDCG@10"]
+    assert autocast and all(on == (precision == "bf16") for on in autocast)
+    autocast.clear()
+    reported = evaluator.evaluate(trainer.model, "valid", ["full"])["full"]["overall"]["NDCG@10"]
+    assert autocast and not any(autocast)
+    assert validated > 0.3 and validated == pytest.approx(reported, abs=0.01)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch, native):
     from esrgraph.training import device as device_module

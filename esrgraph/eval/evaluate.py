@@ -48,21 +48,28 @@ class Evaluator:
             )
         return self._negatives[split]
 
-    def ranks(self, model: Scorer, split: str, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ranks(
+        self, model: Scorer, split: str, protocol: str, encode_bf16: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, targets, ranks) of ``split``'s targets, users in increasing order."""
         negatives = self.negatives(split) if protocol == "sampled" else None
         users = self.valid_users if split == "valid" else self.test_users
-        return rank_targets(model, self.data, split, protocol, self.batch_size, self.device, negatives, users)
+        return rank_targets(
+            model, self.data, split, protocol, self.batch_size, self.device, negatives, users, encode_bf16
+        )
 
-    def evaluate(self, model: Scorer, split: str, protocols: list[str] | None = None) -> dict:
-        """{protocol: {group: {metric: value, "users": n}}} for ``split``."""
+    def evaluate(
+        self, model: Scorer, split: str, protocols: list[str] | None = None, encode_bf16: bool = False
+    ) -> dict:
+        """{protocol: {group: {metric: value, "users": n}}} for ``split``; ``encode_bf16`` as in
+        :func:`~esrgraph.eval.protocols.rank_targets` (validation only: reported test metrics stay fp32)."""
         was_training = getattr(model, "training", False)
         if hasattr(model, "eval"):
             model.eval()
         try:
             out = {}
             for protocol in protocols or self.cfg.protocols:
-                users, targets, ranks = self.ranks(model, split, protocol)
+                users, targets, ranks = self.ranks(model, split, protocol, encode_bf16)
                 out[protocol] = grouped_metrics(
                     ranks, users, targets, self.data.tail_users.numpy(), self.data.tail_items.numpy(), self.cfg.ks
                 )

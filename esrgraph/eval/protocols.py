@@ -78,8 +78,12 @@ def rank_targets(
     device: torch.device,
     negatives: np.ndarray | None = None,
     users: np.ndarray | None = None,
+    encode_bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rank of each user's ``split`` target; returns (users, targets, ranks)."""
+    """Rank of each user's ``split`` target; returns (users, targets, ranks).
+
+    ``encode_bf16``: the user vectors' matrix products in bfloat16 (autocast; validation of a model
+    trained so), the scores still in fp32, so that items do not tie at bfloat16's 3 digits."""
     users = np.arange(data.num_users) if users is None else users
     fixed = getattr(model, "fixed_scores", None)
     if protocol == "full" and fixed is not None:
@@ -91,7 +95,9 @@ def rank_targets(
     for lo in range(0, len(users), batch_size):
         chunk = users[order[lo : lo + batch_size]]
         batch = data.history_batch(chunk, split, model.appended_tokens).to(device)
-        vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=encode_bf16):
+            vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
+        vectors = vectors.float()
         if protocol == "full":
             scores = model.score_all(vectors, tables)
             rank = _full_rank(scores, batch.targets, data.history_sets(chunk, split), device, data.num_warm)

@@ -199,9 +199,9 @@ class TrainConfig:
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = field(
         "fp32",
-        help="bf16: the training steps' matrix products in bfloat16 (autocast; weights, optimiser and "
-        "evaluation stay fp32), faster on chips that compute it natively (AVX-512 BF16, AMX, GPUs); "
-        "auto: bf16 on such a chip, else fp32",
+        help="bf16: the training steps' and validation's user-encoding matrix products in bfloat16 "
+        "(autocast; weights, optimiser, scores and the test evaluation stay fp32), faster on chips that "
+        "compute it natively (AVX-512 BF16, AMX, GPUs); auto: bf16 on such a chip, else fp32",
     )
     eval_batch_size: int = field(512, min=1, help="users per batch when ranking")
     valid_protocol: Protocol = field("full", help="protocol of the early-stopping metric")

@@ -141,9 +141,12 @@ class Trainer:
         return self.loop.best_state(result)
 
     def validate(self) -> dict[str, float]:
-        """Validation NDCG@10 under ``train.valid_protocol``: overall first, then each user and item group."""
+        """Validation NDCG@10 under ``train.valid_protocol``: overall first, then each user and item group.
+        The user vectors are computed in the training precision: in bf16, validation of a middle-size
+        catalogue took 1.6x less time and ranked alike (``benchmarks/README.md``)."""
         protocol = self.cfg.valid_protocol
-        metrics = self.evaluator.evaluate(self.model, "valid", [protocol])[protocol]
+        bf16 = self.precision == "bf16"
+        metrics = self.evaluator.evaluate(self.model, "valid", [protocol], encode_bf16=bf16)[protocol]
         return {VALID_METRIC: metrics["overall"][VALID_METRIC]} | {
             group: metrics[group][VALID_METRIC] for group in GROUPS[1:] if metrics[group][VALID_METRIC] is not None
         }
