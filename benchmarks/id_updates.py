@@ -6,9 +6,14 @@ with the catalogue. This times one optimiser step (forward, backward, Adam,
 the weight average) of the default model trained with the sampled softmax,
 ``train.sparse_ids`` false and true, on generated histories over catalogues
 of growing size (every item seen at least once; the rest Zipf-distributed).
+With sparse ids the id table's weight average is lazy (only the rows a step
+changes are folded in); ``--eager-average`` adds a row that folds every row
+every step, as before the lazy average.
+
+Each cell: seconds a step (of which the weight average's).
 
     python benchmarks/id_updates.py [--items 10000,100000,700000] [--variant dual-view] \\
-        [--steps 20] [--json benchmarks/results/id_updates.json]
+        [--steps 20] [--eager-average] [--json benchmarks/results/id_updates.json]
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def generated(items: int, seed: int = 0) -> Dataset:
     return Dataset("generated", names, names, offsets, chosen, [None] * items, popularity, tail_items, tail_users)
 
 
-def step_seconds(items: int, variant: str, sparse: bool, steps: int) -> dict:
+def step_seconds(items: int, variant: str, sparse: bool, steps: int, lazy: bool = True) -> dict:
     cfg = load_config(None, [f"seq.variant={variant}", "train.loss=sampled_softmax", f"train.sparse_ids={sparse}"])
     inputs = RecommenderInputs(generated(items))
     if variant_spec(cfg.seq).text:  # random stand-ins for the sentence model's rows and their PCA
@@ -62,21 +67,29 @@ def step_seconds(items: int, variant: str, sparse: bool, steps: int) -> dict:
     users = data.trainable_users()
     generator = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
-    times = []
+    times, averaging = [], []
     for step in range(steps + 3):  # 3 warm-up steps
         batch = model.training_batch(rng.choice(users, cfg.train.batch_size, replace=False), generator)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         model(batch).backward()
+        folding = time.perf_counter()
+        if lazy:
+            average.before_step()  # as the training loop does: without it every row is folded every step
+        folding = time.perf_counter() - folding
         optimizer.step()
+        folded = time.perf_counter()
         average.update()
         if step >= 3:
+            averaging.append(folding + time.perf_counter() - folded)
             times.append(time.perf_counter() - start)
     return {
         "items": items,
         "variant": variant,
         "sparse_ids": sparse,
+        "lazy_average": lazy and sparse,
         "seconds_per_step": round(float(np.median(times)), 4),
+        "average_seconds_per_step": round(float(np.median(averaging)), 4),  # the weight average's share
         "threads": torch.get_num_threads(),
     }
 
@@ -86,17 +99,24 @@ def main() -> None:
     parser.add_argument("--items", default="10000,100000,700000")
     parser.add_argument("--variant", default="dual-view")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--eager-average", action="store_true", help="also time sparse ids with the eager average")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
+    modes = [(False, True), (True, True)] + ([(True, False)] if args.eager_average else [])
     for items in [int(float(n)) for n in args.items.split(",")]:
-        for sparse in (False, True):
-            rows.append(step_seconds(items, args.variant, sparse, args.steps))
+        for sparse, lazy in modes:
+            rows.append(step_seconds(items, args.variant, sparse, args.steps, lazy))
             print(json.dumps(rows[-1]), flush=True)
-    print("\n| items | dense Adam s/step | sparse ids s/step | speed-up |\n|---:|---:|---:|---:|")
-    for dense, sparse in zip(rows[::2], rows[1::2]):
-        ratio = dense["seconds_per_step"] / sparse["seconds_per_step"]
-        print(f"| {dense['items']:,} | {dense['seconds_per_step']} | {sparse['seconds_per_step']} | {ratio:.2f}× |")
+    eager = " sparse ids, eager average s/step |" if args.eager_average else ""
+    print(
+        f"\n| items | dense Adam s/step | sparse ids s/step |{eager} speed-up |\n|---:|---:|---:|"
+        + "---:|" * (1 + bool(eager))
+    )
+    for row in zip(*(rows[i :: len(modes)] for i in range(len(modes)))):
+        dense, sparse = row[0], row[1]
+        cells = " | ".join(f"{r['seconds_per_step']} ({r['average_seconds_per_step']})" for r in row)
+        print(f"| {dense['items']:,} | {cells} | {dense['seconds_per_step'] / sparse['seconds_per_step']:.2f}× |")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"cpu": platform.processor() or platform.machine(), "rows": rows}, out, indent=1)

@@ -46,3 +46,48 @@ def test_a_weight_average_restores_from_its_state_and_refuses_a_foreign_one():
         other.load_state_dict({"0": torch.zeros(2, 3)})
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)
+
+
+def _sparse_twins(seed: int = 0):
+    """Two identical models with a sparse-gradient table (row-wise Adam) and a dense layer."""
+    models = []
+    for _ in range(2):
+        torch.manual_seed(seed)
+        models.append(nn.ModuleDict({"table": nn.Embedding(40, 3, sparse=True), "dense": nn.Linear(3, 1)}))
+    return models
+
+
+def _train(model, average, lazy: bool, steps: int, seed: int = 1) -> None:
+    rows = torch.Generator().manual_seed(seed)
+    sparse = torch.optim.SparseAdam(list(model["table"].parameters()), lr=0.1)
+    dense = torch.optim.Adam(list(model["dense"].parameters()), lr=0.1)
+    for _ in range(steps):
+        read = torch.randint(0, 40, (4,), generator=rows)  # a few rows a step; most sit still for many
+        loss = (model["dense"](model["table"](read)) - 1.0).pow(2).sum()
+        sparse.zero_grad(set_to_none=True)
+        dense.zero_grad(set_to_none=True)
+        loss.backward()
+        if lazy:
+            average.before_step()
+        sparse.step()
+        dense.step()
+        average.update()
+
+
+def test_a_sparse_tables_lazy_average_equals_the_eager_one():
+    """Rows a step does not change move towards their constant weights only when read or changed again;
+    the average read then equals the one folded every step, the dense layer's included."""
+    lazy_model, eager_model = _sparse_twins()
+    lazy, eager = WeightAverage(lazy_model, decay=0.9), WeightAverage(eager_model, decay=0.9)
+    _train(lazy_model, lazy, lazy=True, steps=30)
+    _train(eager_model, eager, lazy=False, steps=30)
+    table = 0  # the embedding's weight comes first
+    behind = (lazy.average[table] - eager.average[table]).abs().amax(1) > 1e-4
+    assert behind.any()  # rows left waiting: the lazy average did skip them
+    for a, b in zip(lazy.state_dict().values(), eager.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    with lazy.applied():
+        assert torch.allclose(lazy_model["table"].weight, eager.average[table], atol=1e-6)
+    before = [a.clone() for a in lazy.average]
+    lazy.state_dict()  # reading it again changes nothing: current rows are left bit for bit
+    assert all(torch.equal(a, b) for a, b in zip(lazy.average, before))

@@ -6,6 +6,13 @@ recent steps' weights sits in a flatter, better place than any one step
 (Polyak averaging). :meth:`WeightAverage.applied` puts it into the model
 while it is validated and, when it wins, saved; training itself goes on
 from the raw weights.
+
+A table trained with sparse gradients (``train.sparse_ids``) changes only the
+rows a step read, so its average is kept lazily: a row sitting still for k
+steps moves k steps towards its constant weights in one go,
+a ← w + decay^k (a − w), when a step next changes it or when the average is
+read. The result is the eager average's (to rounding) at a cost that follows
+the rows read, not the catalogue.
 """
 
 from __future__ import annotations
@@ -26,16 +33,57 @@ class WeightAverage:
         self.decay = decay
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.average = [p.detach().clone() for p in self.params]
+        self.steps = 0
+        self.folded: dict[int, torch.Tensor] = {}  # lazy tables: the step each row's average is current to
+        self._changing: dict[int, torch.Tensor] = {}  # lazy tables: the rows this step changes
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        """Between backward and the optimiser step: the rows a sparse gradient is about to change catch up
+        on the steps they sat still (their weights are still the ones they held all along)."""
+        self._changing = {}
+        for i, p in enumerate(self.params):
+            if p.grad is None or not p.grad.is_sparse:
+                continue
+            if i not in self.folded:  # first sparse step: every row is current
+                self.folded[i] = torch.full((p.shape[0],), self.steps, dtype=torch.long, device=p.device)
+            rows = torch.unique(p.grad._indices()[0])
+            self._catch_up(i, rows)
+            self._changing[i] = rows
 
     @torch.no_grad()
     def update(self) -> None:
         """Fold the model's current weights into the average (after each optimiser step)."""
-        for a, p in zip(self.average, self.params):
-            a.lerp_(p.detach(), 1.0 - self.decay)
+        self.steps += 1
+        for i, (a, p) in enumerate(zip(self.average, self.params)):
+            if i not in self.folded:
+                a.lerp_(p.detach(), 1.0 - self.decay)
+            elif i in self._changing:  # a lazy table: only the rows this step changed
+                rows = self._changing[i]
+                a[rows] = a[rows].lerp(p.detach()[rows], 1.0 - self.decay)
+                self.folded[i][rows] = self.steps
+        self._changing = {}
+
+    def _catch_up(self, i: int, rows: torch.Tensor | None = None) -> None:
+        """Lazy table ``i``'s ``rows`` (None: all) take the steps they missed: a ← w + decay^k (a − w)."""
+        a, w, folded = self.average[i], self.params[i].detach(), self.folded[i]
+        rows = torch.arange(len(folded), device=folded.device) if rows is None else rows
+        rows = rows[folded[rows] < self.steps]  # rows already current stay bit for bit as they are
+        missed = (self.steps - folded[rows]).double()
+        factor = torch.pow(torch.tensor(self.decay, dtype=torch.float64), missed).to(a.dtype).unsqueeze(1)
+        a[rows] = w[rows] + factor * (a[rows] - w[rows])
+        folded[rows] = self.steps
+
+    @torch.no_grad()
+    def _current(self) -> None:
+        """Every lazy table's average brought up to this step, before anyone reads it."""
+        for i in self.folded:
+            self._catch_up(i)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The model holds the averaged weights inside the block and its own again after it."""
+        self._current()
         with torch.no_grad():
             own = [p.detach().clone() for p in self.params]
             for p, a in zip(self.params, self.average):
@@ -48,6 +96,7 @@ class WeightAverage:
                     p.copy_(o)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        self._current()
         return {str(i): a for i, a in enumerate(self.average)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -56,3 +105,4 @@ class WeightAverage:
         with torch.no_grad():
             for i, a in enumerate(self.average):
                 a.copy_(state[str(i)])
+        self.folded = {}  # a saved average is current in every row

@@ -255,6 +255,8 @@ class TrainingLoop:
             )
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
+        if self.average is not None:
+            self.average.before_step()  # a sparse table's rows catch up before the step changes them
         self.optimizer.step()
         if self.average is not None:
             self.average.update()
