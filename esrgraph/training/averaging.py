@@ -47,7 +47,8 @@ class WeightAverage:
                 continue
             if i not in self.folded:  # first sparse step: every row is current
                 self.folded[i] = torch.full((p.shape[0],), self.steps, dtype=torch.long, device=p.device)
-            rows = torch.unique(p.grad._indices()[0])
+            p.grad = p.grad.coalesce()  # once: the row-wise optimiser needs it coalesced too, and skips it now
+            rows = p.grad.indices()[0]  # unique once coalesced
             self._catch_up(i, rows)
             self._changing[i] = rows
 
