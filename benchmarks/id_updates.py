@@ -73,16 +73,17 @@ def step_seconds(items: int, variant: str, sparse: bool, steps: int, lazy: bool 
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         model(batch).backward()
-        folding = time.perf_counter()
+        t0 = time.perf_counter()
         if lazy:
             average.before_step()  # as the training loop does: without it every row is folded every step
-        folding = time.perf_counter() - folding
+        t1 = time.perf_counter()
         optimizer.step()
-        folded = time.perf_counter()
+        t2 = time.perf_counter()
         average.update()
+        end = time.perf_counter()
         if step >= 3:
-            averaging.append(folding + time.perf_counter() - folded)
-            times.append(time.perf_counter() - start)
+            averaging.append((t1 - t0) + (end - t2))
+            times.append(end - start)
     return {
         "items": items,
         "variant": variant,
@@ -102,22 +103,19 @@ def main() -> None:
     parser.add_argument("--eager-average", action="store_true", help="also time sparse ids with the eager average")
     parser.add_argument("--json")
     args = parser.parse_args()
-    rows = []
     modes = [(False, True), (True, True)] + ([(True, False)] if args.eager_average else [])
+    names = ["dense Adam", "sparse ids"] + (["sparse ids, eager average"] if args.eager_average else [])
+    table = []
     for items in [int(float(n)) for n in args.items.split(",")]:
-        for sparse, lazy in modes:
-            rows.append(step_seconds(items, args.variant, sparse, args.steps, lazy))
-            print(json.dumps(rows[-1]), flush=True)
-    eager = " sparse ids, eager average s/step |" if args.eager_average else ""
-    print(
-        f"\n| items | dense Adam s/step | sparse ids s/step |{eager} speed-up |\n|---:|---:|---:|"
-        + "---:|" * (1 + bool(eager))
-    )
-    for row in zip(*(rows[i :: len(modes)] for i in range(len(modes)))):
-        dense, sparse = row[0], row[1]
+        table.append([step_seconds(items, args.variant, sparse, args.steps, lazy) for sparse, lazy in modes])
+        print("\n".join(json.dumps(r) for r in table[-1]), flush=True)
+    print("\n| items | " + " | ".join(f"{n} s/step" for n in names) + " | speed-up |")
+    print("|---:" * (len(names) + 2) + "|")
+    for row in table:
         cells = " | ".join(f"{r['seconds_per_step']} ({r['average_seconds_per_step']})" for r in row)
-        print(f"| {dense['items']:,} | {cells} | {dense['seconds_per_step'] / sparse['seconds_per_step']:.2f}× |")
+        print(f"| {row[0]['items']:,} | {cells} | {row[0]['seconds_per_step'] / row[1]['seconds_per_step']:.2f}× |")
     if args.json:
+        rows = [r for row in table for r in row]
         with open(args.json, "w") as out:
             json.dump({"cpu": platform.processor() or platform.machine(), "rows": rows}, out, indent=1)
 

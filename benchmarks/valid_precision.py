@@ -6,7 +6,7 @@ size; its cost is mostly the user encoder. This validates one trained seed of
 a finished run both ways, alternating, and reports the time of each pass and
 the full-ranking NDCG@10 of every user and item group.
 
-    python benchmarks/valid_precision.py RUN_DIR CONFIG [--seed 1] [--users 50000] [--rounds 2] \\
+    python benchmarks/valid_precision.py RUN_DIR [--seed 1] [--users 50000] [--rounds 2] \\
         [--json benchmarks/results/valid_precision.json]
 """
 
@@ -22,25 +22,23 @@ import torch
 
 from esrgraph.config import load_config
 from esrgraph.data.sequences import SequenceData
-from esrgraph.data.store import load_dataset
+from esrgraph.recommend.recommender import load_model_and_dataset
 from esrgraph.seq.backbones import left_padded
 from esrgraph.seq.build import build_evaluator
-from esrgraph.seq.store import load_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a finished run's folder (holding dataset/ and seq/)")
-    parser.add_argument("config", help="the run's config")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("run", type=Path, help="a finished run's folder (its config.yaml, dataset/ and seq/)")
+    parser.add_argument("--seed", type=int, default=None, help="the trained seed (default: the smallest)")
     parser.add_argument("--users", type=int, default=50_000, help="train.valid_users")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    cfg = load_config(args.config, [f"train.valid_users={args.users}"])
-    data = SequenceData(load_dataset(args.run / "dataset"), cfg.seq.max_length, left_padded(cfg.seq))
+    cfg = load_config(args.run / "config.yaml", [f"train.valid_users={args.users}"])
+    model, dataset, _ = load_model_and_dataset(args.run / "seq", args.run / "dataset", args.seed, "cpu")
+    data = SequenceData(dataset, cfg.seq.max_length, left_padded(cfg.seq))
     evaluator = build_evaluator(cfg, data, torch.device("cpu"))
-    model = load_model(args.run / "seq", args.seed, "cpu")
     rows = []
     for round_ in range(args.rounds):
         for precision in ("fp32", "bf16"):
