@@ -70,22 +70,36 @@ def test_the_size_rule_picks_the_documented_objective_and_each_its_own_negatives
     import torch
 
     from esrgraph.config import load_config
-    from esrgraph.seq.objectives import (
-        FULL_SOFTMAX_MAX_ITEMS,
-        FullSoftmax,
-        GeneralisedBCE,
-        SampledSoftmax,
-        build_objective,
-    )
+    from esrgraph.seq.objectives import FullSoftmax, GeneralisedBCE, SampledSoftmax, build_objective
+    from esrgraph.seq.size_rule import LARGE_CATALOGUE_ITEMS
 
     train = load_config(None).train
-    assert train.loss == "auto" and "up to 50,000 trainable items" in _help("loss")
-    assert isinstance(build_objective(train, FULL_SOFTMAX_MAX_ITEMS), FullSoftmax)
-    large = build_objective(train, FULL_SOFTMAX_MAX_ITEMS + 1, torch.ones(FULL_SOFTMAX_MAX_ITEMS + 2))
+    assert LARGE_CATALOGUE_ITEMS == 15_000 and train.loss == "auto"
+    assert "ce up to 15,000 trainable items" in _help("loss")
+    assert isinstance(build_objective(train, LARGE_CATALOGUE_ITEMS), FullSoftmax)
+    large = build_objective(train, LARGE_CATALOGUE_ITEMS + 1, torch.ones(LARGE_CATALOGUE_ITEMS + 2))
     assert isinstance(large, SampledSoftmax) and large.negatives == 2048
     gbce = build_objective(load_config(None, ["train.loss=gbce"]).train, 100)
     assert isinstance(gbce, GeneralisedBCE) and gbce.negatives == 256
     assert build_objective(load_config(None, ["train.loss=bce", "train.negatives=7"]).train, 100).negatives == 7
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_size_rule_switches_precision_and_validation_users_with_the_objective(monkeypatch, native):
+    from esrgraph.config import load_config
+    from esrgraph.seq import size_rule
+    from esrgraph.training import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    train, cpu, small, large = load_config(None).train, torch.device("cpu"), 15_000, 15_001
+    assert (train.precision, train.valid_users) == ("auto", "auto")
+    assert size_rule.precision_name(train.precision, cpu, small) == "fp32"  # the full softmax gains little
+    assert size_rule.precision_name(train.precision, cpu, large) == ("bf16" if native else "fp32")
+    assert size_rule.precision_name("fp32", cpu, large) == "fp32" and size_rule.precision_name("bf16", cpu, 9) == "bf16"
+    assert size_rule.valid_users(train.valid_users, small) == 50_000
+    assert size_rule.valid_users(train.valid_users, large) == 10_000
+    assert size_rule.valid_users(None, large) is None and size_rule.valid_users(300, small) == 300
+    assert "15,000 trainable items" in _help("precision") and "10,000 above 15,000" in _help("valid_users")
 
 
 def _help(name: str) -> str:

@@ -473,7 +473,7 @@ def test_validation_ranks_a_fixed_sample_of_users_where_there_are_more(tmp_path)
     picked = sample_users(300, 120, "test")  # eval.users=120: another fixed sample than validation's
     assert np.array_equal(picked, sample_users(300, 120, "test")) and len(np.unique(picked)) == 120
     assert not np.array_equal(picked, evaluator.valid_users) and sample_users(300, 300, "test") is None
-    assert build_evaluator(load_config(None), data).valid_users is None  # 300 users: below the default 50,000
+    assert build_evaluator(load_config(None), data).valid_users is None  # 300 users: below auto's 50,000
 
 
 def test_bf16_training_follows_fp32_closely(tmp_path):
@@ -509,9 +509,11 @@ def test_validation_encodes_users_in_the_training_precision_and_ranks_alike(tmp_
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch, native):
+    from esrgraph.seq import size_rule
     from esrgraph.training import device as device_module
 
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(size_rule, "LARGE_CATALOGUE_ITEMS", 10)  # auto's bf16 is for large catalogues only
     trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.precision=auto",))
     assert trainer.precision == ("bf16" if native else "fp32")
     assert device_module.training_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept

@@ -31,6 +31,7 @@ from .backbones import left_padded
 from .distill import SelfDistillation
 from .model import SeqRecommender
 from .objectives import build_objective
+from .size_rule import valid_users
 from .trainer import Trainer
 from .variants import distills, variant_spec
 from .views import ID_INIT_STD
@@ -96,8 +97,9 @@ def build_evaluator(cfg, data: SequenceData, device: torch.device | str = "cpu")
 
 
 def validation_users(cfg, data: SequenceData) -> np.ndarray | None:
-    """A fixed random sample of ``train.valid_users`` users when there are more, else None (every user)."""
-    return sample_users(data.num_users, cfg.train.valid_users, "valid")
+    """A fixed random sample of ``train.valid_users`` users (``auto``: by size) when there are more, else
+    None (every user)."""
+    return sample_users(data.num_users, valid_users(cfg.train.valid_users, data.num_warm), "valid")
 
 
 def popularity_floor(cfg, data: SequenceData, evaluator: Evaluator) -> float:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .registry import OBJECTIVES
+from .size_rule import objective_name
 
 ItemVectors = Callable[[torch.Tensor], torch.Tensor]  # item ids [...] -> vectors [..., D]
 ItemTable = Callable[[], torch.Tensor]  # every trainable item's vector [N + 1, D] (row 0 padding)
@@ -182,18 +183,9 @@ def gbce_beta(negatives: int, num_items: int, t: float) -> float:
     return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
 
 
-FULL_SOFTMAX_MAX_ITEMS = 50_000  # train.loss auto: a full softmax up to this many trainable items
-
-
-def objective_name(loss: str, num_items: int) -> str:
-    """The objective ``train.loss`` names; ``auto`` by the number of trainable items."""
-    if loss != "auto":
-        return loss
-    return "ce" if num_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled_softmax"
-
-
 def build_objective(train, num_items: int, popularity: torch.Tensor | None = None) -> Objective:
-    """The objective ``train.loss`` names (``auto``: by size), with the train.* settings it declares."""
+    """The objective ``train.loss`` names (``auto``: by size, :mod:`.size_rule`), with the train.* settings
+    it declares."""
     cls = OBJECTIVES.get(objective_name(train.loss, num_items), "train.loss")
     settings = {name: getattr(train, name) for name in cls.settings}
     if "negatives" in settings and settings["negatives"] is None:

@@ -29,13 +29,13 @@ from ..eval.evaluate import Evaluator
 from ..eval.metrics import GROUPS, VALID_METRIC
 from ..training.averaging import WeightAverage
 from ..training.checkpoint import CheckpointStore
-from ..training.device import training_precision
 from ..training.distributed import DistContext
 from ..training.loop import EpochCallback, TrainingLoop, TrainResult
 from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
 from .optimiser import recommender_optimiser
+from .size_rule import precision_name
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Trainer:
             )
         self.optimizer = recommender_optimiser(model, train)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
-        self.precision = training_precision(train.precision, device)
+        self.precision = precision_name(train.precision, device, data.num_warm)
         if train.precision == "auto" and self.dist.is_main:
             log.info("train-seq: train.precision auto: %s matrix products on %s", self.precision, device)
         self.loop: TrainingLoop | None = None

@@ -13,7 +13,7 @@ from ..eval.metrics import aggregate
 from ..eval.report import describe_model, report
 from ..seq.backbones import left_padded
 from ..seq.build import build_evaluator
-from ..seq.objectives import objective_name
+from ..seq.size_rule import objective_name
 from ..seq.store import load_model, trained_seeds
 from ..training.device import resolve_device
 from . import Stage, StageRun

@@ -1,0 +1,58 @@
+"""What the ``auto`` training settings pick by the size of the catalogue.
+
+One threshold, :data:`LARGE_CATALOGUE_ITEMS` trainable items. Up to it the
+full softmax trains, in fp32, validated on every user (up to 50,000): where
+both fit, the full softmax was the more accurate under the sampled protocol,
+and its logits are a bearable share of an epoch. Above it they dominate the
+epoch, so ``auto`` picks the large-catalogue recipe:
+
+* ``train.loss``: the sampled softmax, whose step does not grow with the
+  catalogue (from 12,101 items on it tied or beat the full softmax under full
+  ranking, on amazon-beauty and on held-out amazon-health);
+* ``train.precision``: bf16 where the chip computes it natively (the sampled
+  softmax's steps are the encoder's matrix products: 1.7–2.2× on idle CPU
+  cores, where the full softmax gained 1.2× at most);
+* ``train.valid_users``: a fixed sample of 10,000 users, as validation would
+  otherwise take half of such an epoch.
+
+The measurements: ``benchmarks/README.md`` ("the size rule") and
+``results/README.md``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..training.device import training_precision
+
+# Between amazon-beauty's 12,101 items (the sampled softmax tied, 1% lower under the sampled protocol) and
+# amazon-health's 18,427 (held out: level under full ranking at a third of the step's cost).
+LARGE_CATALOGUE_ITEMS = 15_000
+SMALL_VALID_USERS = 50_000  # every user of the datasets measured: the recorded runs validated on all of them
+LARGE_VALID_USERS = 10_000  # a fixed sample: NDCG@10's standard error near 0.002, shared by every epoch
+
+
+def is_large(num_items: int) -> bool:
+    """More trainable items than the full softmax is picked for."""
+    return num_items > LARGE_CATALOGUE_ITEMS
+
+
+def objective_name(loss: str, num_items: int) -> str:
+    """The objective ``train.loss`` names; ``auto`` by the number of trainable items."""
+    if loss != "auto":
+        return loss
+    return "sampled_softmax" if is_large(num_items) else "ce"
+
+
+def precision_name(precision: str, device: torch.device, num_items: int) -> str:
+    """``train.precision``; ``auto``: bf16 where native on ``device`` for a large catalogue, else fp32."""
+    if precision != "auto":
+        return precision
+    return training_precision("auto", device) if is_large(num_items) else "fp32"
+
+
+def valid_users(setting: int | str | None, num_items: int) -> int | None:
+    """``train.valid_users``: the most users validation ranks (None: every user); ``auto`` by size."""
+    if setting != "auto":
+        return setting
+    return LARGE_VALID_USERS if is_large(num_items) else SMALL_VALID_USERS
