@@ -102,20 +102,23 @@ run:
     return path
 
 
-def run_stage(stage: str, config_path: Path) -> dict:
-    """One stage as its own command; its wall time and the child's peak RSS."""
+def run_stage(stage: str, config_path: Path, overrides: tuple[str, ...] = (), logs: Path | None = None) -> dict:
+    """One stage as its own command (``-o`` ``overrides``); its wall time and the child's peak RSS. Its log
+    goes to ``logs`` (default: the config's folder)."""
+    log_path = (logs or config_path.parent) / f"{stage}.log"
+    command = [sys.executable, "-m", "cli.main", "-q", stage, str(config_path)]
+    for override in overrides:
+        command += ["-o", override]
     start = time.perf_counter()
-    with open(config_path.parent / f"{stage}.log", "w") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "-q", stage, str(config_path)], cwd=ROOT, stdout=log, stderr=log
-        )
+    with open(log_path, "w") as log:
+        child = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
         _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory, not the largest so far
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     row = {"stage": stage, "seconds": round(seconds, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
     row["ok"] = code == 0
     if code:
-        lines = (config_path.parent / f"{stage}.log").read_text().strip().splitlines()
+        lines = log_path.read_text().strip().splitlines()
         row["error"] = lines[-1] if lines else f"exit {code}"
     return row
 
