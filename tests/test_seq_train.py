@@ -516,4 +516,9 @@ def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(t
     monkeypatch.setattr(size_rule, "LARGE_CATALOGUE_ITEMS", 10)  # auto's bf16 is for large catalogues only
     trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.precision=auto",))
     assert trainer.precision == ("bf16" if native else "fp32")
+    items, users = f"{trainer.data.num_warm:,}", f"{trainer.data.num_users:,}"
+    assert trainer.describe_settings() == (  # what the log says the size rule picked (setup names bce)
+        f"{items} trainable items: bce objective, {trainer.precision} matrix products on cpu, "
+        f"validation on {users} of {users} users"
+    )
     assert device_module.training_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept

@@ -35,7 +35,7 @@ from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
 from .optimiser import recommender_optimiser
-from .size_rule import precision_name
+from .size_rule import objective_name, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,19 @@ class Trainer:
         self.optimizer = recommender_optimiser(model, train)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
         self.precision = precision_name(train.precision, device, data.num_warm)
-        if train.precision == "auto" and self.dist.is_main:
-            log.info("train-seq: train.precision auto: %s matrix products on %s", self.precision, device)
+        if self.dist.is_main:
+            log.info("train-seq: %s", self.describe_settings())
         self.loop: TrainingLoop | None = None
+
+    def describe_settings(self) -> str:
+        """What the size-dependent settings (:mod:`.size_rule`) came to, for the log."""
+        validated = self.evaluator.valid_users
+        users = self.data.num_users if validated is None else len(validated)
+        return (
+            f"{self.data.num_warm:,} trainable items: {objective_name(self.cfg.loss, self.data.num_warm)} "
+            f"objective, {self.precision} matrix products on {self.device}, validation on {users:,} of "
+            f"{self.data.num_users:,} users"
+        )
 
     def stopping_rule(self) -> EarlyStopping:
         cfg = self.cfg
