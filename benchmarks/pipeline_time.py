@@ -45,7 +45,8 @@ def main() -> None:
             continue
         row = run_stage(stage, args.config.resolve(), overrides, logs)
         if stage == "build-graph" and not row["ok"] and NO_GRAPH in row.get("error", ""):
-            row, graph = {**row, "ok": True, "skipped": row.pop("error")}, False
+            skipped = row.pop("error")
+            row, graph = {**row, "ok": True, "skipped": skipped}, False
         stages.append(row)
         print(f"  {row}", flush=True)
         if not row["ok"]:

@@ -99,6 +99,8 @@ def test_the_size_rule_switches_precision_and_validation_users_with_the_objectiv
     assert size_rule.valid_users(train.valid_users, small) == 50_000
     assert size_rule.valid_users(train.valid_users, large) == 10_000
     assert size_rule.valid_users(None, large) is None and size_rule.valid_users(300, small) == 300
+    assert (size_rule.patience(train.patience, small), size_rule.patience(train.patience, large)) == (10, 5)
+    assert size_rule.patience(7, large) == 7 and "auto: 10, 5 above 15,000" in _help("patience")
     assert "15,000 trainable items" in _help("precision") and "10,000 above 15,000" in _help("valid_users")
 
 

@@ -185,8 +185,11 @@ class TrainConfig:
     )
     batch_size: int = field(128, min=1, help="users per batch")
     epochs: int = field(200, min=1, help="most epochs")
-    patience: int = field(
-        10, min=1, help="epochs without a better validation NDCG@10 before stopping (counted once the floor is beaten)"
+    patience: int | Literal["auto"] = field(
+        "auto",
+        min=1,
+        help="epochs without a better validation NDCG@10 before stopping (counted once the floor is beaten); "
+        "auto: 10, 5 above 15,000 trainable items",
     )
     min_epochs: int = field(0, min=0, help="no early stop before this epoch")
     floor_margin: float = field(

@@ -35,7 +35,7 @@ from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
 from .optimiser import recommender_optimiser
-from .size_rule import objective_name, precision_name
+from .size_rule import objective_name, patience, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +118,17 @@ class Trainer:
         return (
             f"{self.data.num_warm:,} trainable items: {objective_name(self.cfg.loss, self.data.num_warm)} "
             f"objective, {self.precision} matrix products on {self.device}, validation on {users:,} of "
-            f"{self.data.num_users:,} users"
+            f"{self.data.num_users:,} users, patience {patience(self.cfg.patience, self.data.num_warm)}"
         )
 
     def stopping_rule(self) -> EarlyStopping:
         cfg = self.cfg
         return EarlyStopping(
-            cfg.patience, "max", min_epochs=cfg.min_epochs, floor=self.floor, floor_margin=cfg.floor_margin
+            patience(cfg.patience, self.data.num_warm),
+            "max",
+            min_epochs=cfg.min_epochs,
+            floor=self.floor,
+            floor_margin=cfg.floor_margin,
         )
 
     def fit(self, seed: int, resume: bool | str = False, callbacks: tuple[EpochCallback, ...] = ()) -> TrainResult:
