@@ -79,6 +79,9 @@ def test_the_size_rule_picks_the_documented_objective_and_each_its_own_negatives
     assert isinstance(build_objective(train, LARGE_CATALOGUE_ITEMS), FullSoftmax)
     large = build_objective(train, LARGE_CATALOGUE_ITEMS + 1, torch.ones(LARGE_CATALOGUE_ITEMS + 2))
     assert isinstance(large, SampledSoftmax) and large.negatives == 2048
+    assert isinstance(build_objective(train, 50_000, text_view=False), FullSoftmax)  # id-only: to 50,000
+    assert isinstance(build_objective(train, 50_001, torch.ones(50_002), text_view=False), SampledSoftmax)
+    assert "(a model with no text view, seq.variant plain: ce up to 50,000)" in _help("loss")
     gbce = build_objective(load_config(None, ["train.loss=gbce"]).train, 100)
     assert isinstance(gbce, GeneralisedBCE) and gbce.negatives == 256
     assert build_objective(load_config(None, ["train.loss=bce", "train.negatives=7"]).train, 100).negatives == 7

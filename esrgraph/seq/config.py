@@ -153,7 +153,7 @@ class TrainConfig:
         help="training objective: ce (full softmax: every item scored at every target), sampled_softmax "
         "(negatives shared by a batch, log-frequency correction: the cost of a step does not grow with the "
         "catalogue), bce or gbce (sampled negatives per position); auto: ce up to 15,000 trainable items, "
-        "sampled_softmax above",
+        "sampled_softmax above (a model with no text view, seq.variant plain: ce up to 50,000)",
     )
     negatives: int | None = field(
         None,

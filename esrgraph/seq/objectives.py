@@ -183,10 +183,10 @@ def gbce_beta(negatives: int, num_items: int, t: float) -> float:
     return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
 
 
-def build_objective(train, num_items: int, popularity: torch.Tensor | None = None) -> Objective:
-    """The objective ``train.loss`` names (``auto``: by size, :mod:`.size_rule`), with the train.* settings
-    it declares."""
-    cls = OBJECTIVES.get(objective_name(train.loss, num_items), "train.loss")
+def build_objective(train, num_items: int, popularity: torch.Tensor | None = None, text_view: bool = True) -> Objective:
+    """The objective ``train.loss`` names (``auto``: by size and whether the model has a text view,
+    :mod:`.size_rule`), with the train.* settings it declares."""
+    cls = OBJECTIVES.get(objective_name(train.loss, num_items, text_view), "train.loss")
     settings = {name: getattr(train, name) for name in cls.settings}
     if "negatives" in settings and settings["negatives"] is None:
         settings["negatives"] = cls.default_negatives

@@ -35,7 +35,8 @@ from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
 from .optimiser import recommender_optimiser
-from .size_rule import objective_name, patience, precision_name
+from .registry import OBJECTIVES
+from .size_rule import patience, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,15 @@ class Trainer:
         validated = self.evaluator.valid_users
         users = self.data.num_users if validated is None else len(validated)
         return (
-            f"{self.data.num_warm:,} trainable items: {objective_name(self.cfg.loss, self.data.num_warm)} "
+            f"{self.data.num_warm:,} trainable items: {self.objective_name()} "
             f"objective, {self.precision} matrix products on {self.device}, validation on {users:,} of "
             f"{self.data.num_users:,} users, patience {patience(self.cfg.patience, self.data.num_warm)}"
         )
+
+    def objective_name(self) -> str:
+        """The registered name of the objective the model trains with."""
+        objective = self.model.training_parts.objective
+        return next(name for name in OBJECTIVES.names() if type(objective) is OBJECTIVES.get(name))
 
     def stopping_rule(self) -> EarlyStopping:
         cfg = self.cfg

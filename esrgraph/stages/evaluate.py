@@ -15,6 +15,7 @@ from ..seq.backbones import left_padded
 from ..seq.build import build_evaluator
 from ..seq.size_rule import objective_name
 from ..seq.store import load_model, trained_seeds
+from ..seq.variants import variant_spec
 from ..training.device import resolve_device
 from . import Stage, StageRun
 
@@ -32,7 +33,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
         per_seed[str(seed)] = evaluator.evaluate(model, "test")
     popularity = PopularityScorer(data.train_popularity().numpy(), device)
     floor = evaluator.evaluate(popularity, "test")
-    objective = objective_name(cfg.train.loss, ds.num_warm)
+    objective = objective_name(cfg.train.loss, ds.num_warm, variant_spec(cfg.seq).text)
     metrics = {
         "dataset": ds.name,
         "model": describe_model(cfg, objective),
