@@ -98,13 +98,16 @@ def test_the_size_rule_switches_precision_and_validation_users_with_the_objectiv
     assert (train.precision, train.valid_users) == ("auto", "auto")
     assert size_rule.precision_name(train.precision, cpu, small) == "fp32"  # the full softmax gains little
     assert size_rule.precision_name(train.precision, cpu, large) == ("bf16" if native else "fp32")
+    assert size_rule.precision_name(train.precision, cpu, large, full_softmax=True) == "fp32"
     assert size_rule.precision_name("fp32", cpu, large) == "fp32" and size_rule.precision_name("bf16", cpu, 9) == "bf16"
     assert size_rule.valid_users(train.valid_users, small) == 50_000
     assert size_rule.valid_users(train.valid_users, large) == 10_000
     assert size_rule.valid_users(None, large) is None and size_rule.valid_users(300, small) == 300
     assert (size_rule.patience(train.patience, small), size_rule.patience(train.patience, large)) == (10, 5)
     assert size_rule.patience(7, large) == 7 and "auto: 10, 5 above 15,000" in _help("patience")
-    assert "15,000 trainable items" in _help("precision") and "10,000 above 15,000" in _help("valid_users")
+    assert "15,000 trainable items with an objective that draws candidates" in _help(
+        "precision"
+    ) and "10,000 above 15,000" in _help("valid_users")
 
 
 def _help(name: str) -> str:

@@ -205,7 +205,7 @@ class TrainConfig:
         help="bf16: the training steps' and validation's user-encoding matrix products in bfloat16 "
         "(autocast; weights, optimiser, scores and the test evaluation stay fp32), faster on chips that "
         "compute it natively (AVX-512 BF16, AMX, GPUs); auto: bf16 on such a chip above 15,000 trainable "
-        "items (where auto picks the sampled softmax), else fp32",
+        "items with an objective that draws candidates (not ce), else fp32",
     )
     eval_batch_size: int = field(512, min=1, help="users per batch when ranking")
     valid_protocol: Protocol = field("full", help="protocol of the early-stopping metric")

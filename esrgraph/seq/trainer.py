@@ -107,7 +107,8 @@ class Trainer:
             )
         self.optimizer = recommender_optimiser(model, train)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
-        self.precision = precision_name(train.precision, device, data.num_warm)
+        full_softmax = model.training_parts.objective.scores_every_item
+        self.precision = precision_name(train.precision, device, data.num_warm, full_softmax)
         if self.dist.is_main:
             log.info("train-seq: %s", self.describe_settings())
         self.loop: TrainingLoop | None = None
