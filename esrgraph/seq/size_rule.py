@@ -18,7 +18,7 @@ epoch, so ``auto`` picks the large-catalogue recipe:
   bf16 diverged after its best epoch on amazon-health, seeds 1–3);
 * ``train.valid_users``: a fixed sample of 10,000 users, as validation would
   otherwise take half of such an epoch;
-* ``train.patience``: 5 epochs instead of 10. Replayed on the 12 recorded
+* ``train.patience``: 5 epochs instead of 10. Replayed on the 16 recorded
   histories of the dual-view, LLM-ESR and SASRec models (amazon-health,
   amazon-beauty, amazon-scientific), patience 5 of the raw and the averaged
   weights kept the same best epoch as 10 did; the five epochs more cost
