@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import STAGES as TRAINING_STAGES  # noqa: E402
 from scale import run_stage  # noqa: E402
 
-STAGES = ("prepare", "embed", "build-graph", "pretrain-gnn", "train-seq", "evaluate")
-NO_GRAPH = "no usable attribute"
+STAGES = (*TRAINING_STAGES, "evaluate")
+NO_GRAPH = "no usable attribute"  # build-graph's error where no item keeps an attribute (NoAttributeError)
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from .backbones import left_padded
 from .distill import SelfDistillation
 from .model import SeqRecommender
 from .objectives import build_objective
-from .size_rule import valid_users
+from .size_rule import resolve, valid_users
 from .trainer import Trainer
 from .variants import distills, variant_spec
 from .views import ID_INIT_STD
@@ -135,7 +135,8 @@ def build_trainer(
     evaluator = evaluator or build_evaluator(cfg, data, device)
     prepare_training(cfg, inputs, model, data)
     floor = popularity_floor(cfg, data, evaluator)
-    return Trainer(model, data, cfg.train, evaluator, device, store, dist, floor)
+    train = resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).text, device)
+    return Trainer(model, data, train, evaluator, device, store, dist, floor)
 
 
 def _start_std(init: torch.Tensor | None) -> float:

@@ -31,9 +31,13 @@ The measurements: ``benchmarks/README.md`` ("the size rule") and
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..training.device import training_precision
+from .config import TrainConfig
+from .registry import OBJECTIVES
 
 # Between amazon-beauty's 12,101 items (the sampled softmax tied, 1% lower under the sampled protocol) and
 # amazon-health's 18,427 (held out: level under full ranking at a third of the step's cost).
@@ -82,3 +86,17 @@ def patience(setting: int | str, num_items: int) -> int:
     if setting != "auto":
         return setting
     return LARGE_PATIENCE if is_large(num_items) else SMALL_PATIENCE
+
+
+def resolve(train: TrainConfig, num_items: int, text_view: bool, device: torch.device) -> TrainConfig:
+    """``train`` with every size-dependent ``auto`` settled for ``num_items`` trainable items on ``device``:
+    the trainer reads concrete values only."""
+    loss = objective_name(train.loss, num_items, text_view)
+    full_softmax = OBJECTIVES.get(loss, "train.loss").scores_every_item
+    return replace(
+        train,
+        loss=loss,
+        precision=precision_name(train.precision, device, num_items, full_softmax),
+        valid_users=valid_users(train.valid_users, num_items),
+        patience=patience(train.patience, num_items),
+    )

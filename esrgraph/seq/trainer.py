@@ -35,8 +35,6 @@ from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
 from .optimiser import recommender_optimiser
-from .registry import OBJECTIVES
-from .size_rule import patience, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +74,8 @@ class RecommenderTask:
 
 
 class Trainer:
-    """Trains ``model`` (its training prepared) on ``data``; ``floor``: popularity's validation NDCG@10."""
+    """Trains ``model`` (its training prepared) on ``data``; ``train`` with its size-dependent ``auto``
+    settings resolved (:func:`.size_rule.resolve`); ``floor``: popularity's validation NDCG@10."""
 
     def __init__(
         self,
@@ -107,8 +106,7 @@ class Trainer:
             )
         self.optimizer = recommender_optimiser(model, train)
         self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
-        full_softmax = model.training_parts.objective.scores_every_item
-        self.precision = precision_name(train.precision, device, data.num_warm, full_softmax)
+        self.precision = train.precision
         if self.dist.is_main:
             log.info("train-seq: %s", self.describe_settings())
         self.loop: TrainingLoop | None = None
@@ -118,24 +116,15 @@ class Trainer:
         validated = self.evaluator.valid_users
         users = self.data.num_users if validated is None else len(validated)
         return (
-            f"{self.data.num_warm:,} trainable items: {self.objective_name()} "
-            f"objective, {self.precision} matrix products on {self.device}, validation on {users:,} of "
-            f"{self.data.num_users:,} users, patience {patience(self.cfg.patience, self.data.num_warm)}"
+            f"{self.data.num_warm:,} trainable items: {self.cfg.loss} objective, {self.precision} matrix "
+            f"products on {self.device}, validation on {users:,} of {self.data.num_users:,} users, "
+            f"patience {self.cfg.patience}"
         )
-
-    def objective_name(self) -> str:
-        """The registered name of the objective the model trains with."""
-        objective = self.model.training_parts.objective
-        return next(name for name in OBJECTIVES.names() if type(objective) is OBJECTIVES.get(name))
 
     def stopping_rule(self) -> EarlyStopping:
         cfg = self.cfg
         return EarlyStopping(
-            patience(cfg.patience, self.data.num_warm),
-            "max",
-            min_epochs=cfg.min_epochs,
-            floor=self.floor,
-            floor_margin=cfg.floor_margin,
+            cfg.patience, "max", min_epochs=cfg.min_epochs, floor=self.floor, floor_margin=cfg.floor_margin
         )
 
     def fit(self, seed: int, resume: bool | str = False, callbacks: tuple[EpochCallback, ...] = ()) -> TrainResult:
