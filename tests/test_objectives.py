@@ -59,26 +59,6 @@ def test_bce_averages_its_negatives_and_gbce_powers_the_positive_term():
     assert loss("gbce", Candidates(per_position=negatives)) == pytest.approx(gbce, rel=1e-5)
 
 
-@pytest.mark.parametrize(
-    "name, candidates",
-    [
-        ("ce", Candidates()),
-        ("sampled_softmax", Candidates(shared=torch.tensor([2, 3, 5]), log_q=torch.zeros(NUM_ITEMS + 1))),
-        ("bce", Candidates(per_position=torch.tensor([[2, 3, 5], [1, 2, 6]]))),
-        ("gbce", Candidates(per_position=torch.tensor([[2, 3, 5], [1, 2, 6]]))),
-    ],
-)
-def test_position_weights_scale_each_positions_loss(name, candidates):
-    table, hidden, targets = toy()
-    objective = OBJECTIVES.get(name)(NUM_ITEMS)
-    args = (hidden, targets, candidates, lambda ids: table[ids], lambda: table)
-    first = float(objective.loss(hidden[:1], targets[:1], candidates.at(slice(0, 1)), *args[3:]))
-    second = float(objective.loss(hidden[1:], targets[1:], candidates.at(slice(1, 2)), *args[3:]))
-    weighted = float(objective.loss(*args, weights=torch.tensor([2.0, 0.5])))
-    assert weighted == pytest.approx(2.0 * first + 0.5 * second, rel=1e-5)
-    assert float(objective.loss(*args, weights=torch.ones(2))) == pytest.approx(float(objective.loss(*args)), rel=1e-6)
-
-
 def test_gbce_beta_runs_from_plain_bce_to_full_calibration():
     alpha = 3 / (NUM_ITEMS - 1)
     assert gbce_beta(3, NUM_ITEMS, 0.0) == pytest.approx(1.0)  # t = 0: the positive term as in BCE

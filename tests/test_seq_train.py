@@ -268,22 +268,6 @@ def test_a_target_weighs_the_same_in_a_batch_of_short_or_of_long_histories(tmp_p
     assert norms == pytest.approx([8 * targets / len(trainer.users)] * 2)
 
 
-def test_user_balance_gives_every_user_the_same_total_weight(tmp_path):
-    trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.user_balance=1",))
-    model, users = trainer.model, trainer.users
-    batch = model.training_batch(users, torch.Generator().manual_seed(0))
-    where = batch.inputs.targets > 0
-    weights = model.position_weights(batch.inputs.users, where)
-    owners = batch.inputs.users.unsqueeze(1).expand_as(where)[where]
-    totals = torch.zeros(trainer.data.num_users).index_add_(0, owners, weights)[torch.from_numpy(users)]
-    counts = torch.zeros(trainer.data.num_users).index_add_(0, owners, torch.ones_like(weights))
-    assert counts[torch.from_numpy(users)].unique().numel() > 3  # histories of several lengths
-    assert torch.allclose(totals, totals[0].expand_as(totals), rtol=1e-5)
-    assert float(weights.mean()) == pytest.approx(1.0, rel=1e-5)  # the loss keeps its scale
-    plain, _ = setup("sasrec", tmp_path / "plain", epochs=1)
-    assert plain.model.position_weights(batch.inputs.users, where) is None  # 0: every target weighs 1
-
-
 def test_a_terminated_run_leaves_no_temporary_folder_and_keeps_its_checkpoints(tiny, tmp_path):
     import os
     import signal

@@ -116,7 +116,7 @@ def prepare_training(cfg, inputs: RecommenderInputs, model: SeqRecommender, data
     if distills(cfg.seq) and inputs.similar_users is not None:
         auxiliary.append(SelfDistillation(inputs.similar_users, cfg.seq.distill, data, cfg.seq.distill.alpha))
     objective = build_objective(cfg.train, data.num_warm, popularity, variant_spec(cfg.seq).text)
-    model.prepare_training(data, objective, tuple(auxiliary), cfg.train.user_balance)
+    model.prepare_training(data, objective, tuple(auxiliary))
 
 
 def build_trainer(

@@ -165,14 +165,6 @@ class TrainConfig:
         1.0, min=0.0, help="sampled_softmax: negatives drawn with probability ∝ (popularity + 1)^beta"
     )
     gbce_t: float = field(0.75, min=0.0, max=1.0, help="gbce: calibration t (0: plain bce, 1: full calibration)")
-    user_balance: float = field(
-        0.0,
-        min=0.0,
-        max=1.0,
-        help="each training target weighs ∝ (its user's number of targets)^-user_balance, scaled so that the "
-        "mean target weighs 1: 0 weighs every target alike (a long history counts more), 1 gives every user "
-        "the same total weight, as leave-one-out metrics do",
-    )
     # 0.999 (about the last 1,000 steps), chosen on amazon-scientific (0.998, 0.99 and 0.9995 lower) and
     # confirmed on amazon-beauty and the held-out data (results/README.md, "Weight averaging by default")
     weight_average: float = field(

@@ -225,19 +225,12 @@ class SeqRecommender(nn.Module):
 
     # ---------------------------------------------------------------- training
 
-    def prepare_training(
-        self, data: SequenceData, objective: Objective, auxiliary: tuple = (), user_balance: float = 0.0
-    ) -> None:
+    def prepare_training(self, data: SequenceData, objective: Objective, auxiliary: tuple = ()) -> None:
         """What training needs besides the weights: the sequences, the objective and auxiliary loss terms
-        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation);
-        ``user_balance``: train.user_balance (:func:`target_weights`)."""
+        (each with ``begin_epoch(model)`` and ``loss(model, batch, outputs)``, e.g. self-distillation)."""
         lengths = np.array([len(data.train_sequence(u)) for u in data.trainable_users()])
         expected = float(self.scheme.targets_per_user(lengths, self.cfg.max_length).mean()) if len(lengths) else 1.0
-        weights = None
-        if user_balance > 0:
-            every = np.array([len(data.train_sequence(u)) for u in range(data.num_users)])
-            weights = target_weights(self.scheme.targets_per_user(every, self.cfg.max_length), user_balance)
-        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected, weights)
+        self.training_parts = TrainingParts(data, objective, tuple(auxiliary), expected)
 
     def begin_epoch(self) -> None:
         for term in self.parts.auxiliary:
@@ -265,44 +258,29 @@ class SeqRecommender(nn.Module):
         where = inputs.targets > 0
         targets = inputs.targets[where]
         candidates = batch.candidates.at(where)
-        weights = self.position_weights(inputs.users, where)
-        value = self.position_loss(outputs[where], targets, candidates, weights)
+        value = self.position_loss(outputs[where], targets, candidates)
         if self.readouts is not None and self.readouts.trains_jointly:
             projected = self.readouts.project(outputs, inputs.users)
-            value = value + self.position_loss(projected[where], targets, candidates, weights)
+            value = value + self.position_loss(projected[where], targets, candidates)
         if self.cfg.view_loss > 0:
-            value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates, weights)
+            value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
         value = value / batch.norm
         for term in self.parts.auxiliary:
             value = value + term.loss(self, batch, outputs)
         return value
 
-    def position_loss(
-        self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates, weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P], each
-        position's loss times its weight where ``weights`` [P] is given."""
-        return self.parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables, weights)
+    def position_loss(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
+        """Summed next-item loss of position vectors ``hidden`` [P, V * d] for ``targets`` [P]."""
+        return self.parts.objective.loss(hidden, targets, candidates, self.item_vectors, self.warm_tables)
 
-    def position_weights(self, row_users: torch.Tensor, where: torch.Tensor) -> torch.Tensor | None:
-        """[P] the weight of each targeted position (``where`` [R, T]) of rows owned by ``row_users`` [R]
-        under train.user_balance; None when every target weighs 1."""
-        table = self.parts.target_weights
-        if table is None:
-            return None
-        per_row = table.to(where.device)[row_users]
-        return per_row.unsqueeze(1).expand_as(where)[where]
-
-    def view_losses(
-        self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates, weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def view_losses(self, hidden: torch.Tensor, targets: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """The summed next-item loss of each view's score on its own (its slice of ``hidden`` [P, V * d])."""
         d, total = self.cfg.hidden_size, 0.0
         for v in range(len(self.views.names)):
             part = slice(v * d, (v + 1) * d)
             vectors = lambda ids, part=part: self.item_vectors(ids)[..., part]
             table = lambda part=part: self.warm_tables()[:, part]
-            total = total + self.parts.objective.loss(hidden[:, part], targets, candidates, vectors, table, weights)
+            total = total + self.parts.objective.loss(hidden[:, part], targets, candidates, vectors, table)
         return total
 
     def last_outputs(self, batch: TrainingBatch, outputs: torch.Tensor) -> torch.Tensor:
@@ -354,17 +332,3 @@ class TrainingParts:
     objective: Objective
     auxiliary: tuple
     targets_per_user: float  # expected training targets of a user (the loss's normaliser per user)
-    target_weights: torch.Tensor | None = None  # [U] the weight of each user's targets (train.user_balance)
-
-
-def target_weights(targets: np.ndarray, balance: float) -> torch.Tensor:
-    """[U] weight of each target of a user with ``targets`` [U] training targets: ∝ targets^-balance,
-    scaled so that the mean over every training target is 1 (the loss keeps its scale and the
-    normaliser its meaning). Users with no target get weight 0."""
-    targets = np.asarray(targets, dtype=np.float64)
-    has = targets > 0
-    raw = np.zeros_like(targets)
-    raw[has] = targets[has] ** -balance
-    total = float((raw * targets).sum())
-    scale = float(targets.sum()) / total if total > 0 else 1.0
-    return torch.from_numpy(raw * scale).float()

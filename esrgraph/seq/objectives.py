@@ -90,17 +90,10 @@ class Objective:
         candidates: Candidates,
         vectors: ItemVectors,
         table: ItemTable,
-        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Summed loss of position vectors ``hidden`` [P, D] for ``targets`` [P]; ``vectors(ids)`` gives
-        items' vectors, ``table()`` every candidate item's [N + 1, D] (row 0 padding); ``weights`` [P]:
-        each position's weight in the sum (None: 1)."""
+        items' vectors, ``table()`` every candidate item's [N + 1, D] (row 0 padding)."""
         raise NotImplementedError
-
-
-def summed(per_position: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """The sum of per-position losses [P], each times its weight where ``weights`` [P] is given."""
-    return per_position.sum() if weights is None else (per_position * weights).sum()
 
 
 class FullSoftmax(Objective):
@@ -108,12 +101,10 @@ class FullSoftmax(Objective):
 
     scores_every_item = True
 
-    def loss(self, hidden, targets, candidates, vectors, table, weights=None):
+    def loss(self, hidden, targets, candidates, vectors, table):
         logits = hidden @ table().T
         logits[:, 0] = -float("inf")
-        if weights is None:
-            return F.cross_entropy(logits, targets, reduction="sum")
-        return summed(F.cross_entropy(logits, targets, reduction="none"), weights)
+        return F.cross_entropy(logits, targets, reduction="sum")
 
 
 class SampledSoftmax(Objective):
@@ -133,14 +124,14 @@ class SampledSoftmax(Objective):
         drawn = torch.multinomial(self.proposal, self.negatives, replacement=True, generator=generator)
         return Candidates(shared=drawn + 1, log_q=self.log_q_table)
 
-    def loss(self, hidden, targets, candidates, vectors, table, weights=None):
+    def loss(self, hidden, targets, candidates, vectors, table):
         positive = (hidden * vectors(targets)).sum(-1)
         shared, log_q = candidates.shared, candidates.log_q
         negative = hidden @ vectors(shared).T - log_q[shared]
         # a drawn item that is the position's own target is not a negative ("accidental hit")
         negative = negative.masked_fill(shared.unsqueeze(0) == targets.unsqueeze(1), -float("inf"))
         logits = torch.cat([(positive - log_q[targets]).unsqueeze(1), negative], dim=1)
-        return summed(-F.log_softmax(logits, dim=1)[:, 0], weights)
+        return -F.log_softmax(logits, dim=1)[:, 0].sum()
 
 
 class BinaryCrossEntropy(Objective):
@@ -151,9 +142,9 @@ class BinaryCrossEntropy(Objective):
     def draw(self, targets, generator):
         return Candidates(per_position=uniform_negatives(targets, self.num_items, self.negatives, generator))
 
-    def loss(self, hidden, targets, candidates, vectors, table, weights=None):
+    def loss(self, hidden, targets, candidates, vectors, table):
         positive, negative = self._scores(hidden, targets, candidates, vectors)
-        return summed(F.softplus(-positive) + F.softplus(negative).mean(-1), weights)
+        return (F.softplus(-positive) + F.softplus(negative).mean(-1)).sum()
 
     @staticmethod
     def _scores(hidden, targets, candidates, vectors) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,10 +163,10 @@ class GeneralisedBCE(BinaryCrossEntropy):
         super().__init__(num_items, negatives)
         self.gbce_t = gbce_t
 
-    def loss(self, hidden, targets, candidates, vectors, table, weights=None):
+    def loss(self, hidden, targets, candidates, vectors, table):
         positive, negative = self._scores(hidden, targets, candidates, vectors)
         beta = gbce_beta(candidates.per_position.shape[-1], self.num_items, self.gbce_t)
-        return summed(beta * F.softplus(-positive) + F.softplus(negative).sum(-1), weights)
+        return (beta * F.softplus(-positive) + F.softplus(negative).sum(-1)).sum()
 
 
 def uniform_negatives(targets: torch.Tensor, num_items: int, count: int, generator: torch.Generator) -> torch.Tensor:
