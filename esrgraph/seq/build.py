@@ -10,7 +10,7 @@ API and the benchmarks call, so none of them can drift from what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -129,14 +129,17 @@ def build_trainer(
     data: SequenceData | None = None,
     evaluator: Evaluator | None = None,
 ) -> Trainer:
-    """A trainer for ``model`` with the configured objective, distillation and early stopping."""
+    """A trainer for ``model`` with the configured objective, distillation and early stopping.
+
+    The size rule settles train.*'s ``auto`` values once, here: the objective, the evaluator built
+    here and the trainer read the same concrete settings."""
     device = torch.device(device)
     data = data or inputs.sequences(cfg)
+    cfg = replace(cfg, train=resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).text, device))
     evaluator = evaluator or build_evaluator(cfg, data, device)
     prepare_training(cfg, inputs, model, data)
     floor = popularity_floor(cfg, data, evaluator)
-    train = resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).text, device)
-    return Trainer(model, data, train, evaluator, device, store, dist, floor)
+    return Trainer(model, data, cfg.train, evaluator, device, store, dist, floor)
 
 
 def _start_std(init: torch.Tensor | None) -> float:
