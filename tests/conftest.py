@@ -159,30 +159,9 @@ def tiny_config(tiny, tmp_path):
 
 def make_dataset(sequences: list[list[int]], num_items: int, tail_share: float = 0.8):
     """A canonical Dataset straight from item-id sequences (ids 1..num_items), for model tests."""
-    import numpy as np
+    from esrgraph.data.dataset import from_sequences
 
-    from esrgraph.config import GroupsConfig
-    from esrgraph.data.dataset import Dataset
-    from esrgraph.data.groups import tail_items_by_popularity, tail_users_by_length
-
-    lengths = np.array([len(s) for s in sequences])
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
-    popularity = np.bincount(items, minlength=num_items + 1)
-    groups = GroupsConfig(tail_user_share=tail_share, tail_item_share=tail_share)
-    tail_users, _ = tail_users_by_length(lengths - 1, groups)
-    tail_items, _ = tail_items_by_popularity(popularity, groups)
-    return Dataset(
-        "synthetic",
-        [str(u) for u in range(len(sequences))],
-        [str(i) for i in range(1, num_items + 1)],
-        offsets,
-        items,
-        [None] * num_items,
-        popularity,
-        tail_items,
-        tail_users,
-    )
+    return from_sequences(sequences, num_items, tail_share)
 
 
 def cyclic_sequences(users: int, items: int, seed: int = 0, min_len: int = 4, max_len: int = 12) -> list[list[int]]:

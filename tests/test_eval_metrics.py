@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from esrgraph.data.sequences import SequenceData
+from esrgraph.eval import protocols
 from esrgraph.eval.baselines import FixedScores
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.eval.metrics import aggregate, metrics_from_ranks
 from esrgraph.eval.protocols import rank_targets, sampled_negatives
+from esrgraph.eval.vectors import VectorScorer
 from tests.conftest import make_dataset
 
 
@@ -27,10 +29,10 @@ class TableScorer:
     def item_tables(self):
         return None
 
-    def score_all(self, users, tables=None):
+    def score_all(self, users, tables=None, columns=None):
         scores = self.table[users[:, 0].long()].clone()
         scores[:, 0] = -float("inf")
-        return scores
+        return scores if columns is None else scores[:, columns]
 
     def score_items(self, users, items):
         return torch.gather(self.table[users[:, 0].long()], 1, items)
@@ -74,6 +76,50 @@ def test_full_ranking_with_ties_and_diverged_rows_in_one_batch_matches_brute_for
         candidates = data.num_items - len(history | {int(data.full[u][-cut])})
         expected = candidates if u in broken else brute_full_rank(data, table, u, split)
         assert ranks[u] == expected
+
+
+def vectors(users, items):
+    return VectorScorer(torch.as_tensor(users).float(), torch.as_tensor(items).float())
+
+
+@pytest.mark.parametrize("width", [4, 7, 1000])
+def test_full_ranking_block_by_block_matches_brute_force_with_ties_and_diverged_rows(width, monkeypatch):
+    """Blocks of any width (one item column past a block boundary, a catalogue in one block) rank as
+    brute force; ties count against the target across blocks; a row whose target is NaN or infinite
+    has every candidate ahead of it."""
+    monkeypatch.setattr(protocols, "COLUMNS_PER_PASS", width)
+    data, _ = random_world(5)
+    rng = np.random.default_rng(5)
+    users = np.round(rng.normal(size=(data.num_users, 3)))  # integers: exact products, many ties
+    items = np.round(rng.normal(size=(data.num_items + 1, 3)))
+    split, cut = "test", 1
+    broken = {4: np.nan, 9: np.inf, 17: -np.inf}
+    for user, value in broken.items():
+        users[user, 0] = value
+    with np.errstate(invalid="ignore"):
+        table = users @ items.T
+    _, targets, ranks = rank_targets(vectors(users, items), data, split, "full", 8, torch.device("cpu"))
+    for u in range(data.num_users):
+        history = set(data.full[u][:-cut].tolist())
+        candidates = data.num_items - len(history | {int(data.full[u][-cut])})
+        if u in broken:
+            assert ranks[u] == candidates
+        else:
+            assert ranks[u] == brute_full_rank(data, table, u, split)
+    flat = vectors(np.ones((data.num_users, 3)), np.ones((data.num_items + 1, 3)))  # one score for all
+    _, _, ranks = rank_targets(flat, data, split, "full", 8, torch.device("cpu"))
+    expected = [data.num_items - len(set(data.full[u].tolist())) for u in range(data.num_users)]
+    assert ranks.tolist() == expected
+
+
+def test_real_valued_scores_rank_the_same_in_blocks_as_in_one(monkeypatch):
+    """Real-valued scores of 64-wide vectors: the blocked ranks equal one block's."""
+    data, _ = random_world(6, users=60, items=300)
+    rng = np.random.default_rng(6)
+    scorer = vectors(rng.normal(size=(data.num_users, 64)), rng.normal(size=(data.num_items + 1, 64)))
+    whole = rank_targets(scorer, data, "valid", "full", 16, torch.device("cpu"))[2]
+    monkeypatch.setattr(protocols, "COLUMNS_PER_PASS", 37)
+    assert rank_targets(scorer, data, "valid", "full", 16, torch.device("cpu"))[2].tolist() == whole.tolist()
 
 
 @pytest.mark.parametrize("split", ["valid", "test"])

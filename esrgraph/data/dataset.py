@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import EsrError
 from .cold import cold_item_ids, held_out_items, without_held_out
-from .config import DatasetConfig
+from .config import DatasetConfig, GroupsConfig
 from .groups import tail_items_by_popularity, tail_users_by_length
 from .interactions import read_interactions
 from .keys import check_integer_ids_distinct, check_join_offset, compare_ids_as, join_metadata, sorted_ids
@@ -82,6 +82,22 @@ class Dataset:
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+
+def from_sequences(
+    sequences: list[list[int]] | list[np.ndarray], num_items: int, tail_share: float = 0.8, name: str = "synthetic"
+) -> Dataset:
+    """A canonical Dataset straight from item-id sequences (ids 1..``num_items``, no metadata), for
+    tests and benchmarks; the tail groups take ``tail_share`` of the users and of the items."""
+    lengths = np.array([len(s) for s in sequences])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+    popularity = np.bincount(items, minlength=num_items + 1)
+    groups = GroupsConfig(tail_user_share=tail_share, tail_item_share=tail_share)
+    tail_users, _ = tail_users_by_length(lengths - 1, groups)
+    tail_items, _ = tail_items_by_popularity(popularity, groups)
+    users, item_ids = [str(u) for u in range(len(sequences))], [str(i) for i in range(1, num_items + 1)]
+    return Dataset(name, users, item_ids, offsets, items, [None] * num_items, popularity, tail_items, tail_users)
 
 
 def build_dataset(cfg: DatasetConfig) -> Dataset:

@@ -38,8 +38,11 @@ class FixedScores:
         """[N + 1]: every item's score, whatever the user (full ranking then needs no score matrix)."""
         return self.table[:, 0]
 
-    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
-        return users @ (self.table if tables is None else tables).T
+    def score_all(
+        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+    ) -> torch.Tensor:
+        tables = self.table if tables is None else tables
+        return users @ (tables if columns is None else tables[columns]).T
 
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return users * self.table[items, 0]

@@ -6,7 +6,11 @@
   who left fewer than ``n`` items unseen meets all of them (the row is padded
   with item 0, which never counts).
 * ``full``: the target against every item outside the user's history (all
-  items before the target, not only those inside ``max_length``).
+  items before the target, not only those inside ``max_length``). Items are
+  scored in blocks of :data:`COLUMNS_PER_PASS`, so a batch never holds a
+  [users, catalogue] score matrix: at 705,883 items one [256, N] matrix was
+  723 MB, and its matrix product ran at a third of the blocked speed on one
+  core (``benchmarks/README.md``).
 
 Cold items (no interaction in any history) are never leave-one-out targets and
 are left out of both protocols' candidates; the cold-item protocol
@@ -27,6 +31,7 @@ from ..data.sequences import SequenceData
 from ..errors import EsrError
 
 SPLIT_CODES = {"valid": 1, "test": 2}
+COLUMNS_PER_PASS = 8192  # items scored per matrix product in full ranking
 
 
 class Scorer(Protocol):
@@ -36,7 +41,9 @@ class Scorer(Protocol):
         self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
     ) -> torch.Tensor: ...
     def item_tables(self) -> torch.Tensor: ...
-    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor: ...
+    def score_all(
+        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+    ) -> torch.Tensor: ...  # [B, N + 1], or [B, len(columns)]: the items of a slice of the catalogue
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
 
 
@@ -89,8 +96,7 @@ def rank_targets(
     if protocol == "full" and fixed is not None:
         return users, *_fixed_full_ranks(fixed(), data, split, users)
     tables = model.item_tables() if protocol == "full" else None
-    # Batches of users with similar history lengths pad little; results return in input order.
-    order = np.argsort([len(data.full[u]) for u in users], kind="stable")
+    order = _batch_order(data, split, users, protocol)
     ranks, targets = [], []
     for lo in range(0, len(users), batch_size):
         chunk = users[order[lo : lo + batch_size]]
@@ -99,8 +105,7 @@ def rank_targets(
             vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
         vectors = vectors.float()
         if protocol == "full":
-            scores = model.score_all(vectors, tables)
-            rank = _full_rank(scores, batch.targets, data.history_sets(chunk, split), device, data.num_warm)
+            rank = _full_rank(model, vectors, tables, batch.targets, data.history_sets(chunk, split), data.num_warm)
         else:
             candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[chunk]).to(device)], dim=1)
             scores = model.score_items(vectors, candidates)
@@ -109,6 +114,17 @@ def rank_targets(
         targets.append(batch.targets.cpu().numpy())
     back = np.argsort(order, kind="stable")
     return users, np.concatenate(targets)[back], np.concatenate(ranks)[back]
+
+
+def _batch_order(data: SequenceData, split: str, users: np.ndarray, protocol: str) -> np.ndarray:
+    """The order users are ranked in: by history length, so that batches pad little; under full
+    ranking first by the block of items their target falls in, so that a batch meets few such blocks
+    (each is scored before the others, to know the targets' scores)."""
+    lengths = np.array([len(data.full[u]) for u in users])
+    if protocol != "full":
+        return np.argsort(lengths, kind="stable")
+    blocks = data.split_targets(users, split) // COLUMNS_PER_PASS
+    return np.lexsort((lengths, blocks))
 
 
 def _fixed_full_ranks(
@@ -136,32 +152,59 @@ def _fixed_full_ranks(
 
 
 def _full_rank(
-    scores: torch.Tensor, targets: torch.Tensor, histories: list[np.ndarray], device, num_warm: int | None = None
+    model: Scorer,
+    vectors: torch.Tensor,
+    tables: torch.Tensor | None,
+    targets: torch.Tensor,
+    histories: list[np.ndarray],
+    num_warm: int,
 ) -> torch.Tensor:
     """The target against every item but itself, the padding item 0, the user's history and cold items.
 
-    Non-candidates are overwritten with −inf in ``scores`` (the caller's, not kept), so one comparison
-    over the [B, N + 1] scores ranks a finite target: no candidate mask as wide as the scores is built,
-    which made up most of a full-ranking pass's element-wise work. Rows whose target is not finite
-    (a diverged model) are ranked by :func:`count_ahead` with the mask, as its rule says.
+    Warm items (0..``num_warm``; cold ones are never candidates) are scored a block of
+    :data:`COLUMNS_PER_PASS` at a time, the blocks holding the batch's targets first, so that each
+    row's target score comes from the same matrix product as the items of its block. In each block
+    the row's non-candidates are overwritten with −inf, so one comparison ranks a finite target: no
+    candidate mask as wide as the scores is built. A row whose target is not finite (a diverged model)
+    has every candidate ahead of it. A scorer without item tables is scored in one block.
     """
-    target = scores[torch.arange(len(targets), device=device), targets].clone()
-    excluded_rows, excluded_columns = _excluded(len(scores), histories, targets, device)
+    width = COLUMNS_PER_PASS if tables is not None else num_warm + 1
+    device = vectors.device
+    rows = torch.arange(len(targets), device=device)
+    excluded_rows, excluded_columns = _excluded(len(targets), histories, targets, device)
+    target_blocks = torch.unique(targets // width).tolist()
+    starts = target_blocks + [b for b in range(0, num_warm // width + 1) if b not in set(target_blocks)]
+    held, target = [], None
+    ahead = torch.zeros(len(targets), dtype=torch.long, device=device)
+    for index, block in enumerate(starts):
+        lo, hi = block * width, min((block + 1) * width, num_warm + 1)
+        scores = model.score_all(vectors, tables, columns=slice(lo, hi))
+        if target is None:
+            target = torch.empty(len(targets), dtype=scores.dtype, device=device)
+        if index < len(target_blocks):  # a block holding targets: read them off before masking
+            inside = (targets >= lo) & (targets < hi)
+            target[inside] = scores[rows[inside], targets[inside] - lo]
+        keep = (excluded_columns >= lo) & (excluded_columns < hi)
+        scores[excluded_rows[keep], excluded_columns[keep] - lo] = -float("inf")
+        if lo == 0:
+            scores[:, 0] = -float("inf")  # padding
+        held.append(scores)
+        if index + 1 < len(target_blocks):
+            continue  # the targets' scores are not all known yet
+        for pending in held:  # ~(s < t): ties and NaN candidates count against the target
+            ahead += (~(pending < target.unsqueeze(1))).sum(1, dtype=torch.int32)
+        held = []
     finite = target.isfinite()
-    ranks = torch.empty(len(targets), dtype=torch.long, device=device)
-    if not bool(finite.all()):  # rare: only these rows get a candidate mask
-        bad = ~finite
-        slot = bad.cumsum(0) - 1  # a bad row's index among the bad rows
-        keep = bad[excluded_rows]
-        candidates = torch.ones((int(bad.sum()), scores.shape[1]), dtype=torch.bool, device=device)
-        candidates[slot[excluded_rows[keep]], excluded_columns[keep]] = False
-        _mask_fixed_columns(candidates, num_warm, False)
-        ranks[bad] = count_ahead(scores[bad], target[bad], candidates)
-    scores[excluded_rows, excluded_columns] = -float("inf")
-    _mask_fixed_columns(scores, num_warm, -float("inf"))
-    # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
-    ahead = (~(scores < target.unsqueeze(1))).sum(1)
-    return torch.where(finite, ahead, ranks)
+    if bool(finite.all()):
+        return ahead
+    return torch.where(finite, ahead, _candidate_counts(histories, targets, num_warm).to(device))
+
+
+def _candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, num_warm: int) -> torch.Tensor:
+    """Per row, how many items full ranking compares the target with: the warm items less the
+    history and the target (every history item is warm)."""
+    seen = [len(np.union1d(h, [t])) for h, t in zip(histories, targets.tolist())]
+    return num_warm - torch.tensor(seen, dtype=torch.long)
 
 
 def _excluded(
@@ -172,13 +215,6 @@ def _excluded(
     columns = np.concatenate(histories).astype(np.int64)
     rows = torch.cat([torch.from_numpy(rows).to(device), torch.arange(batch, device=device)])
     return rows, torch.cat([torch.from_numpy(columns).to(device), targets])
-
-
-def _mask_fixed_columns(values: torch.Tensor, num_warm: int | None, fill) -> None:
-    """Padding (column 0) and cold items (after ``num_warm``) are never candidates."""
-    values[:, 0] = fill
-    if num_warm is not None:
-        values[:, num_warm + 1 :] = fill
 
 
 def count_ahead(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:

@@ -209,13 +209,18 @@ class SeqRecommender(nn.Module):
         """[..., V * d]: the items' views, concatenated."""
         return torch.cat(self.views.lookup(items), dim=-1)
 
-    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf."""
+    def score_all(
+        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+    ) -> torch.Tensor:
+        """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf.
+        ``columns``: only the items of that slice of the catalogue, [B, len(columns)]."""
         tables = tables if tables is not None else self.item_tables()
-        scores = users @ tables.T
+        columns = columns if columns is not None else slice(0, len(tables))
+        scores = users @ tables[columns].T
         if self.item_bias is not None:
-            scores = scores + self.item_bias[: scores.shape[1]]
-        scores[:, 0] = -float("inf")
+            scores = scores + self.item_bias[columns]
+        if columns.start in (0, None):
+            scores[:, 0] = -float("inf")
         return scores
 
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -77,8 +77,8 @@ class _CachedUsers:
     def item_tables(self):
         return self.model.item_tables()
 
-    def score_all(self, users, tables=None):
-        return self.model.score_all(users, tables)
+    def score_all(self, users, tables=None, columns=None):
+        return self.model.score_all(users, tables, columns)
 
     def score_items(self, users, items):
         return self.model.score_items(users, items)

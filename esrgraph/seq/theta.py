@@ -77,8 +77,10 @@ class _Remix:
     def item_tables(self) -> torch.Tensor:
         return self.model.item_tables()
 
-    def score_all(self, users: torch.Tensor, tables: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.score_all(users, tables)
+    def score_all(
+        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+    ) -> torch.Tensor:
+        return self.model.score_all(users, tables, columns)
 
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.model.score_items(users, items)
