@@ -63,7 +63,9 @@ def main() -> None:
             ranks[way] = rank_targets(scorer, data, "test", "full", args.batch, torch.device("cpu"))[2]
             seconds = time.perf_counter() - start
             rows.append({"round": round_, "way": way, "columns": columns, "ms_per_user": 1000 * seconds / args.users})
-            print(f"round {round_} {way} ({columns} items a product): {rows[-1]['ms_per_user']:.2f} ms a user", flush=True)
+            print(
+                f"round {round_} {way} ({columns} items a product): {rows[-1]['ms_per_user']:.2f} ms a user", flush=True
+            )
     protocols.COLUMNS_PER_PASS = blocked
     ratios = [a["ms_per_user"] / b["ms_per_user"] for a, b in zip(rows[::2], rows[1::2])]
     same = bool(np.array_equal(ranks["one matrix"], ranks["blocks"]))
