@@ -50,11 +50,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512, help="user and item vector width")
     parser.add_argument("--batch", type=int, default=256, help="users per batch")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--widths", default=str(protocols.COLUMNS_PER_PASS), help="block widths to time, comma-separated"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     data, scorer = synthetic(args.users, args.items, args.width)
     blocked = protocols.COLUMNS_PER_PASS
-    ways = {"one matrix": data.num_warm + 1, "blocks": blocked}
+    ways = {"one matrix": data.num_warm + 1} | {f"blocks of {w}": int(w) for w in args.widths.split(",")}
     rows, ranks = [], {}
     for round_ in range(args.rounds):
         for way, columns in ways.items():
@@ -63,13 +66,17 @@ def main() -> None:
             ranks[way] = rank_targets(scorer, data, "test", "full", args.batch, torch.device("cpu"))[2]
             seconds = time.perf_counter() - start
             rows.append({"round": round_, "way": way, "columns": columns, "ms_per_user": 1000 * seconds / args.users})
-            print(
-                f"round {round_} {way} ({columns} items a product): {rows[-1]['ms_per_user']:.2f} ms a user", flush=True
-            )
+            print(f"round {round_} {way}: {rows[-1]['ms_per_user']:.2f} ms a user", flush=True)
     protocols.COLUMNS_PER_PASS = blocked
-    ratios = [a["ms_per_user"] / b["ms_per_user"] for a, b in zip(rows[::2], rows[1::2])]
-    same = bool(np.array_equal(ranks["one matrix"], ranks["blocks"]))
-    print(f"speed-up of blocks, per round: {', '.join(f'{r:.2f}' for r in ratios)}; ranks identical: {same}")
+    ratios = {
+        way: [one["ms_per_user"] / row["ms_per_user"] for one, row in zip(rows[:: len(ways)], rows[i :: len(ways)])]
+        for i, way in enumerate(ways)
+        if i
+    }
+    same = all(np.array_equal(ranks["one matrix"], r) for r in ranks.values())
+    for way, values in ratios.items():
+        print(f"speed-up of {way} over one matrix, per round: {', '.join(f'{r:.2f}' for r in values)}")
+    print(f"ranks identical: {same}")
     if args.json:
         meta = vars(args) | {"json": str(args.json), "threads": torch.get_num_threads(), "cpu": platform.processor()}
         meta |= {"warm_items": data.num_warm, "ranks_identical": same, "ratios": ratios}
