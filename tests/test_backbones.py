@@ -10,7 +10,6 @@ from esrgraph.seq.backbones import left_padded
 from esrgraph.seq.build import RecommenderInputs, build_recommender, prepare_training
 from esrgraph.seq.config import SeqConfig
 from esrgraph.seq.registry import BACKBONES
-from esrgraph.seq.schemes import NextItems
 from tests.conftest import make_dataset
 
 N = 30
@@ -81,26 +80,3 @@ def test_prefix_rows_hold_exactly_the_items_before_their_target():
         sequence = SEQUENCES[user][:-2]
         cut = sequence.index(target)
         assert items == sequence[:cut][-6:] and batch.items[row, -1] == items[-1]  # left-padded window
-
-
-def test_cropped_rows_are_recent_parts_of_the_training_sequence_with_their_next_items():
-    """seq.crop_share=1: every row trains on a suffix of at least two items of its user's training
-    sequence (inputs and next-item targets aligned); a fixed generator draws the same crops; 0 crops none."""
-    sequences = [list(range(1 + 10 * u, 10 * u + 10)) for u in range(3)]  # 9 items each: 7 in training
-    _, data = built("sasrec", sequences)
-    users = np.arange(3)
-    whole = NextItems().inputs(data, users, torch.Generator().manual_seed(0))[0]
-    starts = []
-    for seed in range(6):
-        batch = NextItems(1.0).inputs(data, users, torch.Generator().manual_seed(seed))[0]
-        again = NextItems(1.0).inputs(data, users, torch.Generator().manual_seed(seed))[0]
-        assert torch.equal(batch.items, again.items)
-        for row, user in enumerate(users):
-            train = sequences[user][:-2]
-            inputs = [int(i) for i in batch.items[row] if i > 0]
-            targets = [int(t) for t in batch.targets[row] if t > 0]
-            start = train.index(inputs[0])
-            assert inputs == train[start:-1] and targets == train[start + 1 :] and len(targets) >= 1
-            starts.append(start)
-    assert min(starts) == 0 and max(starts) >= 4  # crops of every depth, the whole sequence included
-    assert torch.equal(NextItems(0.0).inputs(data, users, torch.Generator())[0].items, whole.items)

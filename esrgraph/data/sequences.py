@@ -108,10 +108,9 @@ class SequenceData:
                     out[row, : len(seq)] = seq
         return torch.from_numpy(out), torch.from_numpy(lengths)
 
-    def training_batch(self, users: np.ndarray, seqs: list[np.ndarray] | None = None) -> Batch:
-        """Inputs ``s[:-1]`` and next-item targets ``s[1:]`` of each user's training sequence (or of
-        ``seqs``, one per user)."""
-        seqs = seqs if seqs is not None else [self.train_sequence(u) for u in users]
+    def training_batch(self, users: np.ndarray) -> Batch:
+        """Inputs ``s[:-1]`` and next-item targets ``s[1:]`` of each user's training sequence."""
+        seqs = [self.train_sequence(u) for u in users]
         items, lengths = self.pad([s[:-1] for s in seqs])
         targets, _ = self.pad([s[1:] for s in seqs])
         return Batch(torch.from_numpy(np.asarray(users)), items, lengths, targets)

@@ -90,13 +90,6 @@ class SeqConfig:
     )
     cross_attention: bool = field(False, help="cross-attention between the semantic and collaborative views")
     mask_prob: float = field(0.2, gt=0.0, lt=1.0, help="bert4rec: share of items masked in training")
-    crop_share: float = field(
-        0.0,
-        min=0.0,
-        max=1.0,
-        help="sasrec: share of each batch's users trained on a random recent part of their sequence (the "
-        "oldest items dropped), so short histories meet recent targets as tail users' do (0: off)",
-    )
     distill: DistillConfig = field(factory=DistillConfig)
     fusion: Fusion = field(
         "none",

@@ -82,22 +82,8 @@ class TrainingScheme:
 
 
 class NextItems(TrainingScheme):
-    """``crop_share`` of a batch's users (drawn per batch) train on a random recent part of their sequence:
-    its oldest items are dropped, so that short histories also meet recent targets, as tail users' do."""
-
-    def __init__(self, crop_share: float = 0.0):
-        self.crop_share = crop_share
-
     def inputs(self, data, users, generator):
-        if not self.crop_share:
-            return data.training_batch(users), None
-        seqs = [data.train_sequence(u) for u in users]
-        cropped = torch.rand(len(users), generator=generator) < self.crop_share
-        draws = torch.rand(len(users), generator=generator).numpy()
-        for row in np.flatnonzero(cropped.numpy()):
-            start = int(draws[row] * max(len(seqs[row]) - 1, 0))  # at least two items stay: one target
-            seqs[row] = seqs[row][start:]
-        return data.training_batch(users, seqs), None
+        return data.training_batch(users), None
 
     def reading_batch(self, data, users):
         return data.training_batch(users)

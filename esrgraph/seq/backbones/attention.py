@@ -144,7 +144,7 @@ register(
     "sasrec",
     BackboneSpec(
         encoder=lambda seq: _encoder(seq, seq.causal),
-        scheme=lambda seq, mask_id: NextItems(seq.crop_share),
+        scheme=lambda seq, mask_id: NextItems(),
         paper="Self-Attentive Sequential Recommendation (ICDM 2018)",
         causal=lambda seq: seq.causal,
         reads_one_position=True,
