@@ -171,25 +171,20 @@ def _full_rank(
     width = COLUMNS_PER_PASS if tables is not None else num_warm + 1
     device = vectors.device
     rows = torch.arange(len(targets), device=device)
-    excluded_rows, excluded_columns = _excluded(len(targets), histories, targets, device)
-    target_blocks = torch.unique(targets // width).tolist()
-    starts = target_blocks + [b for b in range(0, num_warm // width + 1) if b not in set(target_blocks)]
+    excluded = _excluded(len(targets), histories, targets, device)
+    blocks, with_targets = _blocks(targets, width, num_warm)
     held, target = [], None
     ahead = torch.zeros(len(targets), dtype=torch.long, device=device)
-    for index, block in enumerate(starts):
-        lo, hi = block * width, min((block + 1) * width, num_warm + 1)
+    for index, (lo, hi) in enumerate(blocks):
         scores = model.score_all(vectors, tables, columns=slice(lo, hi))
         if target is None:
             target = torch.empty(len(targets), dtype=scores.dtype, device=device)
-        if index < len(target_blocks):  # a block holding targets: read them off before masking
+        if index < with_targets:  # a block holding targets: read them off before masking
             inside = (targets >= lo) & (targets < hi)
             target[inside] = scores[rows[inside], targets[inside] - lo]
-        keep = (excluded_columns >= lo) & (excluded_columns < hi)
-        scores[excluded_rows[keep], excluded_columns[keep] - lo] = -float("inf")
-        if lo == 0:
-            scores[:, 0] = -float("inf")  # padding
+        _mask_block(scores, lo, hi, *excluded)
         held.append(scores)
-        if index + 1 < len(target_blocks):
+        if index + 1 < with_targets:
             continue  # the targets' scores are not all known yet
         for pending in held:  # ~(s < t): ties and NaN candidates count against the target
             ahead += (~(pending < target.unsqueeze(1))).sum(1, dtype=torch.int32)
@@ -198,6 +193,22 @@ def _full_rank(
     if bool(finite.all()):
         return ahead
     return torch.where(finite, ahead, _candidate_counts(histories, targets, num_warm).to(device))
+
+
+def _blocks(targets: torch.Tensor, width: int, num_warm: int) -> tuple[list[tuple[int, int]], int]:
+    """The (first, end) item columns of every block of warm items, those holding a target first, and
+    how many of those there are."""
+    first = torch.unique(targets // width).tolist()
+    order = first + sorted(set(range(num_warm // width + 1)) - set(first))
+    return [(b * width, min((b + 1) * width, num_warm + 1)) for b in order], len(first)
+
+
+def _mask_block(scores: torch.Tensor, lo: int, hi: int, rows: torch.Tensor, columns: torch.Tensor) -> None:
+    """−inf on the block's non-candidates: each row's excluded items inside it, and the padding item 0."""
+    inside = (columns >= lo) & (columns < hi)
+    scores[rows[inside], columns[inside] - lo] = -float("inf")
+    if lo == 0:
+        scores[:, 0] = -float("inf")
 
 
 def _candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, num_warm: int) -> torch.Tensor:
