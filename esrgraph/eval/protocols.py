@@ -9,8 +9,8 @@
   items before the target, not only those inside ``max_length``). Items are
   scored in blocks of :data:`COLUMNS_PER_PASS`, so a batch never holds a
   [users, catalogue] score matrix: at 705,883 items one [256, N] matrix was
-  723 MB, and its matrix product ran at a third of the blocked speed on one
-  core (``benchmarks/README.md``).
+  723 MB, and ranking that way took twice as long on one idle core
+  (``benchmarks/README.md``).
 
 Cold items (no interaction in any history) are never leave-one-out targets and
 are left out of both protocols' candidates; the cold-item protocol
@@ -173,22 +173,23 @@ def _full_rank(
     rows = torch.arange(len(targets), device=device)
     excluded = _excluded(len(targets), histories, targets, device)
     blocks, with_targets = _blocks(targets, width, num_warm)
-    held, target = [], None
-    ahead = torch.zeros(len(targets), dtype=torch.long, device=device)
-    for index, (lo, hi) in enumerate(blocks):
+
+    held = []  # the blocks holding targets, kept until every target's score is read from them
+    target = None
+    for lo, hi in blocks[:with_targets]:
         scores = model.score_all(vectors, tables, columns=slice(lo, hi))
-        if target is None:
-            target = torch.empty(len(targets), dtype=scores.dtype, device=device)
-        if index < with_targets:  # a block holding targets: read them off before masking
-            inside = (targets >= lo) & (targets < hi)
-            target[inside] = scores[rows[inside], targets[inside] - lo]
+        target = scores.new_empty(len(targets)) if target is None else target
+        inside = (targets >= lo) & (targets < hi)
+        target[inside] = scores[rows[inside], targets[inside] - lo]  # before masking: the target is excluded
         _mask_block(scores, lo, hi, *excluded)
         held.append(scores)
-        if index + 1 < with_targets:
-            continue  # the targets' scores are not all known yet
-        for pending in held:  # ~(s < t): ties and NaN candidates count against the target
-            ahead += (~(pending < target.unsqueeze(1))).sum(1, dtype=torch.int32)
-        held = []
+    # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
+    ahead = sum((~(scores < target.unsqueeze(1))).sum(1, dtype=torch.int32) for scores in held)
+    for lo, hi in blocks[with_targets:]:
+        scores = model.score_all(vectors, tables, columns=slice(lo, hi))
+        _mask_block(scores, lo, hi, *excluded)
+        ahead += (~(scores < target.unsqueeze(1))).sum(1, dtype=torch.int32)
+    ahead = ahead.long()
     finite = target.isfinite()
     if bool(finite.all()):
         return ahead
