@@ -100,6 +100,8 @@ def test_the_size_rule_switches_precision_and_validation_users_with_the_objectiv
     assert size_rule.precision_name(train.precision, cpu, large) == ("bf16" if native else "fp32")
     assert size_rule.precision_name(train.precision, cpu, large, full_softmax=True) == "fp32"
     assert size_rule.precision_name("fp32", cpu, large) == "fp32" and size_rule.precision_name("bf16", cpu, 9) == "bf16"
+    for items, full in ((9, True), (large, False)):  # native: by the chip alone, whatever the size and objective
+        assert size_rule.precision_name("native", cpu, items, full_softmax=full) == ("bf16" if native else "fp32")
     assert size_rule.valid_users(train.valid_users, small) == 50_000
     assert size_rule.valid_users(train.valid_users, large) == 10_000
     assert size_rule.valid_users(None, large) is None and size_rule.valid_users(300, small) == 300

@@ -200,12 +200,13 @@ class TrainConfig:
     )
     seeds: list[int] = field(factory=lambda: [42], min=0, help="one model per seed; metrics report mean and std")
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
-    precision: Literal["auto", "fp32", "bf16"] = field(
+    precision: Literal["auto", "native", "fp32", "bf16"] = field(
         "auto",
         help="bf16: the training steps' and validation's user-encoding matrix products in bfloat16 "
         "(autocast; weights, optimiser, scores and the test evaluation stay fp32), faster on chips that "
-        "compute it natively (AVX-512 BF16, AMX, GPUs); auto: bf16 on such a chip above 15,000 trainable "
-        "items with an objective that draws candidates (not ce), else fp32",
+        "compute it natively (AVX-512 BF16, AMX, GPUs); native: bf16 on such a chip, else fp32, at any "
+        "size; auto: bf16 on such a chip above 15,000 trainable items with an objective that draws "
+        "candidates (not ce), else fp32",
     )
     eval_batch_size: int = field(512, min=1, help="users per batch when ranking")
     valid_protocol: Protocol = field("full", help="protocol of the early-stopping metric")

@@ -68,8 +68,11 @@ def objective_name(loss: str, num_items: int, text_view: bool = True) -> str:
 
 def precision_name(precision: str, device: torch.device, num_items: int, full_softmax: bool = False) -> str:
     """``train.precision``; ``auto``: bf16 where native on ``device`` for a large catalogue trained on drawn
-    candidates, else fp32. The full softmax stays fp32: it gains 1.2x at most, and the dual-view model's
-    full softmax in bf16 diverged after its best epoch on amazon-health in every seed."""
+    candidates, else fp32. The full softmax stays fp32: it gained 1.2x at most on one chip, and the
+    dual-view model's full softmax in bf16 diverged after its best epoch on amazon-health in every seed.
+    ``native``: bf16 wherever it is native, whatever the size (the quick profile's choice)."""
+    if precision == "native":
+        return training_precision("auto", device)
     if precision != "auto":
         return precision
     return training_precision("auto", device) if is_large(num_items) and not full_softmax else "fp32"
