@@ -224,3 +224,33 @@ def test_aggregate_mean_and_sample_std():
     runs = [{"full": {"overall": {"users": 3, "HR@10": v}}} for v in (0.1, 0.2, 0.3)]
     out = aggregate(runs)["full"]["overall"]["HR@10"]
     assert out["mean"] == pytest.approx(0.2) and out["std"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("width", [1, 3, 7, 50])
+def test_the_top_k_kept_across_blocks_is_the_top_k_of_the_whole_masked_matrix(width):
+    """Per row the k best columns, best first, whatever the block width: excluded columns, the padding
+    column 0 and columns outside ``allowed`` never come back; a row left with fewer than k candidates
+    ends in -inf."""
+    from esrgraph.eval.blocks import top_k_in_blocks
+
+    rng = np.random.default_rng(width)
+    scores = torch.tensor(rng.normal(size=(6, 23)), dtype=torch.float32)  # distinct: one right order
+    rows = torch.tensor([0, 0, 2, 5, 5, 5])
+    columns = torch.tensor([3, 22, 1, 7, 8, 9])
+    allowed = torch.ones(23, dtype=torch.bool)
+    allowed[[4, 5]] = False
+    allowed[10:] = torch.from_numpy(rng.random(13) > 0.3)
+    masked = scores.clone()
+    masked[rows, columns] = -float("inf")
+    masked[:, 0] = -float("inf")
+    masked[:, ~allowed] = -float("inf")
+    for k in (1, 5, 22):
+        values, found = top_k_in_blocks(lambda lo, hi: scores[:, lo:hi].clone(), 23, k, (rows, columns), width, allowed)
+        expected = torch.topk(masked, k, dim=1)
+        assert torch.equal(values, expected.values)
+        finite = values.isfinite()
+        assert torch.equal(found[finite], expected.indices[finite])
+        assert not bool(((found == 0) | ~allowed[found])[finite].any())
+    assert int(finite.sum(1).min()) < 22  # k = 22: every row ran out of candidates
+    with pytest.raises(ValueError, match="between 1 and 22"):
+        top_k_in_blocks(lambda lo, hi: scores[:, lo:hi], 23, 23, (rows, columns), width)

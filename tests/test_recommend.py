@@ -229,3 +229,27 @@ def test_the_approximate_index_finds_the_exact_top_k_when_it_searches_every_list
 def test_approximate_recommendations_match_exact_ones_on_a_small_catalogue(trained, capsys):
     exact = parse(recommend(capsys, trained, "--user", "u1", "--user", "u5", "-k", "3"))
     assert parse(recommend(capsys, trained, "--user", "u1", "--user", "u5", "-k", "3", "--approximate")) == exact
+
+
+def test_recommendations_in_blocks_of_items_equal_one_block(trained, capsys, monkeypatch, tmp_path):
+    """Blocks of 1, 2 and 3 items (the tiny catalogue split at every boundary) recommend as one block
+    does: the same items in the same order with the same scores, seen items and the candidates' limit
+    kept across blocks, and a history nothing is known of ranked by popularity."""
+    from esrgraph.recommend import recommender
+
+    def listings():
+        histories = tmp_path / "h.jsonl"
+        histories.write_text('{"id": "new", "items": ["1", "2"]}\n{"id": "cold", "items": ["nope"]}\n')
+        candidates = tmp_path / "c.txt"
+        candidates.write_text("3\n5\n7\n8\n")
+        return [
+            recommend(capsys, trained, "--all", "-k", "4"),
+            recommend(capsys, trained, "--history-file", str(histories), "-k", "20"),
+            recommend(capsys, trained, "--user", "u2", "-k", "3", "--candidates", str(candidates)),
+        ]
+
+    whole = listings()
+    assert parse(whole[0]) and parse(whole[1])["cold"] and parse(whole[2])["u2"]
+    for width in (1, 2, 3):
+        monkeypatch.setattr(recommender, "COLUMNS_PER_PASS", width)
+        assert listings() == whole

@@ -29,6 +29,7 @@ import torch
 
 from ..data.sequences import SequenceData
 from ..errors import EsrError
+from .blocks import mask_block
 
 SPLIT_CODES = {"valid": 1, "test": 2}
 COLUMNS_PER_PASS = 8192  # items scored per matrix product in full ranking
@@ -181,13 +182,13 @@ def _full_rank(
         target = scores.new_empty(len(targets)) if target is None else target
         inside = (targets >= lo) & (targets < hi)
         target[inside] = scores[rows[inside], targets[inside] - lo]  # before masking: the target is excluded
-        _mask_block(scores, lo, hi, *excluded)
+        mask_block(scores, lo, hi, *excluded)
         held.append(scores)
     # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
     ahead = sum((~(scores < target.unsqueeze(1))).sum(1, dtype=torch.int32) for scores in held)
     for lo, hi in blocks[with_targets:]:
         scores = model.score_all(vectors, tables, columns=slice(lo, hi))
-        _mask_block(scores, lo, hi, *excluded)
+        mask_block(scores, lo, hi, *excluded)
         ahead += (~(scores < target.unsqueeze(1))).sum(1, dtype=torch.int32)
     ahead = ahead.long()
     finite = target.isfinite()
@@ -202,14 +203,6 @@ def _blocks(targets: torch.Tensor, width: int, num_warm: int) -> tuple[list[tupl
     first = torch.unique(targets // width).tolist()
     order = first + sorted(set(range(num_warm // width + 1)) - set(first))
     return [(b * width, min((b + 1) * width, num_warm + 1)) for b in order], len(first)
-
-
-def _mask_block(scores: torch.Tensor, lo: int, hi: int, rows: torch.Tensor, columns: torch.Tensor) -> None:
-    """−inf on the block's non-candidates: each row's excluded items inside it, and the padding item 0."""
-    inside = (columns >= lo) & (columns < hi)
-    scores[rows[inside], columns[inside] - lo] = -float("inf")
-    if lo == 0:
-        scores[:, 0] = -float("inf")
 
 
 def _candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, num_warm: int) -> torch.Tensor:

@@ -4,7 +4,8 @@ A :class:`Recommender` holds one trained model (a ``seq`` stage's
 ``model-seed<S>.pt``, read without DGL or any other stage) and the prepared
 dataset's ids, titles and histories. Users and items are named by their
 source ids; every history is ranked as evaluation ranks it (the model's user
-vector against every item's vectors), in batches.
+vector against every item's vectors), in batches of users and blocks of items (no
+[users, catalogue] score matrix: a top k is kept across blocks).
 
 Known users are ranked from their whole history (the validation and test
 items included: recommending, unlike evaluating, uses everything known).
@@ -29,6 +30,8 @@ import torch
 
 from ..data.dataset import Dataset
 from ..errors import ArgumentError, EsrError
+from ..eval.blocks import top_k_in_blocks
+from ..eval.protocols import COLUMNS_PER_PASS
 from ..seq.model import SeqRecommender
 from .index import ApproximateIndex
 
@@ -204,31 +207,46 @@ class Recommender:
         known = [len(h) > 0 for h in histories]
         if self.index is not None and candidates is None and all(known):
             return self._rank_approximately(histories, users, k, exclude_seen)
-        scores = torch.empty((len(histories), self.tables.shape[0]), device=self.device)
-        if any(known):
-            rows = [i for i, ok in enumerate(known) if ok]
-            picked = users[rows] if users is not None else None
-            scores[rows] = self.model.score_all(self._vectors([histories[i] for i in rows], picked), self.tables)
-        if not all(known):  # nothing known about these users: the most popular items, as a cold start
-            if warn:
-                log.warning(
-                    "%d histories hold no item the model knows: ranked by popularity (rows marked fallback)",
-                    len(known) - sum(known),
-                )
-            scores[[i for i, ok in enumerate(known) if not ok]] = self.popularity
+        if not all(known) and warn:  # nothing known about these users: the most popular items, as a cold start
+            log.warning(
+                "%d histories hold no item the model knows: ranked by popularity (rows marked fallback)",
+                len(known) - sum(known),
+            )
+        num_columns = self.tables.shape[0]
+        score_block = self._block_scorer(histories, users, known)
+        excluded = _seen(histories if exclude_seen else [h[:0] for h in histories], self.device)
+        allowed = None
         if candidates is not None:
-            allowed = torch.full_like(scores, -float("inf"))
-            ids = torch.tensor([self.item(c) for c in candidates], device=self.device)
-            allowed[:, ids] = scores[:, ids]
-            scores = allowed
-        if exclude_seen:
-            for row, history in enumerate(histories):
-                scores[row, torch.from_numpy(np.asarray(history, dtype=np.int64)).to(self.device)] = -float("inf")
-        top = torch.topk(scores, min(k, scores.shape[1] - 1), dim=1)
+            allowed = torch.zeros(num_columns, dtype=torch.bool, device=self.device)
+            allowed[torch.tensor([self.item(c) for c in candidates], device=self.device)] = True
+        values, indices = top_k_in_blocks(
+            score_block, num_columns, min(k, num_columns - 1), excluded, COLUMNS_PER_PASS, allowed
+        )
         return [
-            self._rows(values, indices, None if ok else FALLBACK)
-            for values, indices, ok in zip(top.values.tolist(), top.indices.tolist(), known)
+            self._rows(row_values, row_indices, None if ok else FALLBACK)
+            for row_values, row_indices, ok in zip(values.tolist(), indices.tolist(), known)
         ]
+
+    def _block_scorer(self, histories: list[np.ndarray], users: np.ndarray | None, known: list[bool]):
+        """Scores of a block of items for every row: the model's for histories with a known item, the
+        popularity for the rest."""
+        rows = [i for i, ok in enumerate(known) if ok]
+        cold = torch.tensor([i for i, ok in enumerate(known) if not ok], dtype=torch.long, device=self.device)
+        vectors = None
+        if rows:
+            vectors = self._vectors([histories[i] for i in rows], users[rows] if users is not None else None)
+        rows_t = torch.tensor(rows, dtype=torch.long, device=self.device)
+
+        def score_block(lo: int, hi: int) -> torch.Tensor:
+            if not len(cold):
+                return self.model.score_all(vectors, self.tables, columns=slice(lo, hi))
+            scores = torch.empty((len(known), hi - lo), device=self.device)
+            if rows:
+                scores[rows_t] = self.model.score_all(vectors, self.tables, columns=slice(lo, hi))
+            scores[cold] = self.popularity[lo:hi]
+            return scores
+
+        return score_block
 
     def _rank_approximately(
         self, histories: list[np.ndarray], users: np.ndarray | None, k: int, exclude_seen: bool
@@ -251,6 +269,13 @@ class Recommender:
             meta = self.dataset.item_meta[index - 1] or {}
             rows.append(Ranked(self.dataset.item_ids[index - 1], float(score), meta.get("title"), fallback))
         return rows
+
+
+def _seen(histories: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) of each row's history items: never recommended back to it."""
+    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    columns = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if histories else np.empty(0)
+    return torch.from_numpy(rows).to(device), torch.from_numpy(columns.astype(np.int64)).to(device)
 
 
 def checked_options(k: object, exclude_seen: object, candidates: object) -> tuple[int, bool, list[str] | None]:
