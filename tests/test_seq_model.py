@@ -123,6 +123,25 @@ def test_scores_are_sums_of_view_dot_products():
     assert torch.allclose(m.score_items(users, cand), want[:, [5, 2, 11]], atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_scoring_tables_equal_the_training_lookup_without_copies(chunk, monkeypatch):
+    """Every item's views for scoring (no gradient: the id table's own rows, the frozen tables mapped in
+    chunks) equal the lookup training differentiates, the graph view included; the id view is the table's
+    storage, not a copy."""
+    from esrgraph.seq import views as views_module
+
+    rows = views_module.FrozenTableView.all_rows
+    monkeypatch.setattr(views_module.FrozenTableView, "all_rows", lambda self: rows(self, chunk=chunk))
+    torch.manual_seed(0)
+    cfg = SeqConfig(hidden_size=8, num_heads=2, fusion="view")
+    m = SeqRecommender(cfg, N, torch.randn(N + 1, 12), torch.randn(N + 1, 8), graph=torch.randn(N + 1, 6)).eval()
+    looked_up = m.views.tables()  # gradients on: the lookup
+    with torch.no_grad():
+        scored = m.views.tables()
+    assert len(scored) == 3 and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(looked_up, scored))
+    assert scored[1].data_ptr() == m.views.ids.weight.data_ptr()
+
+
 def test_collaborative_view_starts_from_pca_and_llm_stays_frozen():
     torch.manual_seed(0)
     pca, llm = torch.randn(N + 1, 8), torch.randn(N + 1, 12)
