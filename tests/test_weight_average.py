@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from esrgraph.training import averaging
 from esrgraph.training.averaging import WeightAverage
 
 
@@ -74,9 +75,12 @@ def _train(model, average, lazy: bool, steps: int, seed: int = 1) -> None:
         average.update()
 
 
-def test_a_sparse_tables_lazy_average_equals_the_eager_one():
+@pytest.mark.parametrize("chunk", [65_536, 7])
+def test_a_sparse_tables_lazy_average_equals_the_eager_one(chunk, monkeypatch):
     """Rows a step does not change move towards their constant weights only when read or changed again;
-    the average read then equals the one folded every step, the dense layer's included."""
+    the average read then equals the one folded every step, the dense layer's included, whether its
+    rows catch up all at once or a few at a time."""
+    monkeypatch.setattr(averaging, "CATCH_UP_ROWS", chunk)
     lazy_model, eager_model = _sparse_twins()
     lazy, eager = WeightAverage(lazy_model, decay=0.9), WeightAverage(eager_model, decay=0.9)
     _train(lazy_model, lazy, lazy=True, steps=30)

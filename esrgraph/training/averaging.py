@@ -23,6 +23,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+# Rows of a lazy table caught up at once: reading the whole average of a 921,393-row table at once made
+# five temporary copies of it (about 1 GB each at 256 wide)
+CATCH_UP_ROWS = 65_536
+
 
 class WeightAverage:
     """``decay`` ∈ (0, 1): each step keeps that share of the average and adds the rest of the new weights."""
@@ -70,9 +74,11 @@ class WeightAverage:
         a, w, folded = self.average[i], self.params[i].detach(), self.folded[i]
         rows = torch.arange(len(folded), device=folded.device) if rows is None else rows
         rows = rows[folded[rows] < self.steps]  # rows already current stay bit for bit as they are
-        missed = (self.steps - folded[rows]).double()
-        factor = torch.pow(torch.tensor(self.decay, dtype=torch.float64), missed).to(a.dtype).unsqueeze(1)
-        a[rows] = w[rows] + factor * (a[rows] - w[rows])
+        decay = torch.tensor(self.decay, dtype=torch.float64)
+        for lo in range(0, len(rows), CATCH_UP_ROWS):  # a few rows' temporaries at once, not the table's
+            part = rows[lo : lo + CATCH_UP_ROWS]
+            factor = torch.pow(decay, (self.steps - folded[part]).double()).to(a.dtype).unsqueeze(1)
+            a[part] = w[part] + factor * (a[part] - w[part])
         folded[rows] = self.steps
 
     @torch.no_grad()
