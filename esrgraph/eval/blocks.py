@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
+COLUMNS_PER_PASS = 8192  # items scored per matrix product
 ScoreBlock = Callable[[int, int], torch.Tensor]  # (first, end) item columns -> [B, end - first] scores
+
+
+def history_pairs(histories: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) of each row's history items, as :func:`mask_block` and :func:`top_k_in_blocks`
+    take them."""
+    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    columns = np.concatenate(histories).astype(np.int64) if histories else np.empty(0, dtype=np.int64)
+    return torch.from_numpy(rows).to(device), torch.from_numpy(columns).to(device)
 
 
 def mask_block(scores: torch.Tensor, lo: int, hi: int, rows: torch.Tensor, columns: torch.Tensor) -> None:

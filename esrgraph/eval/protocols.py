@@ -29,10 +29,9 @@ import torch
 
 from ..data.sequences import SequenceData
 from ..errors import EsrError
-from .blocks import mask_block
+from .blocks import COLUMNS_PER_PASS, history_pairs, mask_block
 
 SPLIT_CODES = {"valid": 1, "test": 2}
-COLUMNS_PER_PASS = 8192  # items scored per matrix product in full ranking
 
 
 class Scorer(Protocol):
@@ -216,10 +215,8 @@ def _excluded(
     batch: int, histories: list[np.ndarray], targets: torch.Tensor, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, columns) of each row's history items and its target: never candidates of that row."""
-    rows = np.repeat(np.arange(batch), [len(h) for h in histories])
-    columns = np.concatenate(histories).astype(np.int64)
-    rows = torch.cat([torch.from_numpy(rows).to(device), torch.arange(batch, device=device)])
-    return rows, torch.cat([torch.from_numpy(columns).to(device), targets])
+    rows, columns = history_pairs(histories, device)
+    return torch.cat([rows, torch.arange(batch, device=device)]), torch.cat([columns, targets])
 
 
 def count_ahead(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:

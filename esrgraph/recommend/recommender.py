@@ -30,8 +30,7 @@ import torch
 
 from ..data.dataset import Dataset
 from ..errors import ArgumentError, EsrError
-from ..eval.blocks import top_k_in_blocks
-from ..eval.protocols import COLUMNS_PER_PASS
+from ..eval.blocks import COLUMNS_PER_PASS, history_pairs, top_k_in_blocks
 from ..seq.model import SeqRecommender
 from .index import ApproximateIndex
 
@@ -214,7 +213,7 @@ class Recommender:
             )
         num_columns = self.tables.shape[0]
         score_block = self._block_scorer(histories, users, known)
-        excluded = _seen(histories if exclude_seen else [h[:0] for h in histories], self.device)
+        excluded = history_pairs(histories if exclude_seen else [], self.device)
         allowed = None
         if candidates is not None:
             allowed = torch.zeros(num_columns, dtype=torch.bool, device=self.device)
@@ -269,13 +268,6 @@ class Recommender:
             meta = self.dataset.item_meta[index - 1] or {}
             rows.append(Ranked(self.dataset.item_ids[index - 1], float(score), meta.get("title"), fallback))
         return rows
-
-
-def _seen(histories: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, columns) of each row's history items: never recommended back to it."""
-    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    columns = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if histories else np.empty(0)
-    return torch.from_numpy(rows).to(device), torch.from_numpy(columns.astype(np.int64)).to(device)
 
 
 def checked_options(k: object, exclude_seen: object, candidates: object) -> tuple[int, bool, list[str] | None]:
