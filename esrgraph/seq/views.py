@@ -76,11 +76,10 @@ class ItemViews(nn.Module):
         return views
 
     def tables(self) -> list[torch.Tensor]:
-        """[N + 1, d] per view (row 0 padding), for scoring every item."""
-        if torch.is_grad_enabled():  # training: gradients flow as for any lookup (a sparse id table's too)
-            return self.lookup(torch.arange(self.num_items + 1, device=self.ids.weight.device))
-        # Scoring: no copy of the id table or the frozen tables (at 921,393 items, 3 GB less at once)
-        views = [self.ids.weight[: self.num_items + 1]]
+        """[N + 1, d] per view (row 0 padding), for scoring every item, as :meth:`lookup` gives them. No
+        copy of the id table where no gradient is wanted (a sparse table's gradient needs the lookup)."""
+        every = torch.arange(self.num_items + 1, device=self.ids.weight.device)
+        views = [self.ids(every) if torch.is_grad_enabled() else self.ids.weight[: self.num_items + 1]]
         if self.semantic is not None:
             views.insert(0, self.semantic.all_rows())
         if self.fusion == "view":
@@ -109,10 +108,10 @@ class FrozenTableView(nn.Module):
         # Only models that mask items own a mask vector (unused parameters would stall DDP).
         self.mask = nn.Parameter(torch.zeros(d)) if mask_token else None
 
-    @torch.no_grad()
     def all_rows(self, chunk: int = 65_536) -> torch.Tensor:
-        """[N + 1, d]: every item mapped, ``chunk`` rows at a time (no gathered copy of the table and no
-        [N + 1, hidden] intermediate), as :meth:`forward` maps them."""
+        """[N + 1, d]: every item mapped as :meth:`forward` maps it, ``chunk`` rows at a time: no gathered
+        copy of the table, and when scoring (no gradient) no [N + 1, hidden] intermediate (at 921,393
+        items the two were 2 GB at once)."""
         return torch.cat([self.adapter(self.table[lo : lo + chunk]) for lo in range(0, len(self.table), chunk)])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
