@@ -14,14 +14,13 @@ has its own ``seq-<variant>`` and ``eval-<variant>`` stages.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_write_bytes, read_json, read_manifest, write_json
+from .artifacts import atomic_write, atomic_write_bytes, read_json, read_manifest, write_json
 from .config import Config, load_config
 from .errors import ConfigError, EsrError
 from .eval.metrics import GROUPS, VALID_METRIC
@@ -385,7 +384,5 @@ def plot_gains(results: dict, path: Path) -> None:
         ax.legend()
     axes[0][0].set_ylabel(f"{VALID_METRIC} vs {results['baseline']} (%), ± seed std")  # one label: no overlap
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())

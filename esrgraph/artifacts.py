@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import io
 import json
 import logging
 import os
@@ -28,10 +27,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -75,7 +74,10 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """``write(handle)`` into a temporary sibling of ``path``, then renamed onto it: an interruption or a
+    full disk leaves the previous file whole. The bytes stream to the disk, so a checkpoint of several GB
+    is never held in memory as well as in the model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -85,7 +87,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        write_all(fd, data)
+        write_to(fd, write)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -95,11 +97,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write ``data`` to the open file ``fd`` and flush it to the disk, closing ``fd``: the one place an
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_to(fd: int, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` into the open file ``fd`` and flush it to the disk, closing ``fd``: the one place an
     artifact's or a checkpoint's bytes reach the file system, where a full disk shows."""
     with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -114,15 +120,11 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def package_versions() -> dict[str, str]:

@@ -7,9 +7,11 @@ import sys
 import tempfile
 
 import pytest
+import torch
 
 from esrgraph import artifacts
-from esrgraph.artifacts import atomic_write_bytes, stage_output
+from esrgraph.artifacts import atomic_write, atomic_write_bytes, stage_output
+from esrgraph.training.checkpoint import load_state, save_state
 
 
 def test_a_failed_stage_leaves_neither_output_nor_temporary_folder(tmp_path):
@@ -96,3 +98,19 @@ def test_atomic_writes_name_their_temporary_file_after_host_and_process(tmp_path
     atomic_write_bytes(tmp_path / "a.json", b"{}")
     assert prefixes == [f".a.json.{platform.node()}-{os.getpid()}."]
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_write_that_fails_half_way_leaves_the_previous_file_whole_and_no_temporary(tmp_path):
+    path = tmp_path / "state.pt"
+    save_state(path, {"w": torch.arange(4.0)})
+    before = path.read_bytes()
+
+    def part_then_fail(handle):
+        handle.write(before[:10])  # streamed: these bytes already reached the temporary file
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, part_then_fail)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    assert torch.equal(load_state(path)["w"], torch.arange(4.0))

@@ -1,11 +1,12 @@
 """Faults from the machine: a full disk, a read-only run directory, a file removed between check and read.
 
 Each gives one line and exit status 2, and leaves what was there before whole. A full disk is injected
-at the one place artifact and checkpoint bytes reach the file system (``artifacts.write_all``), so the
+at the one place artifact and checkpoint bytes reach the file system (``artifacts.write_to``), so the
 tests run anywhere, without root or a small file system made for them.
 """
 
 import errno
+import io
 import json
 import os
 from pathlib import Path
@@ -47,19 +48,21 @@ def one_error_line(capsys) -> str:
 def fill_disk_at(monkeypatch, name: str, seen: dict | None = None) -> None:
     """Writes of files called ``name`` stop half-way with ENOSPC, raised as the kernel raises it (no file
     name); ``seen`` receives the files of the folder being written as they were when the disk filled."""
-    real = artifacts.write_all
+    real = artifacts.write_to
 
-    def write_all(fd, data):
+    def write_to(fd, write):
         written = Path(os.readlink(f"/proc/self/fd/{fd}"))  # the temporary file: .<name>.<host>-<pid>.*.tmp
         if not written.name.startswith(f".{name}."):
-            return real(fd, data)
+            return real(fd, write)
         if seen is not None:  # what was there before this write began
             seen.update({k: v for k, v in files(written.parent).items() if k != written.name})
-        os.write(fd, data[: len(data) // 2])
+        buffer = io.BytesIO()
+        write(buffer)
+        os.write(fd, buffer.getvalue()[: len(buffer.getvalue()) // 2])
         os.close(fd)
         raise OSError(errno.ENOSPC, NO_SPACE)
 
-    monkeypatch.setattr(artifacts, "write_all", write_all)
+    monkeypatch.setattr(artifacts, "write_to", write_to)
 
 
 def test_a_full_disk_while_a_model_is_written_leaves_the_previous_model_whole(tiny, tmp_path, monkeypatch, capsys):

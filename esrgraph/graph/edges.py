@@ -8,13 +8,12 @@ node 0 is the padding item and has no edges.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import atomic_write_bytes
+from ..artifacts import save_arrays
 from ..errors import InputError
 
 NODE_TYPES = ("item", "brand", "category", "price")
@@ -51,9 +50,7 @@ class HeteroEdges:
         for (s, r, d), (src, dst) in self.edges.items():
             arrays[f"src:{s}:{r}:{d}"] = np.asarray(src, dtype=np.int64)
             arrays[f"dst:{s}:{r}:{d}"] = np.asarray(dst, dtype=np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_arrays(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> HeteroEdges:

@@ -16,7 +16,6 @@ hand in generators of its own (``torch.Generator`` or
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import shutil
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import atomic_write_bytes, read_json, sha256_file, write_json
+from ..artifacts import atomic_write, read_json, sha256_file, write_json
 from ..errors import EsrError
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,7 @@ Generators = Mapping[str, "torch.Generator | np.random.Generator"]
 
 def save_state(path: Path, data: dict) -> None:
     """``torch.save``, written atomically (an interruption leaves the previous file whole)."""
-    buffer = io.BytesIO()
-    torch.save(data, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda handle: torch.save(data, handle))
 
 
 def load_state(path: Path, device: torch.device | str = "cpu") -> dict:
