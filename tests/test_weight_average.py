@@ -32,6 +32,14 @@ def test_the_model_holds_the_average_only_inside_applied():
     with average.applied():
         assert all(torch.allclose(p, s + 0.5) for p, s in zip(model.parameters(), start))
     assert all(torch.equal(p, t) for p, t in zip(model.parameters(), trained))
+    # after the block (the two sets swapped storages twice) training and averaging go on as before
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update()
+    with average.applied():
+        assert all(torch.allclose(p, s + 1.25) for p, s in zip(model.parameters(), start))
+    assert all(torch.allclose(p, s + 2.0) for p, s in zip(model.parameters(), start))
 
 
 def test_a_weight_average_restores_from_its_state_and_refuses_a_foreign_one():
