@@ -439,6 +439,16 @@ def test_each_epoch_keeps_the_better_of_the_raw_and_the_averaged_weights(tmp_pat
     assert not torch.equal(saved[1][trained[0]], averages[-1][0])
 
 
+def test_the_best_weights_are_read_once_the_optimiser_and_the_average_are_let_go(tmp_path):
+    trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.weight_average=0.9",))
+    result = trainer.fit(seed=0)
+    assert trainer.model.views.ids.weight.grad is not None  # the last step's gradients are still there
+    best = trainer.best_state(result)
+    assert trainer.optimizer is None and trainer.average is None and trainer.loop.optimizer is None
+    assert all(p.grad is None for p in trainer.model.parameters())
+    assert set(best) == set(trainer.model.state_dict())
+
+
 def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monkeypatch):
     trainer, _ = setup(
         "sasrec", tmp_path, epochs=8, extra=("train.weight_average=0.9", "train.patience=2", "train.floor_margin=0")
