@@ -263,12 +263,16 @@ class SeqRecommender(nn.Module):
         where = inputs.targets > 0
         targets = inputs.targets[where]
         candidates = batch.candidates.at(where)
-        value = self.position_loss(outputs[where], targets, candidates)
-        if self.readouts is not None and self.readouts.trains_jointly:
-            projected = self.readouts.project(outputs, inputs.users)
-            value = value + self.position_loss(projected[where], targets, candidates)
-        if self.cfg.view_loss > 0:
-            value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
+        # Scores and their softmax in fp32 under bf16 autocast too (only the encoder's products in bf16): at
+        # 921k items the sampled softmax with bf16 scores did not recover from a loss spike (benchmarks/README.md)
+        with torch.autocast(outputs.device.type, enabled=False):
+            outputs = outputs.float()
+            value = self.position_loss(outputs[where], targets, candidates)
+            if self.readouts is not None and self.readouts.trains_jointly:
+                projected = self.readouts.project(outputs, inputs.users)
+                value = value + self.position_loss(projected[where], targets, candidates)
+            if self.cfg.view_loss > 0:
+                value = value + self.cfg.view_loss * self.view_losses(outputs[where], targets, candidates)
         value = value / batch.norm
         for term in self.parts.auxiliary:
             value = value + term.loss(self, batch, outputs)
