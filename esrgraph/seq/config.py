@@ -202,8 +202,9 @@ class TrainConfig:
     device: str = field("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "native", "fp32", "bf16"] = field(
         "auto",
-        help="bf16: the training steps' and validation's user-encoding matrix products in bfloat16 "
-        "(autocast; weights, optimiser, scores and the test evaluation stay fp32), faster on chips that "
+        help="bf16: the sequence encoder's matrix products, in training and in validation, in bfloat16 "
+        "(autocast; weights, optimiser, every score with its softmax and the test evaluation stay fp32), "
+        "faster on chips that "
         "compute it natively (AVX-512 BF16, AMX, GPUs); native: bf16 on such a chip, else fp32, at any "
         "size; auto: bf16 on such a chip above 15,000 trainable items with an objective that draws "
         "candidates (not ce), else fp32",

@@ -17,7 +17,9 @@ epoch, so ``auto`` picks the large-catalogue recipe:
   objectives that draw candidates (the sampled softmax's steps are the
   encoder's matrix products: 1.7–2.2× on idle CPU cores, where the full
   softmax gained 1.2× at most, and the dual-view model's full softmax in
-  bf16 diverged after its best epoch on amazon-health, seeds 1–3);
+  bf16 diverged after its best epoch on amazon-health, seeds 1–3). Only the
+  encoder runs in bf16: with bf16 scores the sampled softmax did not recover
+  from a loss spike at 921k items, where fp32 scores did (same batches);
 * ``train.valid_users``: a fixed sample of 10,000 users, as validation would
   otherwise take half of such an epoch;
 * ``train.patience``: 5 epochs instead of 10. Replayed on the 16 recorded
