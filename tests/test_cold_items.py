@@ -10,7 +10,9 @@ from cli.main import main
 from esrgraph.config import load_config
 from esrgraph.data.dataset import build_dataset
 from esrgraph.data.sequences import SequenceData
+from esrgraph.eval import cold
 from esrgraph.eval.protocols import sampled_negatives
+from esrgraph.eval.vectors import VectorScorer
 from esrgraph.seq.cold import map_cold_items
 from esrgraph.seq.config import SeqConfig
 from esrgraph.seq.model import SeqRecommender
@@ -113,3 +115,30 @@ def test_the_ablation_table_carries_the_cold_item_protocol(tiny, tmp_path):
     assert main(["ablate", "--seeds", "1", "--only", "llmesr", *flags]) == 0
     table = (tmp_path / "runs" / "r" / "ablation" / "ablation.md").read_text()
     assert "## Cold-item protocol" in table and "| among cold | llmesr |" in table and "| among all | random |" in table
+
+
+@pytest.mark.parametrize("width", [3, 7, 1000])
+def test_cold_ranks_in_blocks_match_brute_force_with_ties_and_a_diverged_row(width, monkeypatch):
+    """Among the other cold items, and among every item outside the history: blocks of any width rank
+    as the whole matrix would; ties count against the target; a NaN row has every candidate ahead."""
+    monkeypatch.setattr(cold, "COLUMNS_PER_PASS", width)
+    rng = np.random.default_rng(width)
+    num_warm, num_items, users = 20, 29, 12
+    full = [rng.choice(np.arange(1, num_warm + 1), size=8, replace=False) for _ in range(users)]
+    queries = np.array([[u, rng.integers(num_warm + 1, num_items + 1), rng.integers(1, 8)] for u in range(users)])
+    user_vectors = np.round(rng.normal(size=(users, 3)))  # integers: exact products, many ties
+    item_vectors = np.round(rng.normal(size=(num_items + 1, 3)))
+    user_vectors[5, 0] = np.nan
+    scorer = VectorScorer(torch.tensor(user_vectors).float(), torch.tensor(item_vectors).float())
+    vectors = scorer.user_vectors(None, None, torch.from_numpy(queries[:, 0].copy()))
+    histories = [full[u][:cut] for u, _, cut in queries]
+    targets = torch.from_numpy(queries[:, 1].copy())
+    among_cold, among_all = cold.cold_ranks(scorer, vectors, scorer.item_tables(), targets, histories, num_warm)
+    with np.errstate(invalid="ignore"):
+        table = user_vectors @ item_vectors.T
+    for row, (u, target, cut) in enumerate(queries):
+        cold_others = [i for i in range(num_warm + 1, num_items + 1) if i != target]
+        all_others = [i for i in range(1, num_items + 1) if i != target and i not in set(full[u][:cut].tolist())]
+        ahead = [sum(table[u, i] >= table[u, target] for i in others) for others in (cold_others, all_others)]
+        expected = (len(cold_others), len(all_others)) if u == 5 else tuple(ahead)
+        assert (int(among_cold[row]), int(among_all[row])) == expected

@@ -171,8 +171,8 @@ def _full_rank(
     width = COLUMNS_PER_PASS if tables is not None else num_warm + 1
     device = vectors.device
     rows = torch.arange(len(targets), device=device)
-    excluded = _excluded(len(targets), histories, targets, device)
-    blocks, with_targets = _blocks(targets, width, num_warm)
+    excluded = excluded_pairs(len(targets), histories, targets, device)
+    blocks, with_targets = target_blocks_first(targets, width, num_warm)
 
     held = []  # the blocks holding targets, kept until every target's score is read from them
     target = None
@@ -193,25 +193,25 @@ def _full_rank(
     finite = target.isfinite()
     if bool(finite.all()):
         return ahead
-    return torch.where(finite, ahead, _candidate_counts(histories, targets, num_warm).to(device))
+    return torch.where(finite, ahead, candidate_counts(histories, targets, num_warm).to(device))
 
 
-def _blocks(targets: torch.Tensor, width: int, num_warm: int) -> tuple[list[tuple[int, int]], int]:
-    """The (first, end) item columns of every block of warm items, those holding a target first, and
+def target_blocks_first(targets: torch.Tensor, width: int, last: int) -> tuple[list[tuple[int, int]], int]:
+    """The (first, end) columns of every block of items 0..``last``, those holding a target first, and
     how many of those there are."""
     first = torch.unique(targets // width).tolist()
-    order = first + sorted(set(range(num_warm // width + 1)) - set(first))
-    return [(b * width, min((b + 1) * width, num_warm + 1)) for b in order], len(first)
+    order = first + sorted(set(range(last // width + 1)) - set(first))
+    return [(b * width, min((b + 1) * width, last + 1)) for b in order], len(first)
 
 
-def _candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, num_warm: int) -> torch.Tensor:
-    """Per row, how many items full ranking compares the target with: the warm items less the
-    history and the target (every history item is warm)."""
+def candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, last: int) -> torch.Tensor:
+    """Per row, how many of items 1..``last`` its target is compared with: all but its history and
+    itself."""
     seen = [len(np.union1d(h, [t])) for h, t in zip(histories, targets.tolist())]
-    return num_warm - torch.tensor(seen, dtype=torch.long)
+    return last - torch.tensor(seen, dtype=torch.long)
 
 
-def _excluded(
+def excluded_pairs(
     batch: int, histories: list[np.ndarray], targets: torch.Tensor, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, columns) of each row's history items and its target: never candidates of that row."""
