@@ -10,8 +10,7 @@ from cli.main import main
 from esrgraph.config import load_config
 from esrgraph.data.dataset import build_dataset
 from esrgraph.data.sequences import SequenceData
-from esrgraph.eval import cold
-from esrgraph.eval.protocols import sampled_negatives
+from esrgraph.eval.protocols import ranks_in_blocks, sampled_negatives
 from esrgraph.eval.vectors import VectorScorer
 from esrgraph.seq.cold import map_cold_items
 from esrgraph.seq.config import SeqConfig
@@ -118,10 +117,9 @@ def test_the_ablation_table_carries_the_cold_item_protocol(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("width", [3, 7, 1000])
-def test_cold_ranks_in_blocks_match_brute_force_with_ties_and_a_diverged_row(width, monkeypatch):
+def test_cold_ranks_in_blocks_match_brute_force_with_ties_and_a_diverged_row(width):
     """Among the other cold items, and among every item outside the history: blocks of any width rank
     as the whole matrix would; ties count against the target; a NaN row has every candidate ahead."""
-    monkeypatch.setattr(cold, "COLUMNS_PER_PASS", width)
     rng = np.random.default_rng(width)
     num_warm, num_items, users = 20, 29, 12
     full = [rng.choice(np.arange(1, num_warm + 1), size=8, replace=False) for _ in range(users)]
@@ -133,7 +131,10 @@ def test_cold_ranks_in_blocks_match_brute_force_with_ties_and_a_diverged_row(wid
     vectors = scorer.user_vectors(None, None, torch.from_numpy(queries[:, 0].copy()))
     histories = [full[u][:cut] for u, _, cut in queries]
     targets = torch.from_numpy(queries[:, 1].copy())
-    among_cold, among_all = cold.cold_ranks(scorer, vectors, scorer.item_tables(), targets, histories, num_warm)
+    tables = scorer.item_tables()
+    among_all, among_cold = ranks_in_blocks(
+        scorer, vectors, tables, targets, histories, num_items, width, starts=(0, num_warm + 1)
+    )
     with np.errstate(invalid="ignore"):
         table = user_vectors @ item_vectors.T
     for row, (u, target, cut) in enumerate(queries):

@@ -22,6 +22,7 @@ target, and a target scored NaN or infinite ranks behind every candidate.
 
 from __future__ import annotations
 
+import itertools
 from typing import Protocol
 
 import numpy as np
@@ -159,21 +160,35 @@ def _full_rank(
     histories: list[np.ndarray],
     num_warm: int,
 ) -> torch.Tensor:
-    """The target against every item but itself, the padding item 0, the user's history and cold items.
+    """The target against every item but itself, the padding item 0, the user's history and cold items
+    (warm items are 1..``num_warm``). A scorer without item tables is scored in one block."""
+    width = COLUMNS_PER_PASS if tables is not None else num_warm + 1
+    return ranks_in_blocks(model, vectors, tables, targets, histories, num_warm, width)[0]
 
-    Warm items (0..``num_warm``; cold ones are never candidates) are scored a block of
-    :data:`COLUMNS_PER_PASS` at a time, the blocks holding the batch's targets first, so that each
+
+def ranks_in_blocks(
+    model: Scorer,
+    vectors: torch.Tensor,
+    tables: torch.Tensor | None,
+    targets: torch.Tensor,
+    histories: list[np.ndarray],
+    last: int,
+    width: int = COLUMNS_PER_PASS,
+    starts: tuple[int, ...] = (0,),
+) -> list[torch.Tensor]:
+    """Per start column s, each row's candidates among items s..``last`` scored at least as high as its
+    target; a row's candidates are every item but the padding item 0, its history and its target.
+
+    Items are scored ``width`` at a time, the blocks holding the batch's targets first, so that each
     row's target score comes from the same matrix product as the items of its block. In each block
     the row's non-candidates are overwritten with −inf, so one comparison ranks a finite target: no
     candidate mask as wide as the scores is built. A row whose target is not finite (a diverged model)
-    has every candidate ahead of it. A scorer without item tables is scored in one block.
+    has every candidate ahead of it.
     """
-    width = COLUMNS_PER_PASS if tables is not None else num_warm + 1
     device = vectors.device
     rows = torch.arange(len(targets), device=device)
     excluded = excluded_pairs(len(targets), histories, targets, device)
-    blocks, with_targets = target_blocks_first(targets, width, num_warm)
-
+    blocks, with_targets = target_blocks_first(targets, width, last)
     held = []  # the blocks holding targets, kept until every target's score is read from them
     target = None
     for lo, hi in blocks[:with_targets]:
@@ -181,19 +196,20 @@ def _full_rank(
         target = scores.new_empty(len(targets)) if target is None else target
         inside = (targets >= lo) & (targets < hi)
         target[inside] = scores[rows[inside], targets[inside] - lo]  # before masking: the target is excluded
+        held.append((lo, hi, scores))
+    ahead = [torch.zeros(len(targets), dtype=torch.long, device=device) for _ in starts]
+    later = ((lo, hi, model.score_all(vectors, tables, columns=slice(lo, hi))) for lo, hi in blocks[with_targets:])
+    for lo, hi, scores in itertools.chain(held, later):
         mask_block(scores, lo, hi, *excluded)
-        held.append(scores)
-    # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
-    ahead = sum((~(scores < target.unsqueeze(1))).sum(1, dtype=torch.int32) for scores in held)
-    for lo, hi in blocks[with_targets:]:
-        scores = model.score_all(vectors, tables, columns=slice(lo, hi))
-        mask_block(scores, lo, hi, *excluded)
-        ahead += (~(scores < target.unsqueeze(1))).sum(1, dtype=torch.int32)
-    ahead = ahead.long()
+        # ~(s < t): ties and NaN candidates count against the target, −inf non-candidates never do
+        not_behind = ~(scores < target.unsqueeze(1))
+        for count, first in zip(ahead, starts):
+            count += not_behind[:, max(first - lo, 0) :].sum(1, dtype=torch.int32)
     finite = target.isfinite()
     if bool(finite.all()):
         return ahead
-    return torch.where(finite, ahead, candidate_counts(histories, targets, num_warm).to(device))
+    every = [candidate_counts(histories, targets, last, first).to(device) for first in starts]
+    return [torch.where(finite, count, all_of) for count, all_of in zip(ahead, every)]
 
 
 def target_blocks_first(targets: torch.Tensor, width: int, last: int) -> tuple[list[tuple[int, int]], int]:
@@ -204,11 +220,12 @@ def target_blocks_first(targets: torch.Tensor, width: int, last: int) -> tuple[l
     return [(b * width, min((b + 1) * width, last + 1)) for b in order], len(first)
 
 
-def candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, last: int) -> torch.Tensor:
-    """Per row, how many of items 1..``last`` its target is compared with: all but its history and
-    itself."""
-    seen = [len(np.union1d(h, [t])) for h, t in zip(histories, targets.tolist())]
-    return last - torch.tensor(seen, dtype=torch.long)
+def candidate_counts(histories: list[np.ndarray], targets: torch.Tensor, last: int, first: int = 0) -> torch.Tensor:
+    """Per row, how many of items ``first``..``last`` (never the padding item 0) its target is compared
+    with: all but its history and itself."""
+    first = max(first, 1)
+    seen = [int((np.union1d(h, [t]) >= first).sum()) for h, t in zip(histories, targets.tolist())]
+    return (last - first + 1) - torch.tensor(seen, dtype=torch.long)
 
 
 def excluded_pairs(
