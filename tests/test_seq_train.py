@@ -443,7 +443,7 @@ def test_the_best_weights_are_read_once_the_optimiser_and_the_average_are_let_go
     trainer, _ = setup("sasrec", tmp_path, epochs=1, extra=("train.weight_average=0.9",))
     result = trainer.fit(seed=0)
     assert trainer.model.views.ids.weight.grad is not None  # the last step's gradients are still there
-    best = trainer.best_state(result)
+    best = trainer.finish(result)
     assert trainer.optimizer is None and trainer.average is None and trainer.loop.optimizer is None
     assert all(p.grad is None for p in trainer.model.parameters())
     assert set(best) == set(trainer.model.state_dict())

@@ -89,7 +89,7 @@ def train_recommender(
         trainer = build_trainer(cfg, inputs, model, store, device, dist, data, evaluator)
         result = trainer.fit(seed, resume, callbacks)
         if dist.is_main:  # rank 0 kept the best weights; the other processes' models are not used after
-            model.load_state_dict(trainer.best_state(result))
+            model.load_state_dict(trainer.finish(result))
         summary = {
             "best_epoch": result.best_epoch,
             f"best_valid_{VALID_METRIC}": result.best_score,

@@ -147,10 +147,10 @@ class Trainer:
         self._report_floor(result)
         return result
 
-    def best_state(self, result: TrainResult) -> dict[str, torch.Tensor]:
-        """The best weights of the finished training. The optimiser's moments, the weight average and the
-        last gradients go first: nothing reads them past training, and at a million items they held
-        several GB while the best weights were read beside the model."""
+    def finish(self, result: TrainResult) -> dict[str, torch.Tensor]:
+        """End training and return its best weights. The optimiser's moments, the weight average and the
+        last gradients go first (training cannot go on after): at a million items they held several GB
+        while the best weights were read beside the model."""
         self.optimizer = self.average = self.loop.optimizer = self.loop.average = None
         self.model.zero_grad(set_to_none=True)
         return self.loop.best_state(result)
