@@ -18,6 +18,8 @@ log time against log interactions).
     python benchmarks/scale.py --sizes 3e7 --mean-length 30 --eval-users 100000 --root /tmp/scale
     # an interrupted run, from the stage it stopped in (the data and earlier stages' outputs are kept)
     python benchmarks/scale.py --sizes 1e7 --from-stage train-seq --root /tmp/scale
+    # some stages only, with a setting changed in every stage's config
+    python benchmarks/scale.py --sizes 3e7 --to-stage pretrain-gnn -o embed.users=items --root /tmp/scale
 
 A size is the number of interactions; users and items follow from it
 (interactions / ``--mean-length`` users, the same number of items by default).
@@ -162,6 +164,15 @@ def main() -> None:
         default=STAGES[0],
         help="run from this stage on, over the data and earlier outputs under --root (resuming a stopped run)",
     )
+    parser.add_argument("--to-stage", choices=STAGES, default=STAGES[-1], help="stop after this stage")
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override passed to every stage (repeatable); resume with the same overrides",
+    )
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (train-seq)")
     parser.add_argument(
         "--eval-users", type=int, default=None, help="the test split ranks a fixed sample of this many users"
@@ -171,6 +182,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mean_length <= MIN_LENGTH:
         parser.error(f"--mean-length must be above {MIN_LENGTH} (every user has at least {MIN_LENGTH} items)")
+    if STAGES.index(args.to_stage) < STAGES.index(args.from_stage):
+        parser.error(f"--to-stage {args.to_stage} comes before --from-stage {args.from_stage}")
     results = []
     for size in (int(float(s)) for s in args.sizes.split(",")):
         folder = Path(args.root) / f"n{size}"
@@ -178,8 +191,8 @@ def main() -> None:
         print(f"{size:,} interactions: {data}", flush=True)
         cfg = config(folder, args.epochs, args.eval_users)
         stages = []
-        for stage in STAGES[STAGES.index(args.from_stage) :]:
-            stages.append(run_stage(stage, cfg))
+        for stage in STAGES[STAGES.index(args.from_stage) : STAGES.index(args.to_stage) + 1]:
+            stages.append(run_stage(stage, cfg, tuple(args.override)))
             print(f"  {stages[-1]}", flush=True)
             if not stages[-1]["ok"]:
                 break
@@ -189,6 +202,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "results": results,
         "exponents": fitted_exponents(results),
+        "overrides": args.override,
     }
     print(json.dumps(report["exponents"]))
     if args.json:
