@@ -65,7 +65,7 @@ def test_mixing_equals_weighted_shared_and_readout_scores():
             layer.weight.add_(0.3 * torch.randn_like(layer.weight))
     items, lengths, users = histories()
     shared = m.user_vectors(items, lengths)
-    tables = m.item_tables()
+    tables = m.item_tables().full()
     mixed = m.score_all(m.user_vectors(items, lengths, users), tables)
     for u in range(U):
         g = int(TAIL[u])

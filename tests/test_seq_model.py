@@ -123,6 +123,24 @@ def test_scores_are_sums_of_view_dot_products():
     assert torch.allclose(m.score_items(users, cand), want[:, [5, 2, 11]], atol=1e-5)
 
 
+def test_item_tables_concatenate_a_block_of_rows_at_a_time():
+    """Scoring tables give any block of rows as the views side by side, and scores by block equal the
+    whole table's, while the id view stays the table's own storage (nothing copied up front)."""
+    m = model().eval()
+    with torch.no_grad():
+        tables = m.item_tables()
+        semantic, collaborative = m.views.tables()
+        whole = torch.cat([semantic, collaborative], dim=-1)
+        assert tables.shape == whole.shape and len(tables) == N + 1
+        assert torch.equal(tables[3:9], whole[3:9]) and torch.equal(tables.full(), whole)
+        assert tables.views[1].data_ptr() == m.views.ids.weight.data_ptr()
+        users = m.user_vectors(*padded([[3, 7, 1], [2, 5]]))
+        blocks = torch.cat(
+            [m.score_all(users, tables, columns=slice(lo, min(lo + 4, N + 1))) for lo in range(0, N + 1, 4)], 1
+        )
+        assert torch.allclose(blocks, m.score_all(users, whole), atol=1e-6)
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_scoring_tables_equal_the_training_lookup_without_copies(chunk, monkeypatch):
     """Every item's views for scoring (no gradient: the id table's own rows, the frozen tables mapped in

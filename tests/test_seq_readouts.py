@@ -63,7 +63,7 @@ def test_fitting_changes_only_the_readouts_and_lowers_each_groups_loss(pair):
     users = data.trainable_users()
     tail = model.readouts.tail_users.numpy()[users]
     model.eval()
-    items = model.item_tables().detach()
+    items = model.item_tables().full().detach()
 
     def loss(group, mask):
         vectors, targets = model.position_vectors(data, users[mask])

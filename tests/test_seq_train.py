@@ -555,3 +555,25 @@ def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(t
         f"validation on {users} of {users} users, patience 50"  # setup names its patience
     )
     assert device_module.training_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept
+
+
+def test_the_pca_rows_are_read_from_the_embed_folder_per_model_built(tmp_path):
+    """Inputs read from stage folders keep only the PCA file's folder (the rows initialise the id table,
+    then are dropped); each model built from them starts from the file's rows."""
+    from esrgraph.config import load_config
+    from esrgraph.seq.build import RecommenderInputs, build_recommender
+    from esrgraph.text.store import ITEM_LLM, ITEM_PCA
+
+    n, d = 12, 8
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(n + 1, d)).astype(np.float32)
+    rows[0] = 0
+    np.save(tmp_path / ITEM_PCA, rows)
+    np.save(tmp_path / ITEM_LLM, rng.normal(size=(n + 1, 16)).astype(np.float32))
+    inputs = RecommenderInputs(make_dataset([[1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11], [2, 12, 3]], n))
+    inputs.llm, inputs.pca = np.load(tmp_path / ITEM_LLM), tmp_path
+    cfg = load_config(None, ["seq.hidden_size=8", "seq.num_heads=2", "train.device=cpu"])
+    for seed in (1, 2):
+        model = build_recommender(cfg, inputs, seed)
+        assert torch.allclose(model.views.ids.weight[1 : n + 1], torch.from_numpy(rows[1:]))
+    assert inputs.pca == tmp_path  # the rows were not kept

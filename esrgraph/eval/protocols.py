@@ -35,15 +35,24 @@ from .blocks import COLUMNS_PER_PASS, history_pairs, mask_block
 SPLIT_CODES = {"valid": 1, "test": 2}
 
 
+class Tables(Protocol):
+    """Every item's vectors, [N + 1, width]: a tensor, or views concatenated a block of rows at a time."""
+
+    shape: torch.Size
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, rows: slice) -> torch.Tensor: ...
+
+
 class Scorer(Protocol):
     appended_tokens: int  # positions user_vectors adds after a history (histories are cut to leave room)
 
     def user_vectors(
         self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None
     ) -> torch.Tensor: ...
-    def item_tables(self) -> torch.Tensor: ...
+    def item_tables(self) -> Tables: ...
     def score_all(
-        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+        self, users: torch.Tensor, tables: Tables | None = None, columns: slice | None = None
     ) -> torch.Tensor: ...  # [B, N + 1], or [B, len(columns)]: the items of a slice of the catalogue
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
 
@@ -155,7 +164,7 @@ def _fixed_full_ranks(
 def _full_rank(
     model: Scorer,
     vectors: torch.Tensor,
-    tables: torch.Tensor | None,
+    tables: Tables | None,
     targets: torch.Tensor,
     histories: list[np.ndarray],
     num_warm: int,
@@ -169,7 +178,7 @@ def _full_rank(
 def ranks_in_blocks(
     model: Scorer,
     vectors: torch.Tensor,
-    tables: torch.Tensor | None,
+    tables: Tables | None,
     targets: torch.Tensor,
     histories: list[np.ndarray],
     last: int,

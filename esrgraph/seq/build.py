@@ -43,7 +43,9 @@ class RecommenderInputs:
 
     dataset: Dataset
     llm: np.ndarray | None = None  # [N + 1, d_llm]
-    pca: np.ndarray | None = None  # [N + 1, d]
+    # [N + 1, d], or the embed folder it is read from each time a model is built: it only
+    # initialises the collaborative view, and kept it was a GiB of the training peak at 1M items
+    pca: np.ndarray | Path | None = None
     graph: np.ndarray | None = None  # [N + 1, d_g]
     similar_users: np.ndarray | None = None  # [U, K]
 
@@ -53,7 +55,7 @@ class RecommenderInputs:
         inputs = cls(load_dataset(folders["dataset"]))
         if "embed" in folders:
             inputs.llm = load_array(folders["embed"], ITEM_LLM)
-            inputs.pca = load_array(folders["embed"], ITEM_PCA)
+            inputs.pca = Path(folders["embed"])
             inputs.similar_users = load_array(folders["embed"], SIMILAR_USERS)
         if "gnn" in folders:
             inputs.graph = load_item_graph(folders["gnn"])
@@ -67,7 +69,8 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
     """Tensors the model is built from: LLM table, collaborative init, graph table, user groups."""
     as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)) if a is not None else None
     use_text = variant_spec(cfg.seq).text
-    llm, init = (as_tensor(inputs.llm), as_tensor(inputs.pca)) if use_text else (None, None)
+    pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
+    llm, init = (as_tensor(inputs.llm), as_tensor(pca)) if use_text else (None, None)
     graph = as_tensor(inputs.graph) if cfg.seq.fusion != "none" else None
     if graph is not None:
         if cfg.seq.fusion == "init" and init is not None:

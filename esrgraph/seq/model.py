@@ -48,7 +48,7 @@ from .objectives import Candidates, Objective
 from .readouts import GroupReadouts
 from .schemes import TrainingBatch
 from .variants import variant_spec
-from .views import ItemViews
+from .views import ItemViews, ViewTables
 
 
 class CrossViewAttention(nn.Module):
@@ -201,16 +201,16 @@ class SeqRecommender(nn.Module):
 
     # ----------------------------------------------------------------- scoring
 
-    def item_tables(self) -> torch.Tensor:
-        """[N + 1, V * d]: every item's views, concatenated (row 0 padding)."""
-        return torch.cat(self.views.tables(), dim=-1)
+    def item_tables(self) -> ViewTables:
+        """[N + 1, V * d]: every item's views side by side (row 0 padding), concatenated a block at a time."""
+        return ViewTables(self.views.tables())
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """[..., V * d]: the items' views, concatenated."""
         return torch.cat(self.views.lookup(items), dim=-1)
 
     def score_all(
-        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+        self, users: torch.Tensor, tables: ViewTables | None = None, columns: slice | None = None
     ) -> torch.Tensor:
         """Scores [B, N + 1] of every item for user vectors [B, V * d]; column 0 (padding) is -inf.
         ``columns``: only the items of that slice of the catalogue, [B, len(columns)]."""
@@ -331,7 +331,7 @@ class SeqRecommender(nn.Module):
 
     def warm_tables(self) -> torch.Tensor:
         """[num_warm + 1, V * d]: the items training scores against (cold items never are)."""
-        tables = self.item_tables()
+        tables = torch.cat(self.views.tables(), dim=-1)
         return tables if self.num_warm == self.num_items else tables[: self.num_warm + 1]
 
 

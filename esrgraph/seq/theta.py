@@ -19,6 +19,7 @@ import torch
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import VALID_METRIC, metrics_from_ranks
 from .model import SeqRecommender
+from .views import ViewTables
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ class _Remix:
     def appended_tokens(self) -> int:
         return self.model.appended_tokens
 
-    def item_tables(self) -> torch.Tensor:
+    def item_tables(self) -> ViewTables:
         return self.model.item_tables()
 
     def score_all(
-        self, users: torch.Tensor, tables: torch.Tensor | None = None, columns: slice | None = None
+        self, users: torch.Tensor, tables: ViewTables | None = None, columns: slice | None = None
     ) -> torch.Tensor:
         return self.model.score_all(users, tables, columns)
 

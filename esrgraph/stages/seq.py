@@ -69,6 +69,8 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
     inputs = RecommenderInputs.from_folders(cfg, ctx.inputs)
     data = inputs.sequences(cfg)
     evaluator = build_evaluator(cfg, data, device)
+    # the shapes, now: building the tensors again after training would add their GiBs to its peak
+    spec = model_spec(cfg.seq, inputs.dataset.num_items, model_tensors(cfg, inputs))
     donor = declared_shared_model(ctx.run)
     summary = {}
     for seed in cfg.train.seeds:
@@ -81,8 +83,9 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
         if out is not None:
             save_state(out / f"model-seed{seed}.pt", trained.model.state_dict())
             write_json(out / f"history-seed{seed}.json", trained.history)
+        del trained  # the next seed's model is built before this name would be bound again
     if out is not None:
-        write_json(out / "model.json", model_spec(cfg.seq, inputs.dataset.num_items, model_tensors(cfg, inputs)))
+        write_json(out / "model.json", spec)
     return {"seeds": summary, "device": str(device), "world_size": dist.world}
 
 
