@@ -6,7 +6,7 @@ import pytest
 from esrgraph.config import load_config
 from esrgraph.data.dataset import build_dataset
 from esrgraph.data.store import load_dataset, save_dataset
-from esrgraph.errors import EsrError
+from esrgraph.errors import EsrError, InputError
 from tests.conftest import TINY_SEQUENCES, needs_shared
 
 
@@ -173,3 +173,17 @@ def test_statistics_prepared_before_the_policy_still_print(tiny_config):
     assert stats["duplicates"]["repeats"] == 0 and "repeats  " in describe(stats)
     del stats["duplicates"]
     assert "repeats" not in describe(stats) and "interactions             36\n" in describe(stats) + "\n"
+
+
+def test_loaded_metadata_is_read_on_first_use_and_a_damaged_line_is_named(tiny_config, tmp_path):
+    ds = build_dataset(tiny_config().dataset)
+    save_dataset(ds, tmp_path)
+    back = load_dataset(tmp_path)
+    assert back.item_meta._records is None  # training never reads the metadata: nothing parsed yet
+    assert back.item_meta[2] == ds.item_meta[2] and len(back.item_meta) == len(ds.item_meta)
+    path = tmp_path / "item_meta.jsonl"
+    lines = path.read_text().splitlines()
+    lines[4] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"item_meta.jsonl, line 5: not a JSON record"):
+        list(load_dataset(tmp_path).item_meta)

@@ -16,6 +16,7 @@ of the user's remaining items came before it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class Dataset:
     item_ids: list[str]  # item_ids[i - 1] is the source id of canonical item i
     offsets: np.ndarray  # int64 [U + 1]; user u's items are items[offsets[u]:offsets[u + 1]]
     items: np.ndarray  # int64 [interactions], canonical item ids
-    item_meta: list[ItemMeta | None]  # item_meta[i - 1]; None when the item has no metadata
+    item_meta: Sequence[ItemMeta | None]  # item_meta[i - 1]; None when the item has no metadata
     item_popularity: np.ndarray  # int64 [N + 1], interactions per item, [0] = 0
     tail_items: np.ndarray  # bool [N + 1], [0] = False
     tail_users: np.ndarray  # bool [U]
