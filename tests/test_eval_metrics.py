@@ -160,6 +160,19 @@ def test_sampled_negatives_are_fixed_unseen_and_distinct():
         assert len(set(row)) == 15 and not set(row) & set(data.full[u].tolist())
 
 
+def test_a_sample_of_users_meets_the_negatives_and_ranks_every_user_would():
+    """Negatives drawn for a sample of users (in any order) are those users' rows of every user's, and
+    ranking the sample with them gives those users' ranks of ranking everyone."""
+    data, table = random_world(5)
+    every = sampled_negatives(data, "test", 10, seed=2)
+    some = np.array([31, 4, 0, 17, 9])
+    assert np.array_equal(sampled_negatives(data, "test", 10, seed=2, users=some), every[some])
+    scorer, cpu = TableScorer(table, data, "test"), torch.device("cpu")
+    _, _, all_ranks = rank_targets(scorer, data, "test", "sampled", 3, cpu, every)
+    users, _, ranks = rank_targets(scorer, data, "test", "sampled", 3, cpu, every[some], some)
+    assert users.tolist() == some.tolist() and ranks.tolist() == all_ranks[some].tolist()
+
+
 def test_a_user_with_fewer_unseen_items_than_negatives_meets_each_once():
     # 10 items; the user saw 1..7, so 8, 9 and 10 are the only negatives, each counted once
     data = SequenceData(make_dataset([[1, 2, 3, 4, 5, 6, 7], [1, 2, 3]], 10), max_length=50)

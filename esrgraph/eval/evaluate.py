@@ -42,20 +42,24 @@ class Evaluator:
         self._negatives: dict[str, np.ndarray] = {}
 
     def negatives(self, split: str) -> np.ndarray:
+        """The split's sampled negatives, a row for each of its users (:meth:`users`)."""
         if split not in self._negatives:
             self._negatives[split] = sampled_negatives(
-                self.data, split, self.cfg.sampled_negatives, self.cfg.negative_seed
+                self.data, split, self.cfg.sampled_negatives, self.cfg.negative_seed, self.users(split)
             )
         return self._negatives[split]
+
+    def users(self, split: str) -> np.ndarray | None:
+        """The users ``split`` ranks (None: every user)."""
+        return self.valid_users if split == "valid" else self.test_users
 
     def ranks(
         self, model: Scorer, split: str, protocol: str, encode_bf16: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, targets, ranks) of ``split``'s targets, users in increasing order."""
         negatives = self.negatives(split) if protocol == "sampled" else None
-        users = self.valid_users if split == "valid" else self.test_users
         return rank_targets(
-            model, self.data, split, protocol, self.batch_size, self.device, negatives, users, encode_bf16
+            model, self.data, split, protocol, self.batch_size, self.device, negatives, self.users(split), encode_bf16
         )
 
     def evaluate(

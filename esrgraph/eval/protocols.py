@@ -57,11 +57,15 @@ class Scorer(Protocol):
     def score_items(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
 
 
-def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.ndarray:
-    """[U, n] negatives per user, never items the user interacted with (any split); 0 pads the
-    rows of users with fewer than ``n`` unseen items."""
-    out = np.zeros((data.num_users, n), dtype=np.int64)
-    for user, seq in enumerate(data.full):
+def sampled_negatives(data: SequenceData, split: str, n: int, seed: int, users: np.ndarray | None = None) -> np.ndarray:
+    """[len(users), n] negatives (row i for ``users[i]``; every user by default), never items the user
+    interacted with (any split); 0 pads the rows of users with fewer than ``n`` unseen items. A user's
+    draws depend on (seed, split, user) alone, so a sample of users meets the rows every user would:
+    at a million users the whole table was 0.75 GB, every row drawn in Python, to test a sample."""
+    users = np.arange(data.num_users) if users is None else users
+    out = np.zeros((len(users), n), dtype=np.int64)
+    for row, user in enumerate(users.tolist()):
+        seq = data.full[user]
         rng = np.random.default_rng([seed, SPLIT_CODES[split], user])
         seen = set(seq.tolist())
         free = data.num_warm - len(seen)
@@ -70,7 +74,7 @@ def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.n
         if free <= 4 * n:  # small complement: sample from it directly
             pool = np.setdiff1d(np.arange(1, data.num_warm + 1), np.fromiter(seen, np.int64))
             drawn = rng.choice(pool, size=min(n, free), replace=False)
-            out[user, : len(drawn)] = drawn
+            out[row, : len(drawn)] = drawn
             continue
         picked: list[int] = []
         chosen: set[int] = set()
@@ -81,7 +85,7 @@ def sampled_negatives(data: SequenceData, split: str, n: int, seed: int) -> np.n
                     picked.append(item)
                     if len(picked) == n:
                         break
-        out[user] = picked
+        out[row] = picked
     return out
 
 
@@ -97,7 +101,8 @@ def rank_targets(
     users: np.ndarray | None = None,
     encode_bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rank of each user's ``split`` target; returns (users, targets, ranks).
+    """Rank of each user's ``split`` target; returns (users, targets, ranks). ``negatives`` (the sampled
+    protocol): row i for ``users[i]`` (every user by default), as :func:`sampled_negatives` draws them.
 
     ``encode_bf16``: the user vectors' matrix products in bfloat16 (autocast; validation of a model
     trained so), the scores still in fp32, so that items do not tie at bfloat16's 3 digits."""
@@ -109,7 +114,8 @@ def rank_targets(
     order = _batch_order(data, split, users, protocol)
     ranks, targets = [], []
     for lo in range(0, len(users), batch_size):
-        chunk = users[order[lo : lo + batch_size]]
+        rows = order[lo : lo + batch_size]
+        chunk = users[rows]
         batch = data.history_batch(chunk, split, model.appended_tokens).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=encode_bf16):
             vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
@@ -117,7 +123,7 @@ def rank_targets(
         if protocol == "full":
             rank = _full_rank(model, vectors, tables, batch.targets, data.history_sets(chunk, split), data.num_warm)
         else:
-            candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[chunk]).to(device)], dim=1)
+            candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[rows]).to(device)], dim=1)
             scores = model.score_items(vectors, candidates)
             rank = count_ahead(scores[:, 1:], scores[:, 0], candidates[:, 1:] > 0)  # item 0: padding
         ranks.append(rank.cpu().numpy())
