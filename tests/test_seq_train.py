@@ -577,3 +577,18 @@ def test_the_pca_rows_are_read_from_the_embed_folder_per_model_built(tmp_path):
         model = build_recommender(cfg, inputs, seed)
         assert torch.allclose(model.views.ids.weight[1 : n + 1], torch.from_numpy(rows[1:]))
     assert inputs.pca == tmp_path  # the rows were not kept
+
+
+def test_no_model_outlives_its_stage(tiny, tmp_path):
+    """A trained model sits in reference cycles (its trainer, its training parts); the training stage
+    collects each seed's, so the evaluate stage does not load its model beside them. The automatic
+    collector is off here: only the stage's own collections free them (without them this fails)."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert main(["train-seq"] + run_cli(tiny, tmp_path / "runs", "train.seeds=[1,2]")) == 0
+        assert not [o for o in gc.get_objects() if type(o) is SeqRecommender]  # type(): no attribute lookups
+    finally:
+        gc.enable()

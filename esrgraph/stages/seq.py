@@ -16,6 +16,7 @@ trained with these settings and no readouts, on the same upstream stages.
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -84,6 +85,9 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
             save_state(out / f"model-seed{seed}.pt", trained.model.state_dict())
             write_json(out / f"history-seed{seed}.json", trained.history)
         del trained  # the next seed's model is built before this name would be bound again
+        # the model, its trainer and training parts refer to each other: without a collection they
+        # outlived the stage, and at a million items the evaluate stage loaded its model beside them
+        gc.collect()
     if out is not None:
         write_json(out / "model.json", spec)
     return {"seeds": summary, "device": str(device), "world_size": dist.world}
