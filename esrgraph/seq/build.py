@@ -65,13 +65,31 @@ class RecommenderInputs:
         return SequenceData(self.dataset, cfg.seq.max_length, left_padded(cfg.seq))
 
 
+def _read_arrays(cfg, inputs: RecommenderInputs) -> dict[str, np.ndarray | None]:
+    """The input arrays the configured model reads (None for those it does not), the id table's start aside."""
+    use_text = variant_spec(cfg.seq).text
+    return {
+        "llm": inputs.llm if use_text else None,
+        "graph": inputs.graph if cfg.seq.fusion != "none" else None,
+        "tail_users": inputs.dataset.tail_users,
+    }
+
+
+def model_shapes(cfg, inputs: RecommenderInputs) -> dict[str, list[int] | None]:
+    """The shapes of :func:`model_tensors` but the id table's start (the weights restore it): no tensor
+    is built and no file read."""
+    return {name: list(a.shape) if a is not None else None for name, a in _read_arrays(cfg, inputs).items()}
+
+
 def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | None]:
     """Tensors the model is built from: LLM table, collaborative init, graph table, user groups."""
     as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)) if a is not None else None
-    use_text = variant_spec(cfg.seq).text
-    pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
-    llm, init = (as_tensor(inputs.llm), as_tensor(pca)) if use_text else (None, None)
-    graph = as_tensor(inputs.graph) if cfg.seq.fusion != "none" else None
+    arrays = _read_arrays(cfg, inputs)
+    llm, graph = as_tensor(arrays["llm"]), as_tensor(arrays["graph"])
+    init = None
+    if llm is not None:
+        pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
+        init = as_tensor(pca)
     if graph is not None:
         if cfg.seq.fusion == "init" and init is not None:
             init = fused_init(init, graph, cfg.seq.hidden_size)
@@ -79,7 +97,7 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
         # them to the collaborative view's starting scale, so a nearly closed gate (or a new
         # view) starts nearly silent and the model must learn to let the graph in.
         graph = graph * (_start_std(init) / graph[1:].std())
-    return {"llm": llm, "init": init, "graph": graph, "tail_users": torch.from_numpy(inputs.dataset.tail_users.copy())}
+    return {"llm": llm, "init": init, "graph": graph, "tail_users": torch.from_numpy(arrays["tail_users"].copy())}
 
 
 def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:

@@ -331,8 +331,7 @@ class SeqRecommender(nn.Module):
 
     def warm_tables(self) -> torch.Tensor:
         """[num_warm + 1, V * d]: the items training scores against (cold items never are)."""
-        tables = torch.cat(self.views.tables(), dim=-1)
-        return tables if self.num_warm == self.num_items else tables[: self.num_warm + 1]
+        return self.item_tables()[: self.num_warm + 1]
 
 
 @dataclass

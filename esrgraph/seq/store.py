@@ -23,9 +23,9 @@ from .model import SeqRecommender
 SPEC = "model.json"
 
 
-def model_spec(seq: SeqConfig, num_items: int, tensors: dict[str, torch.Tensor | None]) -> dict:
-    """The shapes the model was built with; its tables are restored from the state_dict."""
-    shapes = {name: list(t.shape) if t is not None else None for name, t in tensors.items() if name != "init"}
+def model_spec(seq: SeqConfig, num_items: int, shapes: dict[str, list[int] | None]) -> dict:
+    """The shapes the model was built with (:func:`~esrgraph.seq.build.model_shapes`); its tables are
+    restored from the state_dict."""
     return {"seq": asdict(seq), "num_items": num_items, "shapes": shapes}
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..artifacts import is_up_to_date, write_json
 from ..errors import ConfigError
-from ..seq.build import RecommenderInputs, build_evaluator, model_tensors
+from ..seq.build import RecommenderInputs, build_evaluator, model_shapes
 from ..seq.config import ReadoutsConfig
 from ..seq.store import model_spec
 from ..seq.train import SharedModel, shared_model_from, train_recommender
@@ -70,8 +70,6 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
     inputs = RecommenderInputs.from_folders(cfg, ctx.inputs)
     data = inputs.sequences(cfg)
     evaluator = build_evaluator(cfg, data, device)
-    # the shapes, now: building the tensors again after training would add their GiBs to its peak
-    spec = model_spec(cfg.seq, inputs.dataset.num_items, model_tensors(cfg, inputs))
     donor = declared_shared_model(ctx.run)
     summary = {}
     for seed in cfg.train.seeds:
@@ -89,7 +87,7 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
         # outlived the stage, and at a million items the evaluate stage loaded its model beside them
         gc.collect()
     if out is not None:
-        write_json(out / "model.json", spec)
+        write_json(out / "model.json", model_spec(cfg.seq, inputs.dataset.num_items, model_shapes(cfg, inputs)))
     return {"seeds": summary, "device": str(device), "world_size": dist.world}
 
 
