@@ -55,7 +55,7 @@ class ItemMetaFile(Sequence):
                 records.append(json.loads(line))
             except ValueError as exc:
                 raise InputError(
-                    self.path, f"not a JSON record ({exc}); run esr prepare --force", line=number
+                    self.path, f"not a JSON record ({exc}); run esr prepare again with --force", line=number
                 ) from None
         return records
 
@@ -79,8 +79,7 @@ def load_dataset(stage_dir: Path) -> Dataset:
         arrays = np.load(stage_dir / "dataset.npz")
         ids = read_json(stage_dir / "ids.json")
         stats = read_json(stage_dir / "stats.json")
-        if not (stage_dir / "item_meta.jsonl").is_file():
-            raise OSError(f"{stage_dir / 'item_meta.jsonl'} is missing")
+        (stage_dir / "item_meta.jsonl").stat()  # read on first use, but missing is an error now
     except (OSError, ValueError) as exc:
         raise InputError(stage_dir, f"cannot load the prepared dataset ({exc}); run it again with --force") from None
     item_meta = ItemMetaFile(stage_dir / "item_meta.jsonl")
