@@ -92,3 +92,18 @@ def test_the_best_weights_are_kept_and_a_plateau_stops(tmp_path):
     assert len(later) == 3 and min(later) > result.best_score - 1e-3  # three epochs without a real drop
     assert set(training.best_state(result)) == {"weight", "bias"}
     assert abs(float(task.model.weight) - 3) < 0.1  # it did learn the slope
+
+
+def test_a_long_epoch_without_a_bar_logs_where_it_stands(tmp_path, caplog, monkeypatch):
+    """Output that is not a terminal gets no bar; a line every PROGRESS_SECONDS says batches done and time left."""
+    monkeypatch.setattr("esrgraph.training.loop.PROGRESS_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="esrgraph.training.loop"):
+        loop(Regression(), None, epochs=1).fit()  # pytest's captured output is not a terminal
+    lines = [r.getMessage() for r in caplog.records if "a batch" in r.getMessage()]
+    assert [line.split(", loss")[0] for line in lines] == [f"train: epoch 1: batch {k} of 4" for k in (1, 2, 3)]
+    assert all("min left in the epoch" in line for line in lines)
+    monkeypatch.setattr("esrgraph.training.loop.PROGRESS_SECONDS", 1e9)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="esrgraph.training.loop"):
+        loop(Regression(), None, epochs=1).fit()
+    assert not [r for r in caplog.records if "a batch" in r.getMessage()]

@@ -67,6 +67,35 @@ class EpochTask(Protocol):
         ...
 
 
+# Seconds between progress lines of an epoch when no progress bar is shown
+PROGRESS_SECONDS = 300.0
+
+
+class _Progress:
+    """Where a long epoch stands, logged every ``PROGRESS_SECONDS``: batches done, loss, pace, time left."""
+
+    def __init__(self, label: str, epoch: int, batches: int):
+        self.label, self.epoch, self.batches = label, epoch, batches
+        self.start = self.last = time.perf_counter()
+
+    def after(self, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_SECONDS or done == self.batches:
+            return
+        self.last = now
+        pace = (now - self.start) / done
+        log.info(
+            "%s: epoch %d: batch %d of %d, loss %.4f, %.2f s a batch, about %.0f min left in the epoch",
+            self.label,
+            self.epoch,
+            done,
+            self.batches,
+            loss,
+            pace,
+            pace * (self.batches - done) / 60,
+        )
+
+
 @dataclass
 class EpochRecord:
     """What one epoch left, handed to every callback after its checkpoint is written."""
@@ -238,11 +267,15 @@ class TrainingLoop:
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None if many else True)
         if not self.dist.is_main:
             bar.disable = True
+        # no bar (output not a terminal: a log file, a batch job): a line every few minutes instead
+        progress = _Progress(self.label, epoch, len(batches)) if many and bar.disable and self.dist.is_main else None
         for batch in bar:
             total += self.step(batch)
             seen += 1
             if many:
                 bar.set_postfix(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
+            if progress is not None:
+                progress.after(seen, total * self.dist.world / seen)
         return self.dist.sum(total) / max(seen, 1)
 
     def step(self, batch: Any) -> float:
