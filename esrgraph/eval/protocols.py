@@ -30,6 +30,7 @@ import torch
 
 from ..data.sequences import SequenceData
 from ..errors import EsrError
+from ..progress import Progress
 from .blocks import COLUMNS_PER_PASS, history_pairs, mask_block
 
 SPLIT_CODES = {"valid": 1, "test": 2}
@@ -113,21 +114,25 @@ def rank_targets(
     tables = model.item_tables() if protocol == "full" else None
     order = _batch_order(data, split, users, protocol)
     ranks, targets = [], []
-    for lo in range(0, len(users), batch_size):
-        rows = order[lo : lo + batch_size]
-        chunk = users[rows]
-        batch = data.history_batch(chunk, split, model.appended_tokens).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=encode_bf16):
-            vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
-        vectors = vectors.float()
-        if protocol == "full":
-            rank = _full_rank(model, vectors, tables, batch.targets, data.history_sets(chunk, split), data.num_warm)
-        else:
-            candidates = torch.cat([batch.targets.unsqueeze(1), torch.from_numpy(negatives[rows]).to(device)], dim=1)
-            scores = model.score_items(vectors, candidates)
-            rank = count_ahead(scores[:, 1:], scores[:, 0], candidates[:, 1:] > 0)  # item 0: padding
-        ranks.append(rank.cpu().numpy())
-        targets.append(batch.targets.cpu().numpy())
+    with Progress(len(users), f"{split} {protocol} ranking", "user", leave=False) as progress:
+        for lo in range(0, len(users), batch_size):
+            rows = order[lo : lo + batch_size]
+            chunk = users[rows]
+            batch = data.history_batch(chunk, split, model.appended_tokens).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=encode_bf16):
+                vectors = model.user_vectors(batch.items, batch.lengths, batch.users)
+            vectors = vectors.float()
+            if protocol == "full":
+                rank = _full_rank(model, vectors, tables, batch.targets, data.history_sets(chunk, split), data.num_warm)
+            else:
+                candidates = torch.cat(
+                    [batch.targets.unsqueeze(1), torch.from_numpy(negatives[rows]).to(device)], dim=1
+                )
+                scores = model.score_items(vectors, candidates)
+                rank = count_ahead(scores[:, 1:], scores[:, 0], candidates[:, 1:] > 0)  # item 0: padding
+            ranks.append(rank.cpu().numpy())
+            targets.append(batch.targets.cpu().numpy())
+            progress.update(len(chunk))
     back = np.argsort(order, kind="stable")
     return users, np.concatenate(targets)[back], np.concatenate(ranks)[back]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError, EsrError
+from ..progress import Progress
 from ..training.device import cpu_has_native_bf16, resolve_device
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class TextEncoder:
         order = np.argsort(-self.token_counts(texts), kind="stable")
         chunk = batch_size * 8
         start = time.perf_counter()
-        with tqdm(total=len(texts), desc=desc, unit="text", disable=None) as bar:
+        with Progress(len(texts), desc, "text") as bar:
             for lo in range(0, len(order), chunk):
                 idx = order[lo : lo + chunk].tolist()
                 vectors = np.concatenate(

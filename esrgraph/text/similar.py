@@ -13,9 +13,9 @@ import logging
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import EsrError
+from ..progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,15 @@ def top_k_similar(vectors: np.ndarray, k: int, block_size: int = 1024) -> tuple[
     rows = max(1, min(block_size, BLOCK_BYTES // (4 * n)))
     indices = np.zeros((n, k), np.int64)
     scores = np.zeros((n, k), np.float32)
-    with torch.inference_mode():
-        for lo in tqdm(range(0, n, rows), desc="similar users", unit="block", disable=None):
+    with torch.inference_mode(), Progress(-(-n // rows), "similar users", "block") as progress:
+        for lo in range(0, n, rows):
             hi = min(lo + rows, n)
             sims = unit[lo:hi] @ unit.T
             sims[torch.arange(hi - lo), torch.arange(lo, hi)] = -float("inf")
             top = torch.topk(sims, k, dim=1, sorted=True)
             indices[lo:hi] = top.indices.numpy()
             scores[lo:hi] = top.values.numpy()
+            progress.update()
     return indices, scores
 
 

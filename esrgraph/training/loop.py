@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import EsrError
+from ..progress import Progress
 from . import threads
 from .averaging import WeightAverage
 from .checkpoint import CheckpointStore, Generators
@@ -65,35 +66,6 @@ class EpochTask(Protocol):
     def validate(self) -> dict[str, float]:
         """The monitored score under ``metric``'s name first, then any others to record (rank 0 only)."""
         ...
-
-
-# Seconds between progress lines of an epoch when no progress bar is shown
-PROGRESS_SECONDS = 300.0
-
-
-class _Progress:
-    """Where a long epoch stands, logged every ``PROGRESS_SECONDS``: batches done, loss, pace, time left."""
-
-    def __init__(self, label: str, epoch: int, batches: int):
-        self.label, self.epoch, self.batches = label, epoch, batches
-        self.start = self.last = time.perf_counter()
-
-    def after(self, done: int, loss: float) -> None:
-        now = time.perf_counter()
-        if now - self.last < PROGRESS_SECONDS or done == self.batches:
-            return
-        self.last = now
-        pace = (now - self.start) / done
-        log.info(
-            "%s: epoch %d: batch %d of %d, loss %.4f, %.2f s a batch, about %.0f min left in the epoch",
-            self.label,
-            self.epoch,
-            done,
-            self.batches,
-            loss,
-            pace,
-            pace * (self.batches - done) / 60,
-        )
 
 
 @dataclass
@@ -241,7 +213,7 @@ class TrainingLoop:
             result = self._restore()
         elif self.dist.is_main and self.store is not None:
             self.store.start()
-        show = None if self.dist.is_main else True  # tqdm's None: a bar on terminals only
+        show = None if self.dist.is_main else True  # tqdm's None: a bar on terminals only (epochs log lines)
         with tqdm(total=self.epochs, initial=result.epochs, desc=self.label, unit="epoch", disable=show) as bar:
             while not result.stopped and result.epochs < self.epochs:
                 start = time.perf_counter()
@@ -264,18 +236,12 @@ class TrainingLoop:
         batches = self.task.batches(epoch)
         total, seen = 0.0, 0
         many = len(batches) > 1
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None if many else True)
-        if not self.dist.is_main:
-            bar.disable = True
-        # no bar (output not a terminal: a log file, a batch job): a line every few minutes instead
-        progress = _Progress(self.label, epoch, len(batches)) if many and bar.disable and self.dist.is_main else None
-        for batch in bar:
-            total += self.step(batch)
-            seen += 1
-            if many:
-                bar.set_postfix(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
-            if progress is not None:
-                progress.after(seen, total * self.dist.world / seen)
+        desc = f"{self.label}: epoch {epoch}"
+        with Progress(len(batches), desc, "batch", show=many and self.dist.is_main, leave=False) as progress:
+            for batch in batches:
+                total += self.step(batch)
+                seen += 1
+                progress.update(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
         return self.dist.sum(total) / max(seen, 1)
 
     def step(self, batch: Any) -> float:
