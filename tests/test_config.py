@@ -240,3 +240,13 @@ def test_a_setting_at_its_default_changes_no_key():
     assert key_dict(After(lr=5e-4, added=5)) == {"lr": 5e-4, "added": 5}
     default, changed = load_config(None), load_config(None, ["seq.view_loss=0.5"])
     assert default.digest() != changed.digest() and "view_loss" not in str(key_dict(default.seq))
+
+
+def test_when_training_saves_is_not_part_of_what_it_trains():
+    """train.checkpoint_minutes changes no stage key: a run goes on from its checkpoints when it changes."""
+    from esrgraph.config_schema import key_dict
+    from esrgraph.stages.seq import section
+
+    default, often = load_config(None), load_config(None, ["train.checkpoint_minutes=5"])
+    assert key_dict(section(default)) == key_dict(section(often))
+    assert key_dict(section(load_config(None, ["train.lr=0.002"]))) != key_dict(section(default))

@@ -115,6 +115,40 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [("train.weight_average=0.9", "seq.dropout=0.2"), ("train.loss=sampled_softmax", "train.sparse_ids=true")],
+    ids=["averaged-dropout", "sparse-ids-lazy-average"],
+)
+def test_a_run_stopped_inside_an_epoch_continues_from_there_exactly(tmp_path, monkeypatch, caplog, extra):
+    """train.checkpoint_minutes saves part-way through long epochs; the same command continues from the
+    batch it stopped after and ends as the uninterrupted run, which saved at epoch ends only."""
+    straight, _ = setup("sasrec", tmp_path / "a", epochs=3, extra=extra)
+    expected = straight.fit(seed=3)
+    often = (*extra, "train.checkpoint_minutes=1e-9")  # a checkpoint after every batch
+    broken, _ = setup("sasrec", tmp_path / "b", epochs=3, extra=often)
+    per_epoch = len(range(0, len(broken.users), 16))
+    calls, original = {"n": 0}, TrainingLoop.step
+
+    def interrupting(self, batch):
+        calls["n"] += 1
+        if calls["n"] == per_epoch + 3:  # before the third batch of epoch 2
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(TrainingLoop, "step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit(seed=3)
+    monkeypatch.setattr(TrainingLoop, "step", original)
+    resumed, _ = setup("sasrec", tmp_path / "b", epochs=3, build_seed=99, extra=often)
+    with caplog.at_level("INFO"):
+        result = resumed.fit(seed=3, resume=True)
+    assert "resuming epoch 2 after its batch 2" in caplog.text
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert untimed(expected.history) == untimed(result.history)
+
+
 def test_an_interruption_between_the_checkpoint_files_resumes_exactly(tmp_path, monkeypatch):
     from esrgraph.training import checkpoint as checkpoint_module
 
@@ -370,7 +404,7 @@ def test_an_early_popularity_peak_does_not_stop_training(tmp_path, monkeypatch):
     ] + [0.24] * 30
     scores = iter(curve)
     monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores)})
-    monkeypatch.setattr(TrainingLoop, "train_epoch", lambda self, epoch: 1.0)
+    monkeypatch.setattr(TrainingLoop, "train_epoch", lambda self, epoch, result=None: 1.0)
     result = trainer.fit(seed=0)
     assert result.best_epoch == 13 and result.best_score == 0.26
     assert result.epochs == 16  # three epochs without improvement after the real peak
@@ -592,3 +626,23 @@ def test_no_model_outlives_its_stage(tiny, tmp_path):
         assert not [o for o in gc.get_objects() if type(o) is SeqRecommender]  # type(): no attribute lookups
     finally:
         gc.enable()
+
+
+def test_no_checkpoint_inside_an_epoch_whose_teachers_come_from_its_start():
+    """Self-distillation with per-epoch teachers keeps what the model computed when the epoch began,
+    which a checkpoint part-way does not hold: such runs checkpoint at epoch ends only."""
+    from types import SimpleNamespace
+
+    from esrgraph.seq.config import DistillConfig
+    from esrgraph.seq.distill import SelfDistillation
+    from esrgraph.seq.trainer import RecommenderTask
+
+    def task(teacher):
+        term = SelfDistillation(np.zeros((3, 2), np.int64), DistillConfig(teacher=teacher), None, 0.1)
+        model = torch.nn.Linear(1, 1)
+        model.parts = SimpleNamespace(auxiliary=[term])
+        return RecommenderTask(SimpleNamespace(model=model), None, None)
+
+    assert task("batch").checkpoints_within_epochs and not task("epoch").checkpoints_within_epochs
+    loop = TrainingLoop(task("epoch"), None, None, 1, checkpoint_seconds=60.0)
+    assert loop.checkpoint_seconds == 0.0

@@ -108,3 +108,78 @@ def test_a_long_epoch_without_a_bar_logs_where_it_stands(caplog, monkeypatch):
     with caplog.at_level(logging.INFO, logger="esrgraph.progress"):
         loop(Regression(), None, epochs=1).fit()
     assert not [r for r in caplog.records if r.name == "esrgraph.progress"]
+
+
+class SparseTask:
+    """Rows of a sparse id table and a dense layer fit random targets; batches, negatives and dropout
+    all draw random numbers, so only an exact restore of every state continues the same way."""
+
+    metric = None
+
+    def __init__(self, seed: int = 0):
+        torch.manual_seed(seed)
+        self.model = torch.nn.ModuleDict({"ids": torch.nn.Embedding(50, 4, sparse=True), "out": torch.nn.Linear(4, 1)})
+        self.generator = torch.Generator().manual_seed(seed)
+        self.targets = torch.linspace(-1, 1, 50)
+
+    def begin_epoch(self, epoch):
+        pass
+
+    def batches(self, epoch):
+        order = torch.randperm(50, generator=self.generator)
+        return [order[lo : lo + 8] for lo in range(0, 48, 8)]  # 6 batches; rows 48 and 49 rest a while
+
+    def loss(self, rows, network):
+        noise = torch.randint(0, 50, (len(rows),), generator=self.generator)  # drawn "negatives"
+        hidden = torch.nn.functional.dropout(network["ids"](rows), 0.2, training=True)
+        fit = ((network["out"](hidden).squeeze(1) - self.targets[rows]) ** 2).mean()
+        return fit + 0.01 * network["ids"](noise).pow(2).mean()
+
+    def validate(self):
+        raise AssertionError("a task without a metric is never validated")
+
+
+def sparse_loop(task, folder, seconds):
+    from esrgraph.training.averaging import WeightAverage
+    from esrgraph.training.optimizers import Optimizers
+
+    optimizer = Optimizers(
+        dense=torch.optim.Adam(task.model["out"].parameters(), lr=0.05),
+        sparse=torch.optim.SparseAdam(list(task.model["ids"].parameters()), lr=0.05),
+    )
+    store = CheckpointStore(folder, "sparse") if folder is not None else None
+    rule = lambda: EarlyStopping(100, "min")
+    average = WeightAverage(task.model, 0.9)
+    generators = {"batches": task.generator}
+    return TrainingLoop(task, optimizer, rule, 3, store, average, generators, checkpoint_seconds=seconds), average
+
+
+def test_a_training_stopped_inside_an_epoch_continues_from_there_bit_for_bit(tmp_path, caplog):
+    straight_task = SparseTask()  # checkpoints at epoch ends only, as before
+    straight, straight_average = sparse_loop(straight_task, tmp_path / "straight", 0.0)
+    expected = straight.fit()
+
+    task, steps = SparseTask(), []
+    real_loss = task.loss
+
+    def stop_at_step_9(rows, network):  # epoch 2, its third batch
+        steps.append(1)
+        if len(steps) == 9:
+            raise KeyboardInterrupt
+        return real_loss(rows, network)
+
+    task.loss = stop_at_step_9
+    with pytest.raises(KeyboardInterrupt):
+        sparse_loop(task, tmp_path / "b", 1e-9)[0].fit()  # a checkpoint after every batch
+    assert [p.name for p in (tmp_path / "b").glob("epoch-*.pt")] == ["epoch-00002-batch-0000002.pt"]
+
+    resumed_task = SparseTask(seed=5)  # other weights and draws: everything must come from the checkpoint
+    resumed, resumed_average = sparse_loop(resumed_task, tmp_path / "b", 1e-9)
+    with caplog.at_level(logging.INFO):
+        result = resumed.fit(resume=True)
+    assert "resuming epoch 2 after its batch 2" in caplog.text
+    assert [e["loss"] for e in result.history] == [e["loss"] for e in expected.history]
+    for name, value in straight_task.model.state_dict().items():
+        assert torch.equal(resumed_task.model.state_dict()[name], value), name
+    for mine, theirs in zip(resumed_average.state_dict().values(), straight_average.state_dict().values()):
+        assert torch.equal(mine, theirs)

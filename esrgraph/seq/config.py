@@ -219,6 +219,13 @@ class TrainConfig:
         "0.001), 10,000 above 15,000 trainable items (near 0.002; the same users every epoch)",
     )
     max_batches: int | None = field(None, min=1, help="stop each epoch after this many batches (quick checks)")
+    checkpoint_minutes: float = field(
+        30.0,
+        min=0.0,
+        help="inside an epoch longer than this, a checkpoint every this many minutes, which the same command "
+        "continues from exactly (not with seq.distill.teacher epoch); 0: at epoch ends only. Not part of the "
+        "stage's key",
+    )
     # 32 made an amazon-beauty LLM-ESR epoch 2.9x faster (12.6 s vs 37.1 s, one thread).
     length_buckets: int = field(
         32,

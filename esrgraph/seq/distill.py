@@ -39,6 +39,11 @@ class SelfDistillation:
         self.alpha = alpha
         self.table: torch.Tensor | None = None  # [U, V * d] encodings of every user (teacher: epoch)
 
+    @property
+    def reads_model_each_epoch(self) -> bool:
+        """Its teachers come from the model as it stood when the epoch began (not saved inside an epoch)."""
+        return self.cfg.teacher == "epoch"
+
     def begin_epoch(self, model) -> None:
         if self.cfg.teacher == "epoch":
             self.table = self.encode(model, np.arange(self.data.num_users), model.input_device)

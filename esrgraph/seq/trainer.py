@@ -50,6 +50,13 @@ class RecommenderTask:
         self.rng = rng
         self.generator = generator
 
+    @property
+    def checkpoints_within_epochs(self) -> bool:
+        """Whether a checkpoint inside an epoch can be continued from exactly: not where a term of the
+        loss keeps what the model computed when the epoch began."""
+        terms = self.model.parts.auxiliary
+        return not any(getattr(term, "reads_model_each_epoch", False) for term in terms)
+
     def begin_epoch(self, epoch: int) -> None:
         self.model.begin_epoch()
 
@@ -142,6 +149,7 @@ class Trainer:
             self.dist,
             label="train-seq",
             callbacks=callbacks,
+            checkpoint_seconds=self.cfg.checkpoint_minutes * 60,
         )
         result = self.loop.fit(resume)
         self._report_floor(result)

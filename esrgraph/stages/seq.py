@@ -24,7 +24,7 @@ from pathlib import Path
 from ..artifacts import is_up_to_date, write_json
 from ..errors import ConfigError
 from ..seq.build import RecommenderInputs, build_evaluator, model_shapes
-from ..seq.config import ReadoutsConfig
+from ..seq.config import ReadoutsConfig, TrainConfig
 from ..seq.store import model_spec
 from ..seq.train import SharedModel, shared_model_from, train_recommender
 from ..seq.variants import variant_spec
@@ -52,7 +52,8 @@ def section(cfg) -> dict:
     if readouts.mode == "none":
         readouts = ReadoutsConfig()
     seq = replace(cfg.seq, readouts=readouts)
-    out = {"seq": seq, "train": cfg.train}
+    train = replace(cfg.train, checkpoint_minutes=TrainConfig.checkpoint_minutes)  # when to save, not what
+    out = {"seq": seq, "train": train}
     if cfg.train.valid_protocol == "sampled":
         out["eval"] = {"sampled_negatives": cfg.eval.sampled_negatives, "negative_seed": cfg.eval.negative_seed}
     return out

@@ -108,6 +108,20 @@ class WeightAverage:
         self._current()
         return {str(i): a for i, a in enumerate(self.average)}
 
+    def exact_state(self) -> dict[str, torch.Tensor]:
+        """The average as it stands, lazy rows not caught up, with the step each row is current to:
+        what a run continuing from the middle of an epoch needs to compute bit for bit the same."""
+        state = {str(i): a for i, a in enumerate(self.average)}
+        state |= {f"folded:{i}": folded for i, folded in self.folded.items()}
+        return state | {"steps": torch.tensor(self.steps)}
+
+    def load_exact_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict({key: value for key, value in state.items() if key.isdigit()})
+        self.steps = int(state["steps"])
+        self.folded = {
+            int(key.split(":")[1]): value.clone() for key, value in state.items() if key.startswith("folded:")
+        }
+
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if len(state) != len(self.average):
             raise ValueError(f"the saved weight average holds {len(state)} tensors, the model {len(self.average)}")

@@ -98,11 +98,17 @@ class CheckpointStore:
         self.identity = identity
 
     def save(
-        self, epoch: int, states: dict[str, Any], progress: dict[str, Any], generators: Generators | None = None
+        self,
+        epoch: int,
+        states: dict[str, Any],
+        progress: dict[str, Any],
+        generators: Generators | None = None,
+        name: str | None = None,
     ) -> None:
-        """``states``: name -> state dict (model, optimizer, ...); ``progress``: JSON-serialisable."""
+        """``states``: name -> state dict (model, optimizer, ...); ``progress``: JSON-serialisable.
+        ``epoch``: the epochs completed; ``name``: the file's (``epoch-*.pt``), for one inside an epoch."""
         tensors, scalars = rng_state(generators)
-        name = f"epoch-{epoch:05d}.pt"
+        name = name or f"epoch-{epoch:05d}.pt"
         save_state(self.folder / name, {**states, "rng": tensors})
         write_json(
             self.folder / INDEX,

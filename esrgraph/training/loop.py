@@ -40,7 +40,7 @@ from ..errors import EsrError
 from ..progress import Progress
 from . import threads
 from .averaging import WeightAverage
-from .checkpoint import CheckpointStore, Generators
+from .checkpoint import CheckpointStore, Generators, rng_state, set_rng_state
 from .distributed import DistContext
 from .stopping import EarlyStopping
 
@@ -187,6 +187,7 @@ class TrainingLoop:
         label: str = "train",
         callbacks: Iterable[EpochCallback] = (),
         log_every: int = 1,
+        checkpoint_seconds: float = 0.0,
     ):
         self.task = task
         self.optimizer = optimizer
@@ -199,6 +200,9 @@ class TrainingLoop:
         self.label = label
         self.callbacks = list(callbacks)
         self.log_every = log_every
+        # a checkpoint inside an epoch after this many seconds since the last (0: at epoch ends only)
+        self.checkpoint_seconds = checkpoint_seconds if getattr(task, "checkpoints_within_epochs", True) else 0.0
+        self._within: _Within | None = None  # set by a restore from a checkpoint inside an epoch
         self.network = self.dist.wrap(task.model, _device_of(task.model))
 
     def stoppings(self) -> dict[str, EarlyStopping]:
@@ -217,7 +221,7 @@ class TrainingLoop:
         with tqdm(total=self.epochs, initial=result.epochs, desc=self.label, unit="epoch", disable=show) as bar:
             while not result.stopped and result.epochs < self.epochs:
                 start = time.perf_counter()
-                loss = self.train_epoch(result.epochs + 1)
+                loss = self.train_epoch(result.epochs + 1, result)
                 trained = time.perf_counter() - start
                 scores, extra = self._monitor(result, loss)
                 record = self._record(result, loss, scores, extra, trained, time.perf_counter() - start)
@@ -228,21 +232,41 @@ class TrainingLoop:
                     callback(record)
         return result
 
-    def train_epoch(self, epoch: int) -> float:
-        """One pass over the task's batches; returns the mean batch loss (over every process)."""
+    def train_epoch(self, epoch: int, result: TrainResult | None = None) -> float:
+        """One pass over the task's batches; returns the mean batch loss (over every process). With
+        ``checkpoint_seconds`` and a ``result`` to record, long epochs also checkpoint part-way."""
         threads.adapt()  # another job may have started or ended since the last epoch
-        self.task.begin_epoch(epoch)
+        batches, start_rng = self._epoch_batches(epoch)
         self.network.train()
-        batches = self.task.batches(epoch)
-        total, seen = 0.0, 0
+        total, seen = (self._within.loss_total, self._within.batches) if self._within else (0.0, 0)
+        self._within = None
         many = len(batches) > 1
         desc = f"{self.label}: epoch {epoch}"
-        with Progress(len(batches), desc, "batch", show=many and self.dist.is_main, leave=False) as progress:
-            for batch in batches:
+        saved = time.perf_counter()
+        show = many and self.dist.is_main
+        with Progress(len(batches), desc, "batch", show=show, leave=False, initial=seen) as progress:
+            for batch in batches[seen:]:
                 total += self.step(batch)
                 seen += 1
                 progress.update(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
+                due = self.checkpoint_seconds and time.perf_counter() - saved >= self.checkpoint_seconds
+                if due and result is not None and seen < len(batches):
+                    self._save(result, _Within(epoch, seen, total, start_rng))
+                    saved = time.perf_counter()
         return self.dist.sum(total) / max(seen, 1)
+
+    def _epoch_batches(self, epoch: int) -> tuple[Sequence[Any], tuple[dict, dict]]:
+        """The epoch's batches and the random state they were drawn from. Continuing inside an epoch,
+        they are drawn again from the same state, and the random state saved part-way is put back."""
+        now = rng_state(self.generators) if self._within else None
+        if self._within:
+            set_rng_state(*self._within.start_rng, self.generators)
+        start_rng = rng_state(self.generators)
+        self.task.begin_epoch(epoch)
+        batches = self.task.batches(epoch)
+        if now is not None:
+            set_rng_state(*now, self.generators)
+        return batches, start_rng
 
     def step(self, batch: Any) -> float:
         """One optimiser step; returns this process's share of the batch loss."""
@@ -350,29 +374,58 @@ class TrainingLoop:
 
     # ------------------------------------------------------------ checkpoints
 
-    def _save(self, result: TrainResult) -> None:
+    def _save(self, result: TrainResult, within: _Within | None = None) -> None:
+        """A checkpoint after ``result.epochs`` epochs, or ``within`` the next one. Inside an epoch
+        the weight average is saved as it stands (rows not caught up), so a run that continues from
+        it computes exactly what the uninterrupted run computed."""
         if not self.dist.is_main or self.store is None:
             return
         states = {"model": self.task.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.average is not None:
-            states["average"] = self.average.state_dict()
+            states["average"] = self.average.exact_state() if within else self.average.state_dict()
         stoppings = {name: stop.state_dict() for name, stop in result.stoppings.items()}
         progress = {"stoppings": stoppings, "history": result.history}
-        self.store.save(result.epochs, states, progress, self.generators)
+        name = None
+        if within is not None:
+            states["rng_epoch_start"] = within.start_rng[0]
+            progress["within"] = {**within.scalars(), "rng_epoch_start": within.start_rng[1]}
+            name = f"epoch-{within.epoch:05d}-batch-{within.batches:07d}.pt"
+        self.store.save(result.epochs, states, progress, self.generators, name=name)
 
     def _restore(self) -> TrainResult:
         states, progress = self.store.load(self.generators)
         self.task.model.load_state_dict(states["model"])
         self.optimizer.load_state_dict(states["optimizer"])
+        within = progress.get("within")
         if self.average is not None:
-            self.average.load_state_dict(states["average"])
+            load = self.average.load_exact_state if within else self.average.load_state_dict
+            load(states["average"])
         stoppings = self.stoppings()
         for name, stop in stoppings.items():
             stop.load_state_dict(progress["stoppings"][name])
         result = TrainResult(stoppings, progress["history"])
         result.resumed_from = result.epochs
-        log.info("%s: resuming after epoch %d", self.label, result.epochs)
+        if within is None:
+            log.info("%s: resuming after epoch %d", self.label, result.epochs)
+            return result
+        start_rng = (states["rng_epoch_start"], within["rng_epoch_start"])
+        self._within = _Within(within["epoch"], within["batches"], within["loss_total"], start_rng)
+        log.info("%s: resuming epoch %d after its batch %d", self.label, within["epoch"], within["batches"])
         return result
+
+
+@dataclass
+class _Within:
+    """Where a checkpoint inside an epoch stands: batches done, their summed loss, and the random
+    state the epoch's batches were drawn from ((tensors, JSON scalars) as :func:`rng_state` gives)."""
+
+    epoch: int
+    batches: int
+    loss_total: float
+    start_rng: tuple[dict, dict]
+
+    def scalars(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batches": self.batches, "loss_total": self.loss_total}
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
