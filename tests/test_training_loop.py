@@ -169,8 +169,14 @@ def test_a_training_stopped_inside_an_epoch_continues_from_there_bit_for_bit(tmp
         return real_loss(rows, network)
 
     task.loss = stop_at_step_9
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.INFO):
         sparse_loop(task, tmp_path / "b", 1e-9)[0].fit()  # a checkpoint after every batch
+    saves = [r.getMessage().rsplit(",", 1)[0] for r in caplog.records if "checkpoint after" in r.getMessage()]
+    assert saves == [
+        f"train: checkpoint after batch {b} of epoch {e}"
+        for e, b in [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (2, 1), (2, 2)]
+    ]
+    caplog.clear()
     assert [p.name for p in (tmp_path / "b").glob("epoch-*.pt")] == ["epoch-00002-batch-0000002.pt"]
 
     resumed_task = SparseTask(seed=5)  # other weights and draws: everything must come from the checkpoint

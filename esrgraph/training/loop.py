@@ -251,7 +251,7 @@ class TrainingLoop:
                 progress.update(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
                 due = self.checkpoint_seconds and time.perf_counter() - saved >= self.checkpoint_seconds
                 if due and result is not None and seen < len(batches):
-                    self._save(result, _Within(epoch, seen, total, start_rng))
+                    self._save_within(result, _Within(epoch, seen, total, start_rng))
                     saved = time.perf_counter()
         return self.dist.sum(total) / max(seen, 1)
 
@@ -391,6 +391,15 @@ class TrainingLoop:
             progress["within"] = {**within.scalars(), "rng_epoch_start": within.start_rng[1]}
             name = f"epoch-{within.epoch:05d}-batch-{within.batches:07d}.pt"
         self.store.save(result.epochs, states, progress, self.generators, name=name)
+
+    def _save_within(self, result: TrainResult, within: _Within) -> None:
+        start = time.perf_counter()
+        self._save(result, within)
+        if self.dist.is_main and self.store is not None:
+            seconds = time.perf_counter() - start
+            log.info(
+                "%s: checkpoint after batch %d of epoch %d, %.1f s", self.label, within.batches, within.epoch, seconds
+            )
 
     def _restore(self) -> TrainResult:
         states, progress = self.store.load(self.generators)
