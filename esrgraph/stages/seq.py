@@ -30,7 +30,6 @@ from ..seq.train import SharedModel, shared_model_from, train_recommender
 from ..seq.variants import variant_spec
 from ..training.checkpoint import CheckpointStore, save_state
 from ..training.device import resolve_device
-from ..training.memory import release_free_memory
 from . import Stage, StageRun
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,6 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
         # the model, its trainer and training parts refer to each other: without a collection they
         # outlived the stage, and at a million items the evaluate stage loaded its model beside them
         gc.collect()
-        release_free_memory()
     if out is not None:
         write_json(out / "model.json", model_spec(cfg.seq, inputs.dataset.num_items, model_shapes(cfg, inputs)))
     return {"seeds": summary, "device": str(device), "world_size": dist.world}

@@ -42,7 +42,6 @@ from . import threads
 from .averaging import WeightAverage
 from .checkpoint import CheckpointStore, Generators, rng_state, set_rng_state
 from .distributed import DistContext
-from .memory import RELEASE_EVERY_STEPS, release_free_memory
 from .stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -249,8 +248,6 @@ class TrainingLoop:
             for batch in batches[seen:]:
                 total += self.step(batch)
                 seen += 1
-                if seen % RELEASE_EVERY_STEPS == 0:
-                    release_free_memory()  # the heap otherwise creeps with each step's varying sizes
                 progress.update(loss=f"{total * self.dist.world / seen:.4f}")  # rank 0's share, scaled
                 due = self.checkpoint_seconds and time.perf_counter() - saved >= self.checkpoint_seconds
                 if due and result is not None and seen < len(batches):
