@@ -1,5 +1,6 @@
 """Training: the models learn, interrupted runs resume exactly, the CLI trains and evaluates."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -81,6 +82,28 @@ def untimed(history):
     return [{k: v for k, v in e.items() if "seconds" not in k} for e in history]
 
 
+def fit_stopped_at(trainer, monkeypatch, owner, name: str, stops) -> None:
+    """``trainer.fit(seed=3)`` stopped, as by Ctrl-C, at the first call of ``owner.name`` for which
+    ``stops(*arguments)`` holds (the call does not run)."""
+    original = getattr(owner, name)
+
+    def interrupting(*arguments):
+        if stops(*arguments):
+            raise KeyboardInterrupt
+        return original(*arguments)
+
+    monkeypatch.setattr(owner, name, interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(seed=3)
+    monkeypatch.setattr(owner, name, original)
+
+
+def fit_stopped_before_step(trainer, monkeypatch, step: int) -> None:
+    """``trainer.fit(seed=3)`` stopped just before its ``step``-th optimiser step."""
+    calls = itertools.count(1)
+    fit_stopped_at(trainer, monkeypatch, TrainingLoop, "step", lambda *_: next(calls) == step)
+
+
 @pytest.mark.parametrize(
     "extra",
     [(), ("train.weight_average=0.9",), ("train.loss=sampled_softmax", "train.sparse_ids=true")],
@@ -91,19 +114,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     expected = straight.fit(seed=3)
 
     broken, _ = setup("sasrec", tmp_path / "b", epochs=4, extra=extra)
-    calls = {"n": 0}
-    original = TrainingLoop.step
-
-    def interrupting(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 2 * len(range(0, len(broken.users), 16)) + 3:  # a few batches into epoch 3
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(TrainingLoop, "step", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        broken.fit(seed=3)
-    monkeypatch.setattr(TrainingLoop, "step", original)
+    fit_stopped_before_step(broken, monkeypatch, 2 * len(range(0, len(broken.users), 16)) + 3)  # in epoch 3
     # fresh weights: all (the average's too) must come from the checkpoint
     resumed, _ = setup("sasrec", tmp_path / "b", epochs=4, build_seed=99, extra=extra)
     result = resumed.fit(seed=3, resume=True)
@@ -127,19 +138,7 @@ def test_a_run_stopped_inside_an_epoch_continues_from_there_exactly(tmp_path, mo
     expected = straight.fit(seed=3)
     often = (*extra, "train.checkpoint_minutes=1e-9")  # a checkpoint after every batch
     broken, _ = setup("sasrec", tmp_path / "b", epochs=3, extra=often)
-    per_epoch = len(range(0, len(broken.users), 16))
-    calls, original = {"n": 0}, TrainingLoop.step
-
-    def interrupting(self, batch):
-        calls["n"] += 1
-        if calls["n"] == per_epoch + 3:  # before the third batch of epoch 2
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(TrainingLoop, "step", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        broken.fit(seed=3)
-    monkeypatch.setattr(TrainingLoop, "step", original)
+    fit_stopped_before_step(broken, monkeypatch, len(range(0, len(broken.users), 16)) + 3)  # epoch 2's third
     resumed, _ = setup("sasrec", tmp_path / "b", epochs=3, build_seed=99, extra=often)
     with caplog.at_level("INFO"):
         result = resumed.fit(seed=3, resume=True)
@@ -155,18 +154,13 @@ def test_an_interruption_between_the_checkpoint_files_resumes_exactly(tmp_path, 
     straight, _ = setup("sasrec", tmp_path / "a", epochs=4, dropout=0.2)
     straight.fit(seed=3)
     broken, _ = setup("sasrec", tmp_path / "b", epochs=4, dropout=0.2)
-    written, write = [], checkpoint_module.write_json
+    written = []
 
-    def stop_before_the_third_index(path, data):
+    def third_index(path, data):  # epoch 3's weights are saved, the index pointing to them is not
         written.append(path.name)
-        if written.count("checkpoint.json") == 3:  # epoch 3's weights are saved, the index pointing to them is not
-            raise KeyboardInterrupt
-        return write(path, data)
+        return written.count("checkpoint.json") == 3
 
-    monkeypatch.setattr(checkpoint_module, "write_json", stop_before_the_third_index)
-    with pytest.raises(KeyboardInterrupt):
-        broken.fit(seed=3)
-    monkeypatch.setattr(checkpoint_module, "write_json", write)
+    fit_stopped_at(broken, monkeypatch, checkpoint_module, "write_json", third_index)
     resumed, _ = setup("sasrec", tmp_path / "b", epochs=4, build_seed=99, dropout=0.2)
     result = resumed.fit(seed=3, resume=True)
     assert [e["epoch"] for e in result.history] == [1, 2, 3, 4]
@@ -404,7 +398,7 @@ def test_an_early_popularity_peak_does_not_stop_training(tmp_path, monkeypatch):
     ] + [0.24] * 30
     scores = iter(curve)
     monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores)})
-    monkeypatch.setattr(TrainingLoop, "train_epoch", lambda self, epoch, result=None: 1.0)
+    monkeypatch.setattr(TrainingLoop, "train_epoch", lambda self, *args: 1.0)
     result = trainer.fit(seed=0)
     assert result.best_epoch == 13 and result.best_score == 0.26
     assert result.epochs == 16  # three epochs without improvement after the real peak
@@ -628,7 +622,7 @@ def test_no_model_outlives_its_stage(tiny, tmp_path):
         gc.enable()
 
 
-def test_no_checkpoint_inside_an_epoch_whose_teachers_come_from_its_start():
+def test_no_checkpoint_inside_an_epoch_whose_teachers_come_from_its_start(tmp_path):
     """Self-distillation with per-epoch teachers keeps what the model computed when the epoch began,
     which a checkpoint part-way does not hold: such runs checkpoint at epoch ends only."""
     from types import SimpleNamespace
@@ -644,5 +638,7 @@ def test_no_checkpoint_inside_an_epoch_whose_teachers_come_from_its_start():
         return RecommenderTask(SimpleNamespace(model=model), None, None)
 
     assert task("batch").checkpoints_within_epochs and not task("epoch").checkpoints_within_epochs
-    loop = TrainingLoop(task("epoch"), None, None, 1, checkpoint_seconds=60.0)
+    stores = lambda: CheckpointStore(tmp_path, "test")  # a loop without a store saves nothing anyway
+    assert TrainingLoop(task("batch"), None, None, 1, stores(), checkpoint_seconds=60.0).checkpoint_seconds == 60.0
+    loop = TrainingLoop(task("epoch"), None, None, 1, stores(), checkpoint_seconds=60.0)
     assert loop.checkpoint_seconds == 0.0

@@ -67,6 +67,9 @@ class EpochTask(Protocol):
         """The monitored score under ``metric``'s name first, then any others to record (rank 0 only)."""
         ...
 
+    # Optional: ``checkpoints_within_epochs`` False where ``begin_epoch`` keeps what the model computed
+    # then, which a checkpoint inside the epoch does not hold (the loop then saves at epoch ends only).
+
 
 @dataclass
 class EpochRecord:
@@ -200,9 +203,10 @@ class TrainingLoop:
         self.label = label
         self.callbacks = list(callbacks)
         self.log_every = log_every
-        # a checkpoint inside an epoch after this many seconds since the last (0: at epoch ends only)
-        self.checkpoint_seconds = checkpoint_seconds if getattr(task, "checkpoints_within_epochs", True) else 0.0
-        self._within: _Within | None = None  # set by a restore from a checkpoint inside an epoch
+        # a checkpoint inside an epoch after this many seconds since the last (0: at epoch ends only); the
+        # process that writes checkpoints only, and not for a task that cannot continue from one
+        writes = store is not None and self.dist.is_main and getattr(task, "checkpoints_within_epochs", True)
+        self.checkpoint_seconds = checkpoint_seconds if writes else 0.0
         self.network = self.dist.wrap(task.model, _device_of(task.model))
 
     def stoppings(self) -> dict[str, EarlyStopping]:
@@ -211,17 +215,18 @@ class TrainingLoop:
 
     def fit(self, resume: bool | str = False) -> TrainResult:
         """Train until every early stopping has stopped or ``epochs``; ``resume`` as in :func:`resumes`."""
-        result = TrainResult(self.stoppings())
+        result, within = TrainResult(self.stoppings()), None
         continues = self.dist.broadcast(float(resumes(self.store, resume, self.label) if self.dist.is_main else 0))
         if continues > 0:
-            result = self._restore()
+            result, within = self._restore()
         elif self.dist.is_main and self.store is not None:
             self.store.start()
         show = None if self.dist.is_main else True  # tqdm's None: a bar on terminals only (epochs log lines)
         with tqdm(total=self.epochs, initial=result.epochs, desc=self.label, unit="epoch", disable=show) as bar:
             while not result.stopped and result.epochs < self.epochs:
                 start = time.perf_counter()
-                loss = self.train_epoch(result.epochs + 1, result)
+                loss = self.train_epoch(result.epochs + 1, result, within)
+                within = None
                 trained = time.perf_counter() - start
                 scores, extra = self._monitor(result, loss)
                 record = self._record(result, loss, scores, extra, trained, time.perf_counter() - start)
@@ -232,18 +237,17 @@ class TrainingLoop:
                     callback(record)
         return result
 
-    def train_epoch(self, epoch: int, result: TrainResult | None = None) -> float:
+    def train_epoch(self, epoch: int, result: TrainResult | None = None, within: _Within | None = None) -> float:
         """One pass over the task's batches; returns the mean batch loss (over every process). With
-        ``checkpoint_seconds`` and a ``result`` to record, long epochs also checkpoint part-way."""
+        ``checkpoint_seconds`` and a ``result`` to record, long epochs also checkpoint part-way;
+        ``within``: the checkpoint inside this epoch to continue from."""
         threads.adapt()  # another job may have started or ended since the last epoch
-        batches, start_rng = self._epoch_batches(epoch)
+        batches, start_rng = self._epoch_batches(epoch, within)
         self.network.train()
-        total, seen = (self._within.loss_total, self._within.batches) if self._within else (0.0, 0)
-        self._within = None
-        many = len(batches) > 1
+        total, seen = (within.loss_total, within.batches) if within else (0.0, 0)
         desc = f"{self.label}: epoch {epoch}"
         saved = time.perf_counter()
-        show = many and self.dist.is_main
+        show = len(batches) > 1 and self.dist.is_main
         with Progress(len(batches), desc, "batch", show=show, leave=False, initial=seen) as progress:
             for batch in batches[seen:]:
                 total += self.step(batch)
@@ -255,13 +259,14 @@ class TrainingLoop:
                     saved = time.perf_counter()
         return self.dist.sum(total) / max(seen, 1)
 
-    def _epoch_batches(self, epoch: int) -> tuple[Sequence[Any], tuple[dict, dict]]:
-        """The epoch's batches and the random state they were drawn from. Continuing inside an epoch,
-        they are drawn again from the same state, and the random state saved part-way is put back."""
-        now = rng_state(self.generators) if self._within else None
-        if self._within:
-            set_rng_state(*self._within.start_rng, self.generators)
-        start_rng = rng_state(self.generators)
+    def _epoch_batches(self, epoch: int, within: _Within | None) -> tuple[Sequence[Any], tuple[dict, dict] | None]:
+        """The epoch's batches and, where checkpoints are made inside epochs, the random state they were
+        drawn from. Continuing ``within`` an epoch, they are drawn again from that state, and the random
+        state saved part-way is put back."""
+        now = rng_state(self.generators) if within else None
+        if within:
+            set_rng_state(*within.start_rng, self.generators)
+        start_rng = rng_state(self.generators) if self.checkpoint_seconds else None
         self.task.begin_epoch(epoch)
         batches = self.task.batches(epoch)
         if now is not None:
@@ -395,13 +400,11 @@ class TrainingLoop:
     def _save_within(self, result: TrainResult, within: _Within) -> None:
         start = time.perf_counter()
         self._save(result, within)
-        if self.dist.is_main and self.store is not None:
-            seconds = time.perf_counter() - start
-            log.info(
-                "%s: checkpoint after batch %d of epoch %d, %.1f s", self.label, within.batches, within.epoch, seconds
-            )
+        seconds = time.perf_counter() - start
+        log.info("%s: checkpoint after batch %d of epoch %d, %.1f s", self.label, within.batches, within.epoch, seconds)
 
-    def _restore(self) -> TrainResult:
+    def _restore(self) -> tuple[TrainResult, _Within | None]:
+        """The training as the store's checkpoint left it, and where inside an epoch (None: at its end)."""
         states, progress = self.store.load(self.generators)
         self.task.model.load_state_dict(states["model"])
         self.optimizer.load_state_dict(states["optimizer"])
@@ -416,11 +419,10 @@ class TrainingLoop:
         result.resumed_from = result.epochs
         if within is None:
             log.info("%s: resuming after epoch %d", self.label, result.epochs)
-            return result
+            return result, None
         start_rng = (states["rng_epoch_start"], within["rng_epoch_start"])
-        self._within = _Within(within["epoch"], within["batches"], within["loss_total"], start_rng)
         log.info("%s: resuming epoch %d after its batch %d", self.label, within["epoch"], within["batches"])
-        return result
+        return result, _Within(within["epoch"], within["batches"], within["loss_total"], start_rng)
 
 
 @dataclass
