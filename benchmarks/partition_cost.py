@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import build_graph_speed  # its run_child: one process, its own resource usage (run from benchmarks/)
 
 
 def partition(items: int, parts: int, method: str) -> dict:
@@ -48,15 +48,11 @@ def partition(items: int, parts: int, method: str) -> dict:
 
 
 def run_child(items: int, parts: int, method: str) -> dict:
-    """One method in its own process; its own peak RSS by ``wait4``."""
+    """One method in its own process, with its own peak RSS."""
     command = [sys.executable, __file__, "--child", method, "--items", str(items), "--parts", str(parts)]
-    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: reading one pipe to its end cannot block
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
-        out = child.stdout.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            return {"method": method, "error": err.read().strip().splitlines()[-1:]}
+    code, out, err, usage = build_graph_speed.run_child(command)
+    if code != 0:
+        return {"method": method, "error": err.strip().splitlines()[-1:]}
     row = json.loads(out.strip().splitlines()[-1])
     row["peak_rss_gib"] = round(usage.ru_maxrss / 2**20, 2)
     return row
