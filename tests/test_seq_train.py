@@ -477,6 +477,26 @@ def test_the_best_weights_are_read_once_the_optimiser_and_the_average_are_let_go
     assert set(best) == set(trainer.model.state_dict())
 
 
+def test_on_few_steps_an_epoch_the_average_forgets_the_initial_weights_within_its_epochs(tmp_path):
+    # 19 steps an epoch here, so after 10 epochs 0.999 keeps 83% of the initial weights; held to a
+    # horizon of 2 epochs (38 steps) they fade to under 1%
+    def distances(limit):
+        trainer, _ = setup("sasrec", tmp_path / str(limit), epochs=10, extra=(f"train.weight_average_epochs={limit}",))
+        initial = [p.detach().clone() for p in trainer.average.params]
+        trainer.fit(seed=0)
+        raw = [p.detach() for p in trainer.average.params]
+        gap = lambda weights: sum(float((w - r).norm()) for w, r in zip(weights, raw))
+        return trainer.average, gap(trainer.average.average) / gap(initial)
+
+    held, held_gap = distances(2)
+    unlimited, unlimited_gap = distances(0)
+    steps_per_epoch = held.steps // 10
+    assert held.decay == pytest.approx(1 - 1 / (2 * steps_per_epoch)) and unlimited.decay == 0.999
+    assert held.steps == unlimited.steps == 10 * steps_per_epoch and held.decay**held.steps < 0.01
+    assert unlimited_gap > 0.7  # the average has barely left the initial weights
+    assert held_gap < 0.5 * unlimited_gap
+
+
 def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monkeypatch):
     trainer, _ = setup(
         "sasrec", tmp_path, epochs=8, extra=("train.weight_average=0.9", "train.patience=2", "train.floor_margin=0")

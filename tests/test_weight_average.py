@@ -103,3 +103,19 @@ def test_a_sparse_tables_lazy_average_equals_the_eager_one(chunk, monkeypatch):
     before = [a.clone() for a in lazy.average]
     lazy.state_dict()  # reading it again changes nothing: current rows are left bit for bit
     assert all(torch.equal(a, b) for a, b in zip(lazy.average, before))
+
+
+@pytest.mark.parametrize(
+    "steps, max_epochs, expected",
+    [
+        (39, 30, 0.999),  # the fewest steps an epoch of the datasets 0.999 was measured on: unchanged
+        (8, 30, 1 - 1 / 240),  # 943 users in batches of 128: the horizon held to 30 epochs of 8 steps
+        (8, 0, 0.999),  # no limit
+        (0, 30, 1 - 1 / 30),  # no batch at all counts as one step
+    ],
+)
+def test_the_average_horizon_spans_at_most_the_given_epochs(steps, max_epochs, expected):
+    decay = averaging.decay_within(0.999, steps, max_epochs)
+    assert decay == pytest.approx(expected)
+    if max_epochs and steps:
+        assert 1 / (1 - decay) <= max_epochs * steps + 1e-6

@@ -27,7 +27,7 @@ from ..data.sequences import SequenceData
 from ..errors import EsrError
 from ..eval.evaluate import Evaluator
 from ..eval.metrics import GROUPS, VALID_METRIC
-from ..training.averaging import WeightAverage
+from ..training.averaging import WeightAverage, decay_within
 from ..training.checkpoint import CheckpointStore
 from ..training.distributed import DistContext
 from ..training.loop import EpochCallback, TrainingLoop, TrainResult
@@ -112,11 +112,24 @@ class Trainer:
                 "processes; launch at most that many"
             )
         self.optimizer = recommender_optimiser(model, train)
-        self.average = WeightAverage(model, train.weight_average) if train.weight_average > 0 else None
+        self.average = self._weight_average(model, train) if train.weight_average > 0 else None
         self.precision = train.precision
         if self.dist.is_main:
             log.info("train-seq: %s", self.describe_settings())
         self.loop: TrainingLoop | None = None
+
+    def _weight_average(self, model, train) -> WeightAverage:
+        steps = len(batch_bounds(len(self.users), train.batch_size, self.dist.world))
+        steps = min(steps, train.max_batches) if train.max_batches else steps
+        decay = decay_within(train.weight_average, steps, train.weight_average_epochs)
+        if decay != train.weight_average and self.dist.is_main:
+            log.info(
+                "train-seq: weight average decay %.5f: %d steps an epoch, its horizon held to %g epochs",
+                decay,
+                steps,
+                train.weight_average_epochs,
+            )
+        return WeightAverage(model, decay)
 
     def describe_settings(self) -> str:
         """What the size-dependent settings (:mod:`.size_rule`) came to, for the log."""

@@ -28,6 +28,15 @@ from torch import nn
 CATCH_UP_ROWS = 65_536
 
 
+def decay_within(decay: float, steps_per_epoch: int, max_epochs: float) -> float:
+    """``decay``, or less where its horizon of 1 / (1 − decay) steps would span more than ``max_epochs``
+    epochs (0: no limit). An average that starts from the initial weights keeps a share decay^t of them
+    after t steps: at 1,000 steps of horizon and 8 steps an epoch, two thirds still after 50 epochs."""
+    if max_epochs <= 0:
+        return decay
+    return min(decay, 1.0 - 1.0 / (max_epochs * max(steps_per_epoch, 1)))
+
+
 class WeightAverage:
     """``decay`` ∈ (0, 1): each step keeps that share of the average and adds the rest of the new weights."""
 
