@@ -61,12 +61,8 @@ class RecommenderTask:
         self.model.begin_epoch()
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        cfg, dist = self.trainer.cfg, self.trainer.dist
         order = self.trainer.user_order(self.rng)
-        bounds = batch_bounds(len(order), cfg.batch_size, dist.world)
-        if cfg.max_batches:
-            bounds = bounds[: cfg.max_batches]
-        return [order[lo:hi] for lo, hi in bounds]
+        return [order[lo:hi] for lo, hi in self.trainer.epoch_bounds()]
 
     def loss(self, users: np.ndarray, network: torch.nn.Module) -> torch.Tensor:
         """This process's share of the loss of the batch of ``users`` (normalised by the whole batch)."""
@@ -112,22 +108,27 @@ class Trainer:
                 "processes; launch at most that many"
             )
         self.optimizer = recommender_optimiser(model, train)
-        self.average = self._weight_average(model, train) if train.weight_average > 0 else None
+        self.average = self._weight_average(model) if train.weight_average > 0 else None
         self.precision = train.precision
         if self.dist.is_main:
             log.info("train-seq: %s", self.describe_settings())
         self.loop: TrainingLoop | None = None
 
-    def _weight_average(self, model, train) -> WeightAverage:
-        steps = len(batch_bounds(len(self.users), train.batch_size, self.dist.world))
-        steps = min(steps, train.max_batches) if train.max_batches else steps
-        decay = decay_within(train.weight_average, steps, train.weight_average_epochs)
-        if decay != train.weight_average and self.dist.is_main:
+    def epoch_bounds(self) -> list[tuple[int, int]]:
+        """(start, end) in the epoch's user order of each batch an epoch trains."""
+        bounds = batch_bounds(len(self.users), self.cfg.batch_size, self.dist.world)
+        return bounds[: self.cfg.max_batches] if self.cfg.max_batches else bounds
+
+    def _weight_average(self, model) -> WeightAverage:
+        """The average of ``train.weight_average``, its horizon held to ``train.weight_average_epochs``."""
+        cfg, steps = self.cfg, len(self.epoch_bounds())
+        decay = decay_within(cfg.weight_average, steps, cfg.weight_average_epochs)
+        if decay != cfg.weight_average and self.dist.is_main:
             log.info(
                 "train-seq: weight average decay %.5f: %d steps an epoch, its horizon held to %g epochs",
                 decay,
                 steps,
-                train.weight_average_epochs,
+                cfg.weight_average_epochs,
             )
         return WeightAverage(model, decay)
 
