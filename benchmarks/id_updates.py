@@ -54,7 +54,8 @@ def generated(items: int, seed: int = 0) -> Dataset:
 
 
 def step_seconds(items: int, variant: str, sparse: bool, steps: int, lazy: bool = True) -> dict:
-    cfg = load_config(None, [f"seq.variant={variant}", "train.loss=sampled_softmax", f"train.sparse_ids={sparse}"])
+    overrides = [f"seq.variant={variant}", "train.loss=sampled_softmax", f"train.sparse_ids={sparse}"]
+    cfg = load_config(None, [*overrides, "train.batch_size=128"])
     inputs = RecommenderInputs(generated(items))
     if variant_spec(cfg.seq).text:  # random stand-ins for the sentence model's rows and their PCA
         rows = np.random.default_rng(1).normal(size=(items + 1, LLM_WIDTH)).astype(np.float32)

@@ -112,6 +112,24 @@ def test_the_size_rule_switches_precision_and_validation_users_with_the_objectiv
     ) and "10,000 above 15,000" in _help("valid_users")
 
 
+def test_the_size_rule_batches_128_users_unless_they_would_hold_more_than_2048_targets(tmp_path):
+    from esrgraph.config import load_config
+    from esrgraph.data.sequences import SequenceData
+    from esrgraph.seq import size_rule
+    from tests.conftest import make_dataset
+
+    assert load_config(None).train.batch_size == "auto" and "2,048 next-item targets" in _help("batch_size")
+    assert size_rule.batch_size("auto", 4.0) == 128  # amazon-scientific: 516 targets in 128 users
+    assert size_rule.batch_size("auto", 16.0) == 128 and size_rule.batch_size("auto", 16.1) == 127
+    assert size_rule.batch_size("auto", 88.2) == 23  # MovieLens 100K
+    assert size_rule.batch_size("auto", 5000.0) == 1 and size_rule.batch_size(37, 88.2) == 37
+    # training reads the last max_length items of a training sequence (its last two items are held out)
+    data = SequenceData(make_dataset([list(range(1, 13)), [1, 2, 3, 4], [5, 6, 7]], 12), max_length=5)
+    assert data.mean_training_targets() == pytest.approx(((5 - 1) + (2 - 1)) / 2)  # the 3-item user has none
+    settled = size_rule.resolve(load_config(None).train, 12, True, torch.device("cpu"), 88.2)
+    assert settled.batch_size == 23
+
+
 def _help(name: str) -> str:
     import dataclasses
 

@@ -87,6 +87,13 @@ class SequenceData:
         counts[0] = 0
         return torch.from_numpy(counts)
 
+    def mean_training_targets(self) -> float:
+        """Next-item targets a trainable user's training sequence holds on average, as training reads it
+        (its most recent ``max_length`` items: every item after the first is a target)."""
+        lengths = np.minimum(self.train_lengths, self.max_length)
+        lengths = lengths[lengths >= 2]
+        return float(lengths.mean() - 1) if len(lengths) else 0.0
+
     def trainable_users(self) -> np.ndarray:
         """Users with at least one training position (a training sequence of two or more items)."""
         return np.array([u for u, seq in enumerate(self.full) if len(seq) >= 4], dtype=np.int64)

@@ -156,7 +156,8 @@ def build_trainer(
     here and the trainer read the same concrete settings."""
     device = torch.device(device)
     data = data or inputs.sequences(cfg)
-    cfg = replace(cfg, train=resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).text, device))
+    settled = resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).text, device, data.mean_training_targets())
+    cfg = replace(cfg, train=settled)
     evaluator = evaluator or build_evaluator(cfg, data, device)
     prepare_training(cfg, inputs, model, data)
     floor = popularity_floor(cfg, data, evaluator)

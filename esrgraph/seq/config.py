@@ -191,7 +191,12 @@ class TrainConfig:
         "needs an objective that draws candidates (not ce) and weight_decay 0; auto: on where both hold and "
         "there are more than 50,000 trainable items",
     )
-    batch_size: int = field(128, min=1, help="users per batch")
+    batch_size: int | Literal["auto"] = field(
+        "auto",
+        min=1,
+        help="users per batch; auto: 128, fewer where 128 users' training sequences would hold more than "
+        "2,048 next-item targets on average (long histories: a batch holds at most about that many)",
+    )
     epochs: int = field(200, min=1, help="most epochs")
     patience: int | Literal["auto"] = field(
         "auto",

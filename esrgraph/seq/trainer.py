@@ -139,7 +139,7 @@ class Trainer:
         return (
             f"{self.data.num_warm:,} trainable items: {self.cfg.loss} objective, {self.precision} matrix "
             f"products on {self.device}, validation on {users:,} of {self.data.num_users:,} users, "
-            f"patience {self.cfg.patience}"
+            f"patience {self.cfg.patience}, {self.cfg.batch_size} users a batch"
         )
 
     def stopping_rule(self) -> EarlyStopping:
