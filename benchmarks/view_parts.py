@@ -1,0 +1,66 @@
+"""What each view of a trained multi-view recommender ranks on its own: NDCG@10 by user and item group.
+
+A dual-view model scores an item by the sum of its views' dot products. This
+scores a finished run's model with every view in turn, the other views' parts
+of the user vector set to zero, beside the sum, on the validation and test
+splits under full ranking: which view has (or has not) learned the tail items.
+
+    python benchmarks/view_parts.py RUN_DIR [--seed 1] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from esrgraph.api import recommender_inputs
+from esrgraph.config import load_config
+from esrgraph.runs import Run
+from esrgraph.seq.build import build_evaluator
+from esrgraph.seq.store import load_model
+
+
+def one_view(encode, keep: slice):
+    """``encode`` with every part of the user vector outside ``keep`` zeroed."""
+
+    def user_vectors(items, lengths, users=None):
+        vectors = encode(items, lengths, users)
+        mask = torch.zeros_like(vectors)
+        mask[:, keep] = 1
+        return vectors * mask
+
+    return user_vectors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a finished run's folder (its config.yaml and seq/)")
+    parser.add_argument("--seed", type=int, default=None, help="the trained seed (default: the run's first)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    cfg = load_config(args.run / "config.yaml")
+    seed = cfg.train.seeds[0] if args.seed is None else args.seed
+    data = recommender_inputs(Run(cfg)).sequences(cfg)
+    evaluator = build_evaluator(cfg, data)
+    model = load_model(args.run / "seq", seed)
+    encode, width = model.user_vectors, cfg.seq.hidden_size
+    parts = {"every view (the model)": slice(None)}
+    parts |= {name: slice(i * width, (i + 1) * width) for i, name in enumerate(model.views.names)}
+    results = {"run": str(args.run), "seed": seed, "protocol": "full", "metric": "NDCG@10", "views": {}}
+    for label, keep in parts.items():
+        model.user_vectors = one_view(encode, keep)
+        row = {}
+        for split in ("valid", "test"):
+            metrics = evaluator.evaluate(model, split, ["full"])["full"]
+            row[split] = {group: round(values["NDCG@10"], 4) for group, values in metrics.items()}
+        results["views"][label] = row
+        print(f"{label:24s} {row}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
