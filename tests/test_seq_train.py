@@ -497,32 +497,6 @@ def test_on_few_steps_an_epoch_the_average_forgets_the_initial_weights_within_it
     assert held_gap < 0.5 * unlimited_gap
 
 
-def test_items_left_out_of_the_average_keep_their_trained_vectors_while_the_encoder_is_averaged(tmp_path):
-    trainer, _ = setup(
-        "sasrec", tmp_path, epochs=2, extra=("train.weight_average=0.9", "train.weight_average_items=raw")
-    )
-    trainer.fit(seed=0)
-    model, average = trainer.model, trainer.average
-    ids, encoder = model.views.ids.weight, next(model.encoder.parameters())
-    assert all(p is not ids for p in average.params)
-    raw_ids, raw_encoder = ids.detach().clone(), encoder.detach().clone()
-    with average.applied():
-        assert torch.equal(ids, raw_ids) and not torch.equal(encoder, raw_encoder)
-
-
-def test_both_item_modes_are_validated_each_epoch_with_their_own_stopping(tmp_path):
-    trainer, _ = setup(
-        "sasrec", tmp_path, epochs=2, extra=("train.weight_average=0.9", "train.weight_average_items=both")
-    )
-    result = trainer.fit(seed=0)
-    assert set(result.stoppings) == {"raw", "average", "encoder_average"}
-    last = result.history[-1]
-    assert {"valid_raw", "valid_average", "valid_encoder_average"} <= set(last)
-    assert last["weights"] in result.stoppings
-    # after two steps of 0.9 the two averaged sets differ, so they are scored apart
-    assert last["valid_average"] != last["valid_encoder_average"]
-
-
 def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monkeypatch):
     trainer, _ = setup(
         "sasrec", tmp_path, epochs=8, extra=("train.weight_average=0.9", "train.patience=2", "train.floor_margin=0")

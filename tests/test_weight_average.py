@@ -42,39 +42,6 @@ def test_the_model_holds_the_average_only_inside_applied():
     assert all(torch.allclose(p, s + 2.0) for p, s in zip(model.parameters(), start))
 
 
-def test_parameters_left_out_stay_raw_while_the_rest_is_averaged():
-    model = nn.Sequential(nn.Embedding(4, 2), nn.Linear(2, 2))
-    average = WeightAverage(model, decay=0.5, left_out=tuple(model[0].parameters()))
-    start = [p.detach().clone() for p in model.parameters()]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    average.update()
-    with average.applied():
-        table, weight, bias = model.parameters()
-        assert torch.equal(table, start[0] + 1.0)  # left out: the trained rows, not their average
-        assert torch.allclose(weight, start[1] + 0.5) and torch.allclose(bias, start[2] + 0.5)
-    assert len(average.state_dict()) == 2
-
-
-def test_a_partial_set_applies_the_average_with_the_named_parameters_raw():
-    model = nn.Sequential(nn.Embedding(4, 2), nn.Linear(2, 2))
-    average = WeightAverage(model, decay=0.5, partial={"encoder": tuple(model[0].parameters())})
-    start = [p.detach().clone() for p in model.parameters()]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    average.update()
-    assert list(average.sets) == ["average", "encoder"]
-    with average.applied("encoder"):
-        table, weight, bias = model.parameters()
-        assert torch.equal(table, start[0] + 1.0)
-        assert torch.allclose(weight, start[1] + 0.5) and torch.allclose(bias, start[2] + 0.5)
-    with average.applied():
-        assert torch.allclose(next(model.parameters()), start[0] + 0.5)  # the whole average
-    assert all(torch.equal(p, s + 1.0) for p, s in zip(model.parameters(), start))
-
-
 def test_a_weight_average_restores_from_its_state_and_refuses_a_foreign_one():
     model = nn.Linear(3, 2)
     average = WeightAverage(model, decay=0.9)

@@ -87,7 +87,7 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
     arrays = _read_arrays(cfg, inputs)
     llm, graph = as_tensor(arrays["llm"]), as_tensor(arrays["graph"])
     init = None
-    if llm is not None and cfg.seq.id_init == "pca":
+    if llm is not None:
         pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
         init = as_tensor(pca)
     if graph is not None:

@@ -97,11 +97,6 @@ class SeqConfig:
         "(initialise the collaborative view) or view (a third view with its own score)",
     )
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
-    id_init: Literal["pca", "random"] = field(
-        "pca",
-        help="how text variants start the collaborative view: pca (the PCA of the LLM item embeddings, "
-        "as LLM-ESR) or random (as the plain model)",
-    )
     view_loss: float = field(
         0.0,
         min=0.0,
@@ -125,10 +120,6 @@ class SeqConfig:
             raise ConfigError(
                 f"embed.pca_dim ({cfg.embed.pca_dim}) must equal seq.hidden_size ({self.hidden_size}): "
                 "the PCA embeddings initialise the collaborative view; leave embed.pca_dim unset"
-            )
-        if self.id_init == "random" and self.fusion == "init":
-            raise ConfigError(
-                "seq.fusion: init starts the collaborative view from PCA and graph; it needs seq.id_init: pca"
             )
         self_distils = distills(self)
         if cfg.embed.users == "auto":  # user vectors only serve self-distillation's similar users
@@ -190,18 +181,6 @@ class TrainConfig:
         help="the weight average's horizon spans at most this many epochs: on data with few steps an epoch "
         "its decay is lowered to 1 - 1 / (this * steps an epoch), so the initial weights fade within "
         "the training (0: no limit)",
-    )
-    weight_average_items: Literal["averaged", "raw", "both"] = field(
-        "averaged",
-        help="the item views (id table, adapters) in the weight average: averaged with the encoder; raw (only "
-        "the encoder is averaged, every item keeps its trained vectors); both (the two validated side by "
-        "side each epoch, the better kept: one more validation an epoch)",
-    )
-    weight_average_items: Literal["averaged", "raw", "both"] = field(
-        "averaged",
-        help="the item views (id table, adapters) in the weight average: averaged with the encoder; raw (only "
-        "the encoder is averaged, every item keeps its trained vectors); both (the two validated side by "
-        "side each epoch, the better kept: one more validation an epoch)",
     )
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")

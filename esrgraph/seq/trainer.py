@@ -13,9 +13,7 @@ patience only once validation has beaten the popularity baseline's
 validation score by ``train.floor_margin``: a model that has learned no more
 than popularity cannot stop there. With ``train.weight_average`` an
 exponential moving average of the weights is validated beside them, each
-with its own early stopping, and the kept model is the best of either; with
-``train.weight_average_items: both`` a third set, the averaged encoder with
-the raw item views, is validated too.
+with its own early stopping, and the kept model is the best of either.
 """
 
 from __future__ import annotations
@@ -39,8 +37,6 @@ from .model import SeqRecommender
 from .optimiser import recommender_optimiser
 
 log = logging.getLogger(__name__)
-
-ENCODER_AVERAGE = "encoder_average"  # the averaged encoder with the raw item views
 
 
 class RecommenderTask:
@@ -134,11 +130,6 @@ class Trainer:
                 steps,
                 cfg.weight_average_epochs,
             )
-        items = tuple(model.views.parameters())
-        if cfg.weight_average_items == "raw":
-            return WeightAverage(model, decay, left_out=items)
-        if cfg.weight_average_items == "both":
-            return WeightAverage(model, decay, partial={ENCODER_AVERAGE: items})
         return WeightAverage(model, decay)
 
     def describe_settings(self) -> str:

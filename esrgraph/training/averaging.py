@@ -40,26 +40,11 @@ def decay_within(decay: float, steps_per_epoch: int, max_epochs: float) -> float
 class WeightAverage:
     """``decay`` ∈ (0, 1): each step keeps that share of the average and adds the rest of the new weights."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        decay: float,
-        left_out: tuple[nn.Parameter, ...] = (),
-        partial: dict[str, tuple[nn.Parameter, ...]] | None = None,
-    ):
-        """``left_out``: parameters never averaged (they stay raw while the average is applied).
-        ``partial``: further named sets of averaged weights to validate, each the average with the
-        given parameters raw (:attr:`sets` lists every set, ``average`` the whole one)."""
+    def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"the weight average's decay must lie in (0, 1), got {decay}")
         self.decay = decay
-        skipped = {id(p) for p in left_out}
-        self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in skipped]
-        # each set: the indices (into params) of the parameters that hold their average in it
-        self.sets = {"average": tuple(range(len(self.params)))}
-        for name, raw in (partial or {}).items():
-            kept_raw = {id(p) for p in raw}
-            self.sets[name] = tuple(i for i, p in enumerate(self.params) if id(p) not in kept_raw)
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.average = [p.detach().clone() for p in self.params]
         self.steps = 0
         self.folded: dict[int, torch.Tensor] = {}  # lazy tables: the step each row's average is current to
@@ -112,21 +97,18 @@ class WeightAverage:
             self._catch_up(i)
 
     @contextmanager
-    def applied(self, name: str = "average") -> Iterator[None]:
-        """The model holds the averaged weights of set ``name`` (:attr:`sets`) inside the block and its own
-        again after it. The two swap storages rather than being copied: at a million items a copy of the id
-        table is a GB."""
+    def applied(self) -> Iterator[None]:
+        """The model holds the averaged weights inside the block and its own again after it. The two sets
+        swap storages rather than being copied: at a million items a copy of the id table is a GB."""
         self._current()
-        indices = self.sets[name]
-        self._swap(indices)
+        self._swap()
         try:
             yield
         finally:
-            self._swap(indices)
+            self._swap()
 
-    def _swap(self, indices: tuple[int, ...]) -> None:
-        for i in indices:
-            p, a = self.params[i], self.average[i]
+    def _swap(self) -> None:
+        for p, a in zip(self.params, self.average):
             own = p.data
             p.data = a.data
             a.data = own

@@ -210,7 +210,7 @@ class TrainingLoop:
         self.network = self.dist.wrap(task.model, _device_of(task.model))
 
     def stoppings(self) -> dict[str, EarlyStopping]:
-        names = ["raw"] + (list(self.average.sets) if self.average is not None else [])
+        names = ["raw"] + (["average"] if self.average is not None else [])
         return {name: self.rule() for name in names}
 
     def fit(self, resume: bool | str = False) -> TrainResult:
@@ -311,7 +311,7 @@ class TrainingLoop:
 
     def weights_in_model(self, name: str) -> contextlib.AbstractContextManager:
         """The model holds the ``name``d weights (``raw``: its own; ``average``) inside the block."""
-        return self.average.applied(name) if name != "raw" else contextlib.nullcontext()
+        return self.average.applied() if name == "average" else contextlib.nullcontext()
 
     def _record(self, result, loss, scores, extra, trained, seconds) -> EpochRecord:
         before = _score(result.stoppings[result.leader])
