@@ -50,9 +50,9 @@ def main() -> None:
     state = load_state(path)
     model = build_recommender(cfg, inputs, seed)
     model.load_state_dict(state["model"])
-    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    # the average holds the trained parameters in the model's order (WeightAverage.params)
     raw = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    average = {name: state["average"][str(i)] for i, name in enumerate(trained)}
+    average = {name: state["average"][str(i)] for i, name in enumerate(raw)}
     item_part = lambda name: name.startswith("views.")
     mixtures = {
         "raw": lambda name: raw[name],

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from esrgraph.api import recommender_inputs
 from esrgraph.config import load_config
-from esrgraph.runs import Run
+from esrgraph.data.sequences import SequenceData
+from esrgraph.recommend.recommender import load_model_and_dataset
+from esrgraph.seq.backbones import left_padded
 from esrgraph.seq.build import build_evaluator
-from esrgraph.seq.store import load_model
 
 
 def one_view(encode, keep: slice):
@@ -38,14 +38,12 @@ def one_view(encode, keep: slice):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a finished run's folder (its config.yaml and seq/)")
-    parser.add_argument("--seed", type=int, default=None, help="the trained seed (default: the run's first)")
+    parser.add_argument("--seed", type=int, default=None, help="the trained seed (default: the smallest)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cfg = load_config(args.run / "config.yaml")
-    seed = cfg.train.seeds[0] if args.seed is None else args.seed
-    data = recommender_inputs(Run(cfg)).sequences(cfg)
-    evaluator = build_evaluator(cfg, data)
-    model = load_model(args.run / "seq", seed)
+    model, dataset, seed = load_model_and_dataset(args.run / "seq", args.run / "dataset", args.seed, "cpu")
+    evaluator = build_evaluator(cfg, SequenceData(dataset, cfg.seq.max_length, left_padded(cfg.seq)))
     encode, width = model.user_vectors, cfg.seq.hidden_size
     parts = {"every view (the model)": slice(None)}
     parts |= {name: slice(i * width, (i + 1) * width) for i, name in enumerate(model.views.names)}

@@ -112,7 +112,7 @@ def test_the_size_rule_switches_precision_and_validation_users_with_the_objectiv
     ) and "10,000 above 15,000" in _help("valid_users")
 
 
-def test_the_size_rule_batches_128_users_unless_they_would_hold_more_than_2048_targets(tmp_path):
+def test_the_size_rule_batches_128_users_unless_they_would_hold_more_than_2048_targets():
     from esrgraph.config import load_config
     from esrgraph.data.sequences import SequenceData
     from esrgraph.seq import size_rule

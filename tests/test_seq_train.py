@@ -601,7 +601,7 @@ def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it_natively(t
     assert trainer.describe_settings() == (  # what the log says the size rule picked (setup names bce)
         f"{items} trainable items: bce objective, {trainer.precision} matrix products on cpu, "
         f"validation on {users} of {users} users, patience 50, "  # setup names its patience
-        f"{trainer.cfg.batch_size} users a batch"
+        "16 users a batch"  # as the synthetic trainer names it
     )
     assert device_module.training_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept
 

@@ -90,8 +90,7 @@ class SequenceData:
     def mean_training_targets(self) -> float:
         """Next-item targets a trainable user's training sequence holds on average, as training reads it
         (its most recent ``max_length`` items: every item after the first is a target)."""
-        lengths = np.minimum(self.train_lengths, self.max_length)
-        lengths = lengths[lengths >= 2]
+        lengths = np.minimum(self.train_lengths[self.trainable_users()], self.max_length)
         return float(lengths.mean() - 1) if len(lengths) else 0.0
 
     def trainable_users(self) -> np.ndarray:

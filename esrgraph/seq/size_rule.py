@@ -117,7 +117,7 @@ def batch_size(setting: int | str, mean_targets: float) -> int:
 
 
 def resolve(
-    train: TrainConfig, num_items: int, text_view: bool, device: torch.device, mean_targets: float = 0.0
+    train: TrainConfig, num_items: int, text_view: bool, device: torch.device, mean_targets: float
 ) -> TrainConfig:
     """``train`` with every size-dependent ``auto`` settled for ``num_items`` trainable items on ``device``
     and ``mean_targets`` training targets a user: the trainer reads concrete values only."""
