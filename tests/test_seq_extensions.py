@@ -190,30 +190,6 @@ def test_graph_table_enters_at_the_collaborative_scale():
     assert tensors["graph"][1:].std().item() == pytest.approx(torch.from_numpy(pca_rows[1:]).std().item(), rel=1e-4)
 
 
-def test_id_init_std_rescales_the_pca_start_keeping_its_directions_and_the_graph_follows():
-    from esrgraph.config import load_config
-    from esrgraph.seq.build import RecommenderInputs, model_tensors
-    from tests.conftest import make_dataset
-
-    rng = np.random.default_rng(0)
-    pca_rows = rng.normal(scale=0.1, size=(N + 1, 64)).astype(np.float32)
-    pca_rows[0] = 0
-    inputs = RecommenderInputs(
-        make_dataset([[1, 2, 3], [4, 5, 6, 7]], N),
-        llm=rng.normal(size=(N + 1, 12)),
-        pca=pca_rows,
-        graph=rng.normal(scale=8.0, size=(N + 1, 64)),
-    )
-    as_given = model_tensors(load_config(None, ["seq.fusion=view"]), inputs)
-    scaled = model_tensors(load_config(None, ["seq.fusion=view", "seq.id_init_std=0.02"]), inputs)
-    assert torch.equal(as_given["init"], torch.from_numpy(pca_rows))
-    assert scaled["init"][1:].std().item() == pytest.approx(0.02, rel=1e-5)
-    assert not scaled["init"][0].any()
-    cosine = torch.nn.functional.cosine_similarity(scaled["init"][1:], as_given["init"][1:], dim=1)
-    assert torch.allclose(cosine, torch.ones(N), atol=1e-5)
-    assert scaled["graph"][1:].std().item() == pytest.approx(0.02, rel=1e-4)
-
-
 def test_shared_score_keeps_its_own_loss_and_each_readout_learns_from_its_group():
     m = build(mode="joint")
     plain = build()

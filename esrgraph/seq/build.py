@@ -90,11 +90,9 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
     if llm is not None:
         pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
         init = as_tensor(pca)
-    if graph is not None and cfg.seq.fusion == "init" and init is not None:
-        init = fused_init(init, graph, cfg.seq.hidden_size)
-    if init is not None and cfg.seq.id_init_std is not None:
-        init = init * (cfg.seq.id_init_std / init[1:].std())
     if graph is not None:
+        if cfg.seq.fusion == "init" and init is not None:
+            init = fused_init(init, graph, cfg.seq.hidden_size)
         # Graph rows leave a LayerNorm, far larger than the item embeddings they join: bring
         # them to the collaborative view's starting scale, so a nearly closed gate (or a new
         # view) starts nearly silent and the model must learn to let the graph in.

@@ -97,12 +97,6 @@ class SeqConfig:
         "(initialise the collaborative view) or view (a third view with its own score)",
     )
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
-    id_init_std: float | None = field(
-        None,
-        gt=0.0,
-        help="the standard deviation the collaborative view's PCA start is scaled to, its directions kept "
-        "(null: as the PCA gives it; the plain model's random start is 0.02)",
-    )
     view_loss: float = field(
         0.0,
         min=0.0,
