@@ -80,3 +80,32 @@ def test_prefix_rows_hold_exactly_the_items_before_their_target():
         sequence = SEQUENCES[user][:-2]
         cut = sequence.index(target)
         assert items == sequence[:cut][-6:] and batch.items[row, -1] == items[-1]  # left-padded window
+
+
+@pytest.mark.parametrize("backbone", ["bsarec", "sasrec"])
+def test_a_batch_trained_in_parts_has_the_whole_batchs_gradient(backbone):
+    """Parts of whole users, each under the position bound, whose losses add up to the batch's: the
+    summed gradient is the one-pass gradient (dropout is off, so both passes compute the same)."""
+    model, _ = built(backbone)
+    model.train()
+    users = np.arange(len(SEQUENCES))
+    batch = model.training_batch(users, torch.Generator().manual_seed(0))
+    width = batch.inputs.items.shape[1]
+    parts = batch.parts(2 * width)  # at most two rows a part (a user's rows stay together)
+    assert len(parts) > 1 and sum(len(p.users) for p in parts) == len(users)
+    assert all(len(p.inputs.items) <= 2 or len(p.users) == 1 for p in parts)
+    assert sum(len(p.inputs.items) for p in parts) == len(batch.inputs.items)
+    assert batch.parts(len(batch.inputs.items) * width) == [batch]
+
+    def gradient(pieces):
+        model.zero_grad(set_to_none=True)
+        loss = sum(model(piece) for piece in pieces)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return float(loss), grads
+
+    whole, whole_grads = gradient([batch])
+    summed, part_grads = gradient(parts)
+    assert summed == pytest.approx(whole, rel=1e-5)
+    assert len(part_grads) == len(whole_grads)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(part_grads, whole_grads))

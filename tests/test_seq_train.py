@@ -78,6 +78,26 @@ def test_training_does_not_depend_on_max_length_where_every_sequence_fits(backbo
         assert torch.equal(long[name][: len(value)] if "positions" in name else long[name], value), name
 
 
+def test_a_step_in_parts_trains_as_the_whole_batch(tmp_path):
+    """Prefix rows (bsarec) split into parts of at most 2 rows of 20 slots: the loop adds their gradients
+    before one step, so two epochs follow the one-pass run (dropout off: the same draws)."""
+    runs = []
+    for name, positions in (("whole", 65_536), ("parts", 40)):
+        trainer, _ = setup("bsarec", tmp_path / name, epochs=2, loss="ce", extra=(f"train.step_positions={positions}",))
+        runs.append(trainer)
+        calls = []
+        forward = trainer.model.forward
+        trainer.model.forward = lambda batch, forward=forward, calls=calls: calls.append(1) or forward(batch)
+        history = trainer.fit(1).history
+        runs[-1] = (trainer, history, len(calls))
+    (whole, whole_history, whole_calls), (parts, parts_history, parts_calls) = runs
+    assert parts_calls > 10 * whole_calls  # every batch of 128 users went through in many parts
+    for a, b in zip(whole_history, parts_history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    for name, value in whole.model.state_dict().items():
+        assert torch.allclose(parts.model.state_dict()[name], value, atol=1e-4), name
+
+
 def untimed(history):
     return [{k: v for k, v in e.items() if "seconds" not in k} for e in history]
 
@@ -205,11 +225,19 @@ def test_plain_baseline_needs_no_embeddings(tiny, tmp_path):
     assert not (root / "r" / "embed").exists()
 
 
-@pytest.mark.parametrize("objective", [("train.loss=bce",), ("train.loss=sampled_softmax", "train.sparse_ids=true")])
+@pytest.mark.parametrize(
+    "objective",
+    [
+        ("train.loss=bce",),
+        ("train.loss=sampled_softmax", "train.sparse_ids=true"),
+        ("train.loss=bce", "train.step_positions=10"),
+    ],
+)
 def test_two_processes_reach_the_metrics_of_one(tiny, tmp_path, objective):
     """DistributedDataParallel on CPU (gloo): same global batches, negatives and normalisation,
     so without dropout two processes train the same model as one, up to float rounding (with
-    sparse id-table updates too: DDP sums the sparse gradients)."""
+    sparse id-table updates too: DDP sums the sparse gradients; and with each process's share
+    trained one user at a time, its gradients synchronised once a step)."""
     import os
     import subprocess
     import sys

@@ -197,6 +197,13 @@ class TrainConfig:
         help="users per batch; auto: 128, fewer where 128 users' training sequences would hold more than "
         "2,048 next-item targets on average (long histories: a batch holds at most about that many)",
     )
+    step_positions: int = field(
+        65_536,
+        min=1,
+        help="most input positions (rows × sequence slots) one forward pass holds; a batch with more trains "
+        "in parts whose gradients add up to the whole batch's, so memory is bounded by a part (a prefix "
+        "backbone such as bsarec makes a row of every target: 2,048 rows of 200 slots took 21 GB)",
+    )
     epochs: int = field(200, min=1, help="most epochs")
     patience: int | Literal["auto"] = field(
         "auto",

@@ -56,6 +56,26 @@ class TrainingBatch:
         owner = self.owner[rows] - part.start if self.owner is not None else None
         return TrainingBatch(inputs, self.candidates.at(rows), self.norm, self.users[part], owner, self.size)
 
+    def parts(self, positions: int) -> list[TrainingBatch]:
+        """The batch in parts of whole users, each holding at most ``positions`` input positions (rows ×
+        slots; one user at least). Every part keeps the whole batch's ``norm``, so the parts' losses add
+        up to the batch's: trained one after the other, a step's memory is bounded by a part."""
+        width = self.inputs.items.shape[1]
+        if len(self.inputs.items) * width <= positions:
+            return [self]
+        rows = np.ones(len(self.users), dtype=np.int64)
+        if self.owner is not None:
+            rows = np.bincount(self.owner.numpy(), minlength=len(self.users))
+        per_part = max(1, positions // width)
+        bounds, start, held = [], 0, 0
+        for user, count in enumerate(rows):
+            if user > start and held + count > per_part:
+                bounds.append(slice(start, user))
+                start, held = user, 0
+            held += count
+        bounds.append(slice(start, len(rows)))
+        return [self.share(part) for part in bounds]
+
     def to(self, device: torch.device) -> TrainingBatch:
         owner = self.owner.to(device) if self.owner is not None else None
         return TrainingBatch(

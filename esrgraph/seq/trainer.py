@@ -35,6 +35,7 @@ from ..training.stopping import EarlyStopping
 from .config import TrainConfig
 from .model import SeqRecommender
 from .optimiser import recommender_optimiser
+from .schemes import TrainingBatch
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,18 @@ class RecommenderTask:
         order = self.trainer.user_order(self.rng)
         return [order[lo:hi] for lo, hi in self.trainer.epoch_bounds()]
 
-    def loss(self, users: np.ndarray, network: torch.nn.Module) -> torch.Tensor:
-        """This process's share of the loss of the batch of ``users`` (normalised by the whole batch)."""
+    def parts(self, users: np.ndarray) -> list[TrainingBatch]:
+        """This process's share of the batch of ``users``, in parts of at most ``train.step_positions``
+        input positions (a prefix scheme makes a row of every target)."""
         batch = self.model.training_batch(users, self.generator)
         share = batch.share(self.trainer.dist.share(len(users)))
+        return share.parts(self.trainer.cfg.step_positions)
+
+    def loss(self, part: TrainingBatch, network: torch.nn.Module) -> torch.Tensor:
+        """A part's loss, normalised by the whole batch's targets (the parts' losses add up to the batch's)."""
         device = self.trainer.device
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.trainer.precision == "bf16"):
-            return network(share.to(device))
+            return network(part.to(device))
 
     def validate(self) -> dict[str, float]:
         return self.trainer.validate()

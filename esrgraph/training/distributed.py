@@ -8,6 +8,7 @@ equals the single-process gradient. Rank 0 validates, checkpoints and writes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -109,6 +110,10 @@ class DistContext:
         """This rank's contiguous share of a global batch of ``rows``."""
         per = -(-rows // self.world)
         return slice(self.rank * per, min((self.rank + 1) * per, rows))
+
+    def no_sync(self, network: torch.nn.Module) -> contextlib.AbstractContextManager:
+        """Gradients that wait for the next synchronised backward pass (a batch trained in parts)."""
+        return network.no_sync() if self.active else contextlib.nullcontext()
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         if not self.active:

@@ -67,6 +67,8 @@ class EpochTask(Protocol):
         """The monitored score under ``metric``'s name first, then any others to record (rank 0 only)."""
         ...
 
+    # Optional: ``parts(batch)``, the batch split into parts trained one after the other before one
+    # optimiser step (their losses must add up to the batch's), each handed to ``loss``.
     # Optional: ``checkpoints_within_epochs`` False where ``begin_epoch`` keeps what the model computed
     # then, which a checkpoint inside the epoch does not hold (the loop then saves at epoch ends only).
 
@@ -274,21 +276,28 @@ class TrainingLoop:
         return batches, start_rng
 
     def step(self, batch: Any) -> float:
-        """One optimiser step; returns this process's share of the batch loss."""
-        loss = self.task.loss(batch, self.network)
-        if not torch.isfinite(loss):
-            raise EsrError(
-                f"{self.label}: training diverged: the loss became {float(loss)}; lower the learning rate "
-                f"(now {self.optimizer.param_groups[0]['lr']:g}) or check the inputs"
-            )
+        """One optimiser step; returns this process's share of the batch loss. A task that splits its
+        batches (``parts``) has each part's gradient added before the step, synchronised once."""
+        parts = self.task.parts(batch) if hasattr(self.task, "parts") else [batch]
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
+        total = 0.0
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            with contextlib.nullcontext() if last else self.dist.no_sync(self.network):
+                loss = self.task.loss(part, self.network)
+                if not torch.isfinite(loss):
+                    raise EsrError(
+                        f"{self.label}: training diverged: the loss became {float(loss)}; lower the learning "
+                        f"rate (now {self.optimizer.param_groups[0]['lr']:g}) or check the inputs"
+                    )
+                (loss * self.dist.world).backward()  # DDP averages over ranks; the losses use global counts
+            total += float(loss.detach())
         if self.average is not None:
             self.average.before_step()  # a sparse table's rows catch up before the step changes them
         self.optimizer.step()
         if self.average is not None:
             self.average.update()
-        return float(loss.detach())
+        return total
 
     # ------------------------------------------------------------ monitoring
 
