@@ -109,3 +109,14 @@ def test_a_batch_trained_in_parts_has_the_whole_batchs_gradient(backbone):
     assert summed == pytest.approx(whole, rel=1e-5)
     assert len(part_grads) == len(whole_grads)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(part_grads, whole_grads))
+
+
+def test_positions_read_in_bounded_passes_are_the_same_vectors():
+    """Fitting readouts reads every prefix row of a user; passes of one row each give the same vectors."""
+    model, data = built("bsarec")
+    users = np.arange(len(SEQUENCES))
+    whole, whole_targets = model.position_vectors(data, users)
+    width = model.scheme.reading_batch(data, users).items.shape[1]
+    rowwise, rowwise_targets = model.position_vectors(data, users, positions=width)
+    assert len(whole) == sum(len(s) - 3 for s in SEQUENCES)  # training sequences drop 2 items; the first has none
+    assert torch.equal(whole_targets, rowwise_targets) and torch.allclose(whole, rowwise, atol=1e-6)

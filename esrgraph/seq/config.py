@@ -145,6 +145,10 @@ class SeqConfig:
             raise ConfigError("seq.readouts.shared_model: only fitted readouts start from a shared model")
 
 
+# input positions (rows × slots) one encoder pass reads: 2.5-3.6 GiB of a training process at 256 wide
+STEP_POSITIONS = 65_536
+
+
 @dataclass
 class TrainConfig:
     loss: str = field(
@@ -198,7 +202,7 @@ class TrainConfig:
         "2,048 next-item targets on average (long histories: a batch holds at most about that many)",
     )
     step_positions: int = field(
-        65_536,
+        STEP_POSITIONS,
         min=1,
         help="most input positions (rows × sequence slots) one forward pass holds; a batch with more trains "
         "in parts whose gradients add up to the whole batch's, so memory is bounded by a part (a prefix "

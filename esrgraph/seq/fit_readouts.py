@@ -17,7 +17,7 @@ import torch
 from ..data.sequences import SequenceData
 from ..training.loop import TrainingLoop
 from ..training.stopping import EarlyStopping
-from .config import ReadoutsConfig
+from .config import STEP_POSITIONS, ReadoutsConfig
 from .model import SeqRecommender
 from .objectives import Candidates, FullSoftmax
 
@@ -54,8 +54,11 @@ class ReadoutTask:
         raise NotImplementedError("readouts are fitted for a fixed number of epochs")
 
 
-def fit_readouts(model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig, seed: int) -> dict:
+def fit_readouts(
+    model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig, seed: int, positions: int = STEP_POSITIONS
+) -> dict:
     """Fit each group's readout on its users' training positions; marks them fitted. Returns the final losses.
+    ``positions``: the most input positions one encoder pass reads (``train.step_positions``).
 
     Only the readouts learn: the vectors are computed without gradients and the item table is fixed.
     """
@@ -72,7 +75,7 @@ def fit_readouts(model: SeqRecommender, data: SequenceData, cfg: ReadoutsConfig,
         if len(users) == 0:
             log.info("readouts: no %s users with a training position; their readout stays the identity", name)
             continue
-        vectors, targets = model.position_vectors(data, users)
+        vectors, targets = model.position_vectors(data, users, positions=positions)
         layer = readouts.proj[g].requires_grad_(True)
         loop = TrainingLoop(
             ReadoutTask(layer, vectors, targets, items, cfg, generator),

@@ -43,7 +43,7 @@ from torch import nn
 
 from ..data.sequences import SequenceData, last_positions
 from .backbones import backbone_spec, left_padded, valid_mask
-from .config import SeqConfig
+from .config import STEP_POSITIONS, SeqConfig
 from .objectives import Candidates, Objective
 from .readouts import GroupReadouts
 from .schemes import TrainingBatch
@@ -309,19 +309,23 @@ class SeqRecommender(nn.Module):
 
     @torch.no_grad()
     def position_vectors(
-        self, data: SequenceData, users: np.ndarray, batch_size: int = 256
+        self, data: SequenceData, users: np.ndarray, batch_size: int = 256, positions: int = STEP_POSITIONS
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared vectors [P, V * d] at every training position of ``users`` and their next items [P],
-        read as inference reads them (eval mode: no dropout). Schemes that read positions only."""
+        read as inference reads them (eval mode: no dropout). Schemes that read positions only. One
+        encoder pass reads at most ``positions`` input positions (a prefix scheme: a row a target)."""
         device, was_training = self.input_device, self.training
         self.eval()
         vectors, targets = [], []
         for lo in range(0, len(users), batch_size):
             batch = self.scheme.reading_batch(data, users[lo : lo + batch_size]).to(device)
-            outputs = self.sequence_outputs(batch.items, batch.lengths)
-            where = batch.targets > 0
-            vectors.append(outputs[where])
-            targets.append(batch.targets[where])
+            rows = max(1, positions // batch.items.shape[1])
+            for start in range(0, len(batch.items), rows):
+                part = slice(start, start + rows)
+                outputs = self.sequence_outputs(batch.items[part], batch.lengths[part])
+                where = batch.targets[part] > 0
+                vectors.append(outputs[where])
+                targets.append(batch.targets[part][where])
         self.train(was_training)
         return torch.cat(vectors), torch.cat(targets)
 

@@ -157,7 +157,7 @@ def _finished(
 
 def fit_and_tune_readouts(model: SeqRecommender, data: SequenceData, evaluator: Evaluator, cfg, seed: int) -> dict:
     """Fit the user-group readouts of the trained model and choose each group's θ on validation."""
-    done = {"fit_loss": fit_readouts(model, data, cfg.seq.readouts, seed)}
+    done = {"fit_loss": fit_readouts(model, data, cfg.seq.readouts, seed, positions=cfg.train.step_positions)}
     done.update(tune_theta(model, evaluator))
     protocol = cfg.train.valid_protocol
     done[f"valid_{VALID_METRIC}"] = evaluator.evaluate(model, "valid", [protocol])[protocol]["overall"][VALID_METRIC]
