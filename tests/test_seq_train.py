@@ -84,13 +84,12 @@ def test_a_step_in_parts_trains_as_the_whole_batch(tmp_path):
     runs = []
     for name, positions in (("whole", 65_536), ("parts", 40)):
         trainer, _ = setup("bsarec", tmp_path / name, epochs=2, loss="ce", extra=(f"train.step_positions={positions}",))
-        runs.append(trainer)
         calls = []
         forward = trainer.model.forward
         trainer.model.forward = lambda batch, forward=forward, calls=calls: calls.append(1) or forward(batch)
-        history = trainer.fit(1).history
-        runs[-1] = (trainer, history, len(calls))
+        runs.append((trainer, trainer.fit(1).history, calls))
     (whole, whole_history, whole_calls), (parts, parts_history, parts_calls) = runs
+    whole_calls, parts_calls = len(whole_calls), len(parts_calls)
     assert parts_calls > 10 * whole_calls  # every batch of 128 users went through in many parts
     for a, b in zip(whole_history, parts_history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)

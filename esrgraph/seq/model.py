@@ -321,11 +321,11 @@ class SeqRecommender(nn.Module):
             batch = self.scheme.reading_batch(data, users[lo : lo + batch_size]).to(device)
             rows = max(1, positions // batch.items.shape[1])
             for start in range(0, len(batch.items), rows):
-                part = slice(start, start + rows)
-                outputs = self.sequence_outputs(batch.items[part], batch.lengths[part])
-                where = batch.targets[part] > 0
+                part = batch.rows(slice(start, start + rows))
+                outputs = self.sequence_outputs(part.items, part.lengths)
+                where = part.targets > 0
                 vectors.append(outputs[where])
-                targets.append(batch.targets[part][where])
+                targets.append(part.targets[where])
         self.train(was_training)
         return torch.cat(vectors), torch.cat(targets)
 
