@@ -1,6 +1,8 @@
-"""Commands for the sequential recommender: train-seq, evaluate."""
+"""Commands for the sequential recommender: train-seq, evaluate, curves."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -37,3 +39,31 @@ def evaluate(run) -> None:
     folder = ensure(run, "eval")
     click.echo(report(read_json(folder / "metrics.json"), run.cfg.eval.ks))
     click.echo(f"metrics -> {folder / 'metrics.json'}")
+
+
+@esr.command()
+@run_options(None)
+@click.option(
+    "--against",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Another run directory (e.g. runs/NAME): each group's change over its curve at the same epoch and seed.",
+)
+@click.option("--seed", "seeds", type=int, multiple=True, help="Only these seeds (default: every one).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Print every N-th epoch.")
+def curves(run, against: Path | None, seeds: tuple[int, ...], every: int) -> None:
+    """Print the validation curves by user and item group, per epoch and seed, while training or after."""
+    from esrgraph.seq.curves import curve_table, run_histories, summary
+
+    mine = run_histories(run.dir)
+    others = run_histories(against) if against else {}
+    for seed in seeds or mine:
+        if seed not in mine:
+            raise click.UsageError(f"{run.dir} has no seed {seed}; it has {', '.join(map(str, mine))}")
+        history, finished = mine[seed]
+        click.echo(f"{run.dir} · seed {seed} · validation NDCG@10 · {summary(history, finished)}")
+        baseline = others.get(seed)
+        if baseline is not None:
+            click.echo(f"against {against} · seed {seed} · {summary(*baseline)}")
+        elif against:
+            click.echo(f"against {against}: no seed {seed} there")
+        click.echo(curve_table(history, baseline[0] if baseline else None, every) + "\n")

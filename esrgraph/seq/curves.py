@@ -1,0 +1,88 @@
+"""Validation curves of trained (or training) recommenders, by user and item group, side by side.
+
+Every epoch of ``esr train-seq`` records its validation NDCG@10 overall and for
+tail/head users and items, for the weights kept that epoch, with the raw
+weights' and their average's own scores beside them (``history-seed<S>.json``
+in the finished stage, the checkpoint's progress while it trains). A model
+change is judged on these curves, group by group, against a baseline run of
+the same seed: :func:`curve_table` prints them, with each group's change over
+the baseline at the same epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import read_json
+from ..errors import EsrError
+from ..eval.metrics import GROUPS, VALID_METRIC
+from ..training.checkpoint import INDEX
+
+STAGE = "seq"
+COLUMNS = {"overall": f"valid_{VALID_METRIC}"} | {group: f"valid_{group}" for group in GROUPS[1:]}
+
+
+def run_histories(run_dir: Path, stage: str = STAGE) -> dict[int, tuple[list[dict], bool]]:
+    """seed -> (per-epoch history, finished) of a run directory's recommender: the finished stage's
+    ``history-seed<S>.json``, else the checkpoint of a seed still training (or interrupted)."""
+    found: dict[int, tuple[list[dict], bool]] = {}
+    for path in sorted((run_dir / f"{stage}.checkpoints").glob(f"seed-*/{INDEX}")):
+        progress = read_json(path).get("progress") or {}
+        found[int(path.parent.name.removeprefix("seed-"))] = (progress.get("history") or [], False)
+    for path in sorted((run_dir / stage).glob("history-seed*.json")):
+        found[int(path.stem.removeprefix("history-seed"))] = (read_json(path), True)
+    if not found:
+        raise EsrError(f"{run_dir}: no recommender trained or training here (no {stage}/history-seed*.json)")
+    return dict(sorted(found.items()))
+
+
+def best_entry(history: list[dict]) -> dict | None:
+    """The epoch whose kept weights validated highest (the one the stage keeps)."""
+    scored = [entry for entry in history if COLUMNS["overall"] in entry]
+    return max(scored, key=lambda entry: entry[COLUMNS["overall"]]) if scored else None
+
+
+def curve_table(history: list[dict], baseline: list[dict] | None = None, every: int = 1) -> str:
+    """A markdown table of validation NDCG@10 per epoch (every ``every``-th, and the best): the kept
+    weights' score per group, the raw weights' and the average's; with a ``baseline`` history, each
+    group's change over the baseline's kept weights at the same epoch."""
+    other = {entry["epoch"]: entry for entry in baseline or []}
+    best = best_entry(history)
+    names = ["overall", "tail users", "head users", "tail items", "head items"]
+    lines = [
+        "| epoch | kept | " + " | ".join(names) + " | raw | average |",
+        "|---:|---|" + "---:|" * (len(names) + 2),
+    ]
+    for entry in history:
+        if entry["epoch"] % every and entry is not history[-1] and entry is not best:
+            continue
+        cells = [_cell(entry, key, other.get(entry["epoch"])) for key in COLUMNS.values()]
+        raw, average = (_value(entry.get(f"valid_{name}")) for name in ("raw", "average"))
+        mark = f"**{entry['epoch']}**" if entry is best else str(entry["epoch"])
+        lines.append(f"| {mark} | {entry.get('weights', '')} | " + " | ".join(cells) + f" | {raw} | {average} |")
+    return "\n".join(lines)
+
+
+def _cell(entry: dict, key: str, against: dict | None) -> str:
+    value = entry.get(key)
+    text = _value(value)
+    base = against.get(key) if against else None
+    if value is not None and base:
+        text += f" ({(value / base - 1) * 100:+.0f}%)"
+    return text
+
+
+def _value(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def summary(history: list[dict], finished: bool) -> str:
+    """One line: epochs run, the best epoch and its kept weights' scores by group."""
+    best = best_entry(history)
+    state = "finished" if finished else "training or interrupted"
+    if best is None:
+        return f"{len(history)} epochs ({state}), none validated"
+    groups = ", ".join(f"{name} {_value(best.get(key))}" for name, key in COLUMNS.items())
+    return (
+        f"{len(history)} epochs ({state}); best epoch {best['epoch']} ({best.get('weights', 'raw')} weights): {groups}"
+    )
