@@ -10,7 +10,7 @@ import torch
 
 from cli.main import main
 from esrgraph.data.sequences import SequenceData
-from esrgraph.errors import ConfigError, EsrError
+from esrgraph.errors import EsrError
 from esrgraph.eval.config import EvalConfig
 from esrgraph.eval.evaluate import Evaluator
 from esrgraph.seq.config import SeqConfig, TrainConfig
@@ -537,33 +537,6 @@ def test_an_early_raw_peak_does_not_stop_the_later_rising_average(tmp_path, monk
     # raw runs out of patience after epoch 3, the average after epoch 7: training ends there, before the cap
     assert result.epochs == 7 and result.best_epoch == 5 and result.best_score == 0.97
     assert [e["weights"] for e in result.history] == ["raw"] * 3 + ["average"] * 4
-
-
-def test_keeping_the_average_only_ignores_a_higher_raw_peak_and_ends_when_the_average_stops(tmp_path, monkeypatch):
-    trainer, _ = setup(
-        "sasrec",
-        tmp_path,
-        epochs=8,
-        extra=("train.weight_average=0.9", "train.patience=2", "train.floor_margin=0", "train.keep_weights=average"),
-    )
-    raw = [0.90, 0.99, 0.991, 0.992]  # above anything the average reaches, and still rising
-    average = [0.80, 0.85, 0.84, 0.83]  # out of patience after epoch 4: training ends, raw or not
-    scores = iter([value for pair in zip(raw, average) for value in pair])
-    monkeypatch.setattr(Trainer, "validate", lambda self: {"NDCG@10": next(scores), "tail_items": 0.5})
-    saved = []
-    monkeypatch.setattr(trainer.store, "save_best", lambda state: saved.append(state))
-    result = trainer.fit(seed=0)
-    assert result.epochs == 4 and result.best_epoch == 2 and result.best_score == 0.85
-    assert [e["weights"] for e in result.history] == ["average"] * 4  # the kept weights' scores are recorded
-    assert [e["valid_raw"] for e in result.history] == raw  # the raw curve beside them
-    assert len(saved) == 2  # epochs 1 and 2 improved the average; the raw peak was never kept
-
-
-def test_keeping_the_average_without_one_is_refused():
-    from esrgraph.config import load_config
-
-    with pytest.raises(ConfigError, match="train.keep_weights: average needs a weight average"):
-        load_config(None, ["train.keep_weights=average", "train.weight_average=0"])
 
 
 def test_validation_ranks_a_fixed_sample_of_users_where_there_are_more(tmp_path):

@@ -186,11 +186,6 @@ class TrainConfig:
         "its decay is lowered to 1 - 1 / (this * steps an epoch), so the initial weights fade within "
         "the training (0: no limit)",
     )
-    keep_weights: Literal["best", "average"] = field(
-        "best",
-        help="best: the raw weights or their average, whichever validated higher; average: the average "
-        "only (the raw weights still validate, for their curve; training ends when the average stops)",
-    )
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")
     sparse_ids: bool | Literal["auto"] = field(
@@ -267,8 +262,6 @@ class TrainConfig:
         check_device(self.device, "train.device")
         if not self.seeds:
             raise ConfigError("train.seeds: give at least one seed")
-        if self.keep_weights == "average" and self.weight_average == 0:
-            raise ConfigError("train.keep_weights: average needs a weight average; train.weight_average is 0")
         if self.sparse_ids is True and self.weight_decay > 0:
             raise ConfigError(
                 f"train.sparse_ids: true leaves the id table without weight decay, but train.weight_decay is "

@@ -170,7 +170,6 @@ class Trainer:
             label="train-seq",
             callbacks=callbacks,
             checkpoint_seconds=self.cfg.checkpoint_minutes * 60,
-            keep=self.cfg.keep_weights,
         )
         result = self.loop.fit(resume)
         self._report_floor(result)

@@ -95,16 +95,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0
     best_state: dict[str, torch.Tensor] | None = None  # the best weights, kept here when there is no store
-    keepable: tuple[str, ...] = ()  # the sets of weights that may be kept (empty: every one monitored)
-
-    @property
-    def kept_names(self) -> tuple[str, ...]:
-        return self.keepable or tuple(self.stoppings)
 
     @property
     def leader(self) -> str:
-        """The keepable weights with the best monitored value so far."""
-        return max(self.kept_names, key=lambda name: _score(self.stoppings[name]))
+        """The weights with the best monitored value so far."""
+        return max(self.stoppings, key=lambda name: _score(self.stoppings[name]))
 
     @property
     def best_epoch(self) -> int:
@@ -121,9 +116,9 @@ class TrainResult:
 
     @property
     def stopped(self) -> bool:
-        """Every keepable set of weights has run out of patience on its own curve (the average rises later
-        than the raw weights peak, so a raw peak cannot stop it)."""
-        return all(self.stoppings[name].stopped for name in self.kept_names)
+        """Every set of weights has run out of patience on its own curve (the average rises later than
+        the raw weights peak, so a raw peak cannot stop it)."""
+        return all(stop.stopped for stop in self.stoppings.values())
 
     @property
     def armed(self) -> bool:
@@ -135,12 +130,6 @@ def _score(stop: EarlyStopping) -> float:
     if stop.best is None:
         return -math.inf
     return stop.best if stop.mode == "max" else -stop.best
-
-
-def _epoch_leader(scores: dict[str, float], keepable: Sequence[str], higher: bool) -> str:
-    """The epoch's best-scoring set of weights among the keepable ones still running (any, where none is)."""
-    names = [name for name in scores if name in keepable] or list(scores)
-    return max(names, key=lambda name: scores[name] if higher else -scores[name])
 
 
 def resumes(store: CheckpointStore | None, resume: bool | str, label: str) -> bool:
@@ -186,9 +175,7 @@ class TrainingLoop:
 
     ``rule()``: a fresh early stopping (its mode says whether the monitored value is a
     validation score, "max", or the loss, "min"). ``store``: checkpoints and the best
-    weights (None: neither is written; the best weights stay in memory). ``keep``:
-    "best" keeps the raw weights or their average, whichever scored best; "average"
-    keeps the average only (the raw weights are still validated, for their curve).
+    weights (None: neither is written; the best weights stay in memory).
     ``generators``: the task's own random generators, checkpointed with the rest.
     """
 
@@ -206,7 +193,6 @@ class TrainingLoop:
         callbacks: Iterable[EpochCallback] = (),
         log_every: int = 1,
         checkpoint_seconds: float = 0.0,
-        keep: str = "best",
     ):
         self.task = task
         self.optimizer = optimizer
@@ -224,7 +210,6 @@ class TrainingLoop:
         writes = store is not None and self.dist.is_main and getattr(task, "checkpoints_within_epochs", True)
         self.checkpoint_seconds = checkpoint_seconds if writes else 0.0
         self.network = self.dist.wrap(task.model, _device_of(task.model))
-        self.keepable = ("average",) if keep == "average" and average is not None else ()
 
     def stoppings(self) -> dict[str, EarlyStopping]:
         names = ["raw"] + (["average"] if self.average is not None else [])
@@ -232,7 +217,7 @@ class TrainingLoop:
 
     def fit(self, resume: bool | str = False) -> TrainResult:
         """Train until every early stopping has stopped or ``epochs``; ``resume`` as in :func:`resumes`."""
-        result, within = TrainResult(self.stoppings(), keepable=self.keepable), None
+        result, within = TrainResult(self.stoppings()), None
         continues = self.dist.broadcast(float(resumes(self.store, resume, self.label) if self.dist.is_main else 0))
         if continues > 0:
             result, within = self._restore()
@@ -325,7 +310,7 @@ class TrainingLoop:
             if not stop.stopped:
                 with self.weights_in_model(name):
                     scores[name], extra[name] = self._validate()
-        return scores, extra[_epoch_leader(scores, result.kept_names, higher=True)]
+        return scores, extra[max(scores, key=scores.get)]
 
     def _validate(self) -> tuple[float, dict[str, float]]:
         """(monitored score, other scores): rank 0 validates, every rank receives the monitored score."""
@@ -342,7 +327,7 @@ class TrainingLoop:
         for name, score in scores.items():
             result.stoppings[name].update(score)
         validated = self.task.metric is not None
-        weights = _epoch_leader(scores, result.kept_names, higher=validated)
+        weights = max(scores, key=lambda n: scores[n] if validated else -scores[n])
         entry: dict[str, Any] = {"epoch": result.epochs, "loss": round(loss, 6)}
         if validated:
             entry[f"valid_{self.task.metric}"] = round(scores[weights], 6)
@@ -439,7 +424,7 @@ class TrainingLoop:
         stoppings = self.stoppings()
         for name, stop in stoppings.items():
             stop.load_state_dict(progress["stoppings"][name])
-        result = TrainResult(stoppings, progress["history"], keepable=self.keepable)
+        result = TrainResult(stoppings, progress["history"])
         result.resumed_from = result.epochs
         if within is None:
             log.info("%s: resuming after epoch %d", self.label, result.epochs)
