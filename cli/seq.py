@@ -46,24 +46,27 @@ def evaluate(run) -> None:
 @click.option(
     "--against",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Another run directory (e.g. runs/NAME): each group's change over its curve at the same epoch and seed.",
+    help="Another run directory (runs/NAME) or stage (runs/NAME/seq-sasrec): each group's change over its "
+    "curve at the same epoch and seed.",
 )
 @click.option("--seed", "seeds", type=int, multiple=True, help="Only these seeds (default: every one).")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Print every N-th epoch.")
 def curves(run, against: Path | None, seeds: tuple[int, ...], every: int) -> None:
     """Print the validation curves by user and item group, per epoch and seed, while training or after."""
-    from esrgraph.seq.curves import curve_table, run_histories, summary
+    from esrgraph.seq.curves import curve_table, recommender_stages, stage_folder, stage_histories, summary
 
-    mine = run_histories(run.dir)
-    others = run_histories(against) if against else {}
-    for seed in seeds or mine:
-        if seed not in mine:
-            raise click.UsageError(f"{run.dir} has no seed {seed}; it has {', '.join(map(str, mine))}")
-        history, finished = mine[seed]
-        click.echo(f"{run.dir} · seed {seed} · validation NDCG@10 · {summary(history, finished)}")
-        baseline = others.get(seed)
-        if baseline is not None:
-            click.echo(f"against {against} · seed {seed} · {summary(*baseline)}")
-        elif against:
-            click.echo(f"against {against}: no seed {seed} there")
-        click.echo(curve_table(history, baseline[0] if baseline else None, every) + "\n")
+    others = stage_histories(stage_folder(against)) if against else {}
+    for stage in recommender_stages(run.dir):
+        mine = stage_histories(stage)
+        missing = [seed for seed in seeds if seed not in mine]
+        if missing:
+            raise click.UsageError(f"{stage} has no seed {missing[0]}; it has {', '.join(map(str, mine))}")
+        for seed in seeds or mine:
+            history, finished = mine[seed]
+            click.echo(f"{stage} · seed {seed} · validation NDCG@10 · {summary(history, finished)}")
+            baseline = others.get(seed)
+            if baseline is not None:
+                click.echo(f"against {stage_folder(against)} · seed {seed} · {summary(*baseline)}")
+            elif against:
+                click.echo(f"against {stage_folder(against)}: no seed {seed} there")
+            click.echo(curve_table(history, baseline[0] if baseline else None, every) + "\n")

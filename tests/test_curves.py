@@ -6,7 +6,7 @@ import pytest
 
 from cli.main import main
 from esrgraph.errors import EsrError
-from esrgraph.seq.curves import best_entry, curve_table, run_histories
+from esrgraph.seq.curves import best_entry, curve_table, recommender_stages, stage_folder, stage_histories
 from tests.test_seq_train import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,11 +49,22 @@ def test_a_finished_history_wins_over_a_checkpoint_and_a_training_seed_is_read_f
         folder = tmp_path / "seq.checkpoints" / f"seed-{seed}"
         folder.mkdir(parents=True)
         (folder / "checkpoint.json").write_text(json.dumps({"epoch": len(history), "progress": {"history": history}}))
-    found = run_histories(tmp_path)
+    found = stage_histories(tmp_path / "seq")
     assert list(found) == [1, 2]
     assert found[1] == ([entry(1, 0.2, 0.1)], True) and found[2][1] is False and len(found[2][0]) == 2
+
+
+def test_every_recommender_stage_of_a_run_is_found_an_ablations_variants_too(tmp_path):
+    for name in ("seq-sasrec", "seq-llmesr.checkpoints", "embed", "eval-sasrec"):
+        (tmp_path / name).mkdir()
+    assert recommender_stages(tmp_path) == [tmp_path / "seq-llmesr", tmp_path / "seq-sasrec"]
+    assert (
+        stage_folder(tmp_path / "seq-sasrec") == tmp_path / "seq-sasrec" and stage_folder(tmp_path) == tmp_path / "seq"
+    )
+    with pytest.raises(EsrError, match="no seed trained or training here"):
+        stage_histories(tmp_path / "seq-sasrec")
     with pytest.raises(EsrError, match="no recommender trained or training here"):
-        run_histories(tmp_path / "elsewhere")
+        recommender_stages(tmp_path / "embed")
 
 
 def test_the_command_prints_a_trained_runs_curves_beside_another_run(tiny, tmp_path, capsys):

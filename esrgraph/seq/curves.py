@@ -19,20 +19,37 @@ from ..eval.metrics import GROUPS, VALID_METRIC
 from ..training.checkpoint import INDEX
 
 STAGE = "seq"
+CHECKPOINTS = ".checkpoints"
 COLUMNS = {"overall": f"valid_{VALID_METRIC}"} | {group: f"valid_{group}" for group in GROUPS[1:]}
 
 
-def run_histories(run_dir: Path, stage: str = STAGE) -> dict[int, tuple[list[dict], bool]]:
-    """seed -> (per-epoch history, finished) of a run directory's recommender: the finished stage's
+def recommender_stages(run_dir: Path) -> list[Path]:
+    """The recommender stage folders of a run directory, finished or still training: ``seq``, and one
+    ``seq-<variant>`` per variant ``esr ablate`` trained there."""
+    names = {path.name.removesuffix(CHECKPOINTS) for path in run_dir.glob(f"{STAGE}*") if path.is_dir()}
+    stages = [run_dir / name for name in sorted(names) if name == STAGE or name.startswith(f"{STAGE}-")]
+    if not stages:
+        raise EsrError(f"{run_dir}: no recommender trained or training here (no {STAGE}/ folder)")
+    return stages
+
+
+def stage_folder(path: Path) -> Path:
+    """A recommender stage folder named by itself (``runs/NAME/seq-sasrec``) or by its run directory."""
+    return path if path.name.removesuffix(CHECKPOINTS).startswith(STAGE) else path / STAGE
+
+
+def stage_histories(stage: Path) -> dict[int, tuple[list[dict], bool]]:
+    """seed -> (per-epoch history, finished) of one recommender stage: the finished stage's
     ``history-seed<S>.json``, else the checkpoint of a seed still training (or interrupted)."""
+    stage = stage.with_name(stage.name.removesuffix(CHECKPOINTS))
     found: dict[int, tuple[list[dict], bool]] = {}
-    for path in sorted((run_dir / f"{stage}.checkpoints").glob(f"seed-*/{INDEX}")):
+    for path in sorted(stage.with_name(stage.name + CHECKPOINTS).glob(f"seed-*/{INDEX}")):
         progress = read_json(path).get("progress") or {}
         found[int(path.parent.name.removeprefix("seed-"))] = (progress.get("history") or [], False)
-    for path in sorted((run_dir / stage).glob("history-seed*.json")):
+    for path in sorted(stage.glob("history-seed*.json")):
         found[int(path.stem.removeprefix("history-seed"))] = (read_json(path), True)
     if not found:
-        raise EsrError(f"{run_dir}: no recommender trained or training here (no {stage}/history-seed*.json)")
+        raise EsrError(f"{stage}: no seed trained or training here (no history-seed*.json, no checkpoint)")
     return dict(sorted(found.items()))
 
 
