@@ -58,9 +58,9 @@ def test_every_recommender_stage_of_a_run_is_found_an_ablations_variants_too(tmp
     for name in ("seq-sasrec", "seq-llmesr.checkpoints", "embed", "eval-sasrec"):
         (tmp_path / name).mkdir()
     assert recommender_stages(tmp_path) == [tmp_path / "seq-llmesr", tmp_path / "seq-sasrec"]
-    assert (
-        stage_folder(tmp_path / "seq-sasrec") == tmp_path / "seq-sasrec" and stage_folder(tmp_path) == tmp_path / "seq"
-    )
+    assert stage_folder(tmp_path / "seq-sasrec") == tmp_path / "seq-sasrec"
+    (tmp_path / "seq-run" / "seq.checkpoints").mkdir(parents=True)  # a run directory whose name starts "seq"
+    assert stage_folder(tmp_path / "seq-run") == tmp_path / "seq-run" / "seq"
     with pytest.raises(EsrError, match="no seed trained or training here"):
         stage_histories(tmp_path / "seq-sasrec")
     with pytest.raises(EsrError, match="no recommender trained or training here"):

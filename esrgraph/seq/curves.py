@@ -34,8 +34,10 @@ def recommender_stages(run_dir: Path) -> list[Path]:
 
 
 def stage_folder(path: Path) -> Path:
-    """A recommender stage folder named by itself (``runs/NAME/seq-sasrec``) or by its run directory."""
-    return path if path.name.removesuffix(CHECKPOINTS).startswith(STAGE) else path / STAGE
+    """A recommender stage folder named by its run directory (``runs/NAME``: its ``seq``) or by itself
+    (``runs/NAME/seq-sasrec``, an ablation's variant)."""
+    inside = path / STAGE
+    return inside if inside.is_dir() or inside.with_name(STAGE + CHECKPOINTS).is_dir() else path
 
 
 def stage_histories(stage: Path) -> dict[int, tuple[list[dict], bool]]:
