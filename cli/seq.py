@@ -55,7 +55,8 @@ def curves(run, against: Path | None, seeds: tuple[int, ...], every: int) -> Non
     """Print the validation curves by user and item group, per epoch and seed, while training or after."""
     from esrgraph.seq.curves import curve_table, recommender_stages, stage_folder, stage_histories, summary
 
-    others = stage_histories(stage_folder(against)) if against else {}
+    baseline_stage = stage_folder(against) if against else None
+    others = stage_histories(baseline_stage) if baseline_stage else {}
     for stage in recommender_stages(run.dir):
         mine = stage_histories(stage)
         missing = [seed for seed in seeds if seed not in mine]
@@ -66,7 +67,7 @@ def curves(run, against: Path | None, seeds: tuple[int, ...], every: int) -> Non
             click.echo(f"{stage} · seed {seed} · validation NDCG@10 · {summary(history, finished)}")
             baseline = others.get(seed)
             if baseline is not None:
-                click.echo(f"against {stage_folder(against)} · seed {seed} · {summary(*baseline)}")
-            elif against:
-                click.echo(f"against {stage_folder(against)}: no seed {seed} there")
+                click.echo(f"against {baseline_stage} · seed {seed} · {summary(*baseline)}")
+            elif baseline_stage:
+                click.echo(f"against {baseline_stage}: no seed {seed} there")
             click.echo(curve_table(history, baseline[0] if baseline else None, every) + "\n")

@@ -157,4 +157,6 @@ def _processes(run: Run, stage: Stage) -> DistContext:
 def _clear_checkpoints(stage_dir: Path) -> None:
     import shutil
 
-    shutil.rmtree(stage_dir.with_name(stage_dir.name + ".checkpoints"), ignore_errors=True)
+    from .training.checkpoint import checkpoint_folder
+
+    shutil.rmtree(checkpoint_folder(stage_dir), ignore_errors=True)

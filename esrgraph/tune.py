@@ -120,8 +120,9 @@ class _Objective:
 
 
 def _checkpoints(run: Run) -> Path:
-    folder = run.stage_dir("seq")
-    return folder.with_name(folder.name + ".checkpoints")
+    from .stages.seq import checkpoint_root
+
+    return checkpoint_root(run)
 
 
 def _digest(data) -> str:

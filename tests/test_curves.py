@@ -45,6 +45,7 @@ def test_every_nth_epoch_keeps_the_best_and_the_last():
 def test_a_finished_history_wins_over_a_checkpoint_and_a_training_seed_is_read_from_its_checkpoint(tmp_path):
     (tmp_path / "seq").mkdir()
     (tmp_path / "seq" / "history-seed1.json").write_text(json.dumps([entry(1, 0.2, 0.1)]))
+    (tmp_path / "seq" / "model-seed1.pt").write_bytes(b"")  # a finished seed has its model beside its history
     for seed, history in ((1, [entry(1, 0.1, 0.0)]), (2, [entry(1, 0.3, 0.1), entry(2, 0.31, 0.1)])):
         folder = tmp_path / "seq.checkpoints" / f"seed-{seed}"
         folder.mkdir(parents=True)

@@ -13,21 +13,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import read_json
 from ..errors import EsrError
 from ..eval.metrics import GROUPS, VALID_METRIC
-from ..training.checkpoint import INDEX
+from ..training.checkpoint import checkpoint_folder
+from .store import histories, training_histories
 
 STAGE = "seq"
-CHECKPOINTS = ".checkpoints"
 COLUMNS = {"overall": f"valid_{VALID_METRIC}"} | {group: f"valid_{group}" for group in GROUPS[1:]}
 
 
 def recommender_stages(run_dir: Path) -> list[Path]:
     """The recommender stage folders of a run directory, finished or still training: ``seq``, and one
     ``seq-<variant>`` per variant ``esr ablate`` trained there."""
-    names = {path.name.removesuffix(CHECKPOINTS) for path in run_dir.glob(f"{STAGE}*") if path.is_dir()}
+    names = {path.name.partition(".")[0] for path in run_dir.glob(f"{STAGE}*") if path.is_dir()}
     stages = [run_dir / name for name in sorted(names) if name == STAGE or name.startswith(f"{STAGE}-")]
+    stages = [stage for stage in stages if stage.is_dir() or checkpoint_folder(stage).is_dir()]
     if not stages:
         raise EsrError(f"{run_dir}: no recommender trained or training here (no {STAGE}/ folder)")
     return stages
@@ -37,19 +37,14 @@ def stage_folder(path: Path) -> Path:
     """A recommender stage folder named by its run directory (``runs/NAME``: its ``seq``) or by itself
     (``runs/NAME/seq-sasrec``, an ablation's variant)."""
     inside = path / STAGE
-    return inside if inside.is_dir() or inside.with_name(STAGE + CHECKPOINTS).is_dir() else path
+    return inside if inside.is_dir() or checkpoint_folder(inside).is_dir() else path
 
 
 def stage_histories(stage: Path) -> dict[int, tuple[list[dict], bool]]:
-    """seed -> (per-epoch history, finished) of one recommender stage: the finished stage's
-    ``history-seed<S>.json``, else the checkpoint of a seed still training (or interrupted)."""
-    stage = stage.with_name(stage.name.removesuffix(CHECKPOINTS))
-    found: dict[int, tuple[list[dict], bool]] = {}
-    for path in sorted(stage.with_name(stage.name + CHECKPOINTS).glob(f"seed-*/{INDEX}")):
-        progress = read_json(path).get("progress") or {}
-        found[int(path.parent.name.removeprefix("seed-"))] = (progress.get("history") or [], False)
-    for path in sorted(stage.glob("history-seed*.json")):
-        found[int(path.stem.removeprefix("history-seed"))] = (read_json(path), True)
+    """seed -> (per-epoch history, finished) of one recommender stage: the finished seeds' histories,
+    else the checkpoint of a seed still training (or interrupted)."""
+    found = {seed: (history, False) for seed, history in training_histories(checkpoint_folder(stage)).items()}
+    found |= {seed: (history, True) for seed, history in histories(stage).items()}
     if not found:
         raise EsrError(f"{stage}: no seed trained or training here (no history-seed*.json, no checkpoint)")
     return dict(sorted(found.items()))

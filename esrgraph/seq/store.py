@@ -16,7 +16,7 @@ import torch
 from ..artifacts import read_json
 from ..config_schema import build
 from ..errors import InputError
-from ..training.checkpoint import load_state
+from ..training.checkpoint import INDEX, load_state
 from .config import SeqConfig
 from .model import SeqRecommender
 
@@ -49,5 +49,24 @@ def trained_seeds(folder: Path) -> list[int]:
     return sorted(int(p.stem.removeprefix("model-seed")) for p in Path(folder).glob("model-seed*.pt"))
 
 
+def history_file(folder: Path, seed: int) -> Path:
+    """A seed's validation and loss per epoch, in a finished stage folder."""
+    return Path(folder) / f"history-seed{seed}.json"
+
+
 def histories(folder: Path) -> dict[int, list[dict]]:
-    return {seed: json.loads((Path(folder) / f"history-seed{seed}.json").read_text()) for seed in trained_seeds(folder)}
+    return {seed: json.loads(history_file(folder, seed).read_text()) for seed in trained_seeds(folder)}
+
+
+def seed_checkpoints(root: Path, seed: int) -> Path:
+    """The checkpoint store of one seed's training, under the stage's checkpoints folder."""
+    return Path(root) / f"seed-{seed}"
+
+
+def training_histories(root: Path) -> dict[int, list[dict]]:
+    """seed -> the history so far of every seed whose training left a checkpoint under ``root``."""
+    found = {}
+    for index in Path(root).glob(f"seed-*/{INDEX}"):
+        progress = read_json(index).get("progress") or {}
+        found[int(index.parent.name.removeprefix("seed-"))] = progress.get("history") or []
+    return found

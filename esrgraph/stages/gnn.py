@@ -22,7 +22,7 @@ from ..gnn.pretrain import pretrain_into
 from ..graph.edges import HeteroEdges
 from ..graph.io import load_edges, load_sidecar, node_values
 from ..text.store import ITEM_LLM, load_array
-from ..training.checkpoint import CheckpointStore
+from ..training.checkpoint import CheckpointStore, checkpoint_folder
 from . import Stage, StageRun
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ def section(cfg) -> dict:
 
 
 def checkpoint_store(ctx: StageRun) -> CheckpointStore:
-    folder = ctx.run.stage_dir("gnn")
-    return CheckpointStore(folder.with_name(folder.name + ".checkpoints"), ctx.key)
+    return CheckpointStore(checkpoint_folder(ctx.run.stage_dir("gnn")), ctx.key)
 
 
 def produce(ctx: StageRun, out: Path) -> dict:

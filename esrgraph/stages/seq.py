@@ -25,10 +25,10 @@ from ..artifacts import is_up_to_date, write_json
 from ..errors import ConfigError
 from ..seq.build import RecommenderInputs, build_evaluator, model_shapes
 from ..seq.config import ReadoutsConfig, TrainConfig
-from ..seq.store import model_spec
+from ..seq.store import history_file, model_spec, seed_checkpoints
 from ..seq.train import SharedModel, shared_model_from, train_recommender
 from ..seq.variants import variant_spec
-from ..training.checkpoint import CheckpointStore, save_state
+from ..training.checkpoint import CheckpointStore, checkpoint_folder, save_state
 from ..training.device import resolve_device
 from . import Stage, StageRun
 
@@ -60,8 +60,7 @@ def section(cfg) -> dict:
 
 
 def checkpoint_root(run) -> Path:
-    folder = run.stage_dir(NAME)
-    return folder.with_name(folder.name + ".checkpoints")
+    return checkpoint_folder(run.stage_dir(NAME))
 
 
 def produce(ctx: StageRun, out: Path | None) -> dict:
@@ -74,7 +73,7 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
     donor = declared_shared_model(ctx.run)
     summary = {}
     for seed in cfg.train.seeds:
-        store = CheckpointStore(checkpoint_root(ctx.run) / f"seed-{seed}", ctx.key)
+        store = CheckpointStore(seed_checkpoints(checkpoint_root(ctx.run), seed), ctx.key)
         shared = shared_for_seed(donor, seed)
         trained = train_recommender(
             cfg, inputs, seed, device, store, ctx.resume, dist, shared, data, evaluator, ctx.callbacks
@@ -82,7 +81,7 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
         summary[str(seed)] = trained.summary
         if out is not None:
             save_state(out / f"model-seed{seed}.pt", trained.model.state_dict())
-            write_json(out / f"history-seed{seed}.json", trained.history)
+            write_json(history_file(out, seed), trained.history)
         del trained  # the next seed's model is built before this name would be bound again
         # the model, its trainer and training parts refer to each other: without a collection they
         # outlived the stage, and at a million items the evaluate stage loaded its model beside them

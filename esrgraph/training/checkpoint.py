@@ -41,6 +41,11 @@ def save_state(path: Path, data: dict) -> None:
     atomic_write(path, lambda handle: torch.save(data, handle))
 
 
+def checkpoint_folder(stage_dir: Path) -> Path:
+    """Where a stage's training keeps its checkpoints until the stage completes: beside the stage folder."""
+    return stage_dir.with_name(stage_dir.name + ".checkpoints")
+
+
 def load_state(path: Path, device: torch.device | str = "cpu") -> dict:
     """``torch.load(weights_only=True)`` with a damaged or missing file named in one line."""
     try:
