@@ -21,6 +21,7 @@ from .config import SeqConfig
 from .model import SeqRecommender
 
 SPEC = "model.json"
+MODEL_PREFIX = "model-seed"
 
 
 def model_spec(seq: SeqConfig, num_items: int, shapes: dict[str, list[int] | None]) -> dict:
@@ -41,12 +42,17 @@ def load_model(folder: Path, seed: int, device: torch.device | str = "cpu") -> S
     seq = build(SeqConfig, spec["seq"], "seq.")
     empty = {name: torch.zeros(shape) if shape else None for name, shape in spec["shapes"].items()}
     model = SeqRecommender(seq, spec["num_items"], **empty)
-    model.load_state_dict(load_state(folder / f"model-seed{seed}.pt"))
+    model.load_state_dict(load_state(model_file(folder, seed)))
     return model.to(device).eval()
 
 
+def model_file(folder: Path, seed: int) -> Path:
+    """A seed's weights, in a finished stage folder."""
+    return Path(folder) / f"{MODEL_PREFIX}{seed}.pt"
+
+
 def trained_seeds(folder: Path) -> list[int]:
-    return sorted(int(p.stem.removeprefix("model-seed")) for p in Path(folder).glob("model-seed*.pt"))
+    return sorted(int(p.stem.removeprefix(MODEL_PREFIX)) for p in Path(folder).glob(f"{MODEL_PREFIX}*.pt"))
 
 
 def history_file(folder: Path, seed: int) -> Path:

@@ -33,7 +33,7 @@ from .cold import map_cold_items
 from .fit_readouts import fit_readouts
 from .model import SeqRecommender
 from .popularity import fit_popularity_correction
-from .store import history_file
+from .store import history_file, model_file
 from .theta import tune_theta
 
 
@@ -180,7 +180,7 @@ def shared_model_from(folder: Path, seed: int) -> SharedModel | None:
     from ..training.checkpoint import load_state
 
     summary = (read_manifest(folder) or {}).get("seeds", {}).get(str(seed))
-    weights, history = folder / f"model-seed{seed}.pt", history_file(folder, seed)
+    weights, history = model_file(folder, seed), history_file(folder, seed)
     if summary is None or not weights.is_file() or not history.is_file():
         return None
     return SharedModel(load_state(weights), summary, json.loads(history.read_text()), folder.name)

@@ -25,7 +25,7 @@ from ..artifacts import is_up_to_date, write_json
 from ..errors import ConfigError
 from ..seq.build import RecommenderInputs, build_evaluator, model_shapes
 from ..seq.config import ReadoutsConfig, TrainConfig
-from ..seq.store import history_file, model_spec, seed_checkpoints
+from ..seq.store import history_file, model_file, model_spec, seed_checkpoints
 from ..seq.train import SharedModel, shared_model_from, train_recommender
 from ..seq.variants import variant_spec
 from ..training.checkpoint import CheckpointStore, checkpoint_folder, save_state
@@ -80,7 +80,7 @@ def produce(ctx: StageRun, out: Path | None) -> dict:
         )
         summary[str(seed)] = trained.summary
         if out is not None:
-            save_state(out / f"model-seed{seed}.pt", trained.model.state_dict())
+            save_state(model_file(out, seed), trained.model.state_dict())
             write_json(history_file(out, seed), trained.history)
         del trained  # the next seed's model is built before this name would be bound again
         # the model, its trainer and training parts refer to each other: without a collection they
