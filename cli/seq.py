@@ -1,4 +1,4 @@
-"""Commands for the sequential recommender: train-seq, evaluate, curves."""
+"""Commands for the sequential recommender: train-seq, evaluate, curves, compare."""
 
 from __future__ import annotations
 
@@ -71,3 +71,26 @@ def curves(run, against: Path | None, seeds: tuple[int, ...], every: int) -> Non
             elif baseline_stage:
                 click.echo(f"against {baseline_stage}: no seed {seed} there")
             click.echo(curve_table(history, baseline[0] if baseline else None, every) + "\n")
+
+
+@esr.command()
+@click.argument("paths", nargs=-1, required=True, metavar="MODEL... vs BASELINE...")
+@click.option("--metric", default="NDCG@10", show_default=True, help="The metric compared (HR@K, NDCG@K, MRR).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as JSON.")
+def compare(paths: tuple[str, ...], metric: str, json_path: Path | None) -> None:
+    """Compare finished runs' test metrics by user and item group: the model's change over a baseline.
+
+    Each side is one or more run folders (or their eval folders, or metrics.json files), pooled by
+    seed, e.g. esr compare runs/mine-s1 runs/mine-s2 vs runs/sasrec-s1 runs/sasrec-s2.
+    """
+    from esrgraph.artifacts import write_json
+    from esrgraph.eval.compare import comparison, comparison_table, pool
+
+    if paths.count("vs") != 1 or paths[0] == "vs" or paths[-1] == "vs":
+        raise click.UsageError("give MODEL... vs BASELINE...: one 'vs' between two non-empty lists of runs")
+    split = paths.index("vs")
+    result = comparison(pool([Path(p) for p in paths[:split]]), pool([Path(p) for p in paths[split + 1 :]]), metric)
+    click.echo(comparison_table(result))
+    if json_path is not None:
+        write_json(json_path, result)
+        click.echo(f"comparison -> {json_path}")

@@ -23,6 +23,7 @@ import numpy as np
 from .artifacts import atomic_write, atomic_write_bytes, read_json, read_manifest, write_json
 from .config import Config, load_config
 from .errors import ConfigError, EsrError
+from .eval.compare import change_cell, changes
 from .eval.metrics import GROUPS, VALID_METRIC
 from .pipeline import current, ensure
 from .runs import Run
@@ -239,44 +240,9 @@ def best_id_only(outcomes: dict[str, Outcome]) -> str | None:
     return max(present, key=lambda name: np.mean(outcomes[name].valid)) if present else None
 
 
-GAIN_GROUPS = ("overall", "tail_users", "head_users", "tail_items", "head_items")
-
-
 def gains(variants: dict[str, dict], baseline: str) -> dict:
-    """Relative NDCG@10 change over ``baseline`` per protocol and group: the change of the means, and the
-    mean and std of the per-seed changes (each seed against the baseline's same seed)."""
-    base = variants[baseline]
-    out = {}
-    for name, v in variants.items():
-        if name == baseline:
-            continue
-        out[name] = {}
-        for protocol in v["summary"]:
-            out[name][protocol] = {}
-            for group in GAIN_GROUPS:
-                mean = _relative(
-                    v["summary"][protocol][group][VALID_METRIC]["mean"],
-                    base["summary"][protocol][group][VALID_METRIC]["mean"],
-                )
-                paired = [
-                    _relative(
-                        v["per_seed"][s][protocol][group][VALID_METRIC],
-                        base["per_seed"][s][protocol][group][VALID_METRIC],
-                    )
-                    for s in v["per_seed"]
-                    if s in base["per_seed"]
-                ]
-                paired = [p for p in paired if p is not None]
-                out[name][protocol][group] = {
-                    "change": mean,
-                    "seed_mean": float(np.mean(paired)) if paired else None,
-                    "seed_std": float(np.std(paired, ddof=1)) if len(paired) > 1 else 0.0,
-                }
-    return out
-
-
-def _relative(value: float | None, base: float | None) -> float | None:
-    return (value - base) / base if value is not None and base else None
+    """Each variant's relative NDCG@10 change over ``baseline`` per protocol and group (:func:`changes`)."""
+    return {name: changes(v, variants[baseline]) for name, v in variants.items() if name != baseline}
 
 
 def markdown(results: dict, ks) -> str:
@@ -323,7 +289,7 @@ def markdown(results: dict, ks) -> str:
         ]
         for name, per in results["gains"].items():
             for protocol, g in per.items():
-                lines.append(f"| {name} | {protocol} | " + " | ".join(_gain_cell(g[k]) for k in GAIN_GROUPS) + " |")
+                lines.append(f"| {name} | {protocol} | " + " | ".join(change_cell(g[k]) for k in GROUPS) + " |")
     return "\n".join(lines)
 
 
@@ -352,12 +318,6 @@ def _cold_section(variants: dict) -> list[str]:
                 f"| {m['NDCG@10']['mean']:.4f} ± {m['NDCG@10']['std']:.4f} |"
             )
     return lines + [""]
-
-
-def _gain_cell(gain: dict) -> str:
-    if gain["seed_mean"] is None:
-        return "–" if gain["change"] is None else f"{gain['change']:+.1%}"
-    return f"{gain['seed_mean']:+.1%} ± {gain['seed_std']:.1%}"
 
 
 def plot_gains(results: dict, path: Path) -> None:
