@@ -17,7 +17,9 @@ def write_metrics(path, seeds: dict[int, float], dataset="tiny", ranked=50, tail
         groups["tail_items"]["NDCG@10"] = tail_items[seed] if tail_items else value
         per_seed[str(seed)] = {"full": groups, "sampled": groups}
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"dataset": dataset, "model": path.parent.name, "split": "test", "users": {"ranked": ranked}}
+    body = {"dataset": dataset, "model": path.parent.name, "split": "test"}
+    if ranked is not None:  # files written before eval.users existed have no count: every user was ranked
+        body["users"] = {"ranked": ranked}
     path.write_text(json.dumps(body | {"per_seed": per_seed}))
     return path
 
@@ -27,7 +29,7 @@ def test_sides_pool_their_seeds_and_each_group_changes_by_the_means_and_by_paire
         write_metrics(tmp_path / "a1" / "eval" / "metrics.json", {1: 0.12}, tail_items={1: 0.05}),
         write_metrics(tmp_path / "a2" / "metrics.json", {2: 0.14}, tail_items={2: 0.03}),
     ]
-    base = write_metrics(tmp_path / "b.json", {1: 0.10, 2: 0.10}, tail_items={1: 0.04, 2: 0.04})
+    base = write_metrics(tmp_path / "b.json", {1: 0.10, 2: 0.10}, ranked=None, tail_items={1: 0.04, 2: 0.04})
     result = comparison(pool([tmp_path / "a1", tmp_path / "a2"]), pool([base]))
     assert result["sides"]["model"]["files"] == [str(mine[0]), str(mine[1])]
     assert result["sides"]["model"]["seeds"] == ["1", "2"]

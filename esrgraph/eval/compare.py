@@ -87,7 +87,7 @@ def _check_same(path: Path, side: Side, dataset: str, split: str, ranked: int | 
     for what, mine, theirs in (("dataset", dataset, side.dataset), ("split", split, side.split)):
         if mine != theirs:
             raise InputError(path, f"{what} {mine!r}, where {side.files[0]} has {theirs!r}; compare like with like")
-    if ranked != side.ranked:
+    if ranked != side.ranked and None not in (ranked, side.ranked):  # files from before eval.users rank everyone
         raise InputError(
             path, f"ranks {ranked} users, where {side.files[0]} ranks {side.ranked}: set the same eval.users"
         )
