@@ -37,7 +37,7 @@ class Side:
     models: list[str]
     dataset: str
     split: str
-    ranked: int
+    ranked: int | None  # users ranked; None in files from before eval.users (every user)
     per_seed: dict[str, dict]
 
     @property
