@@ -1,16 +1,16 @@
 """``esr ablate``: variants × seeds on one dataset, one table with the popularity floor, one plot.
 
 Variants: the item-id-only models (SASRec; BSARec over its window of
-``seq.max_length``), LLM-ESR, the package's default model, the default with
-graph fusion (each fusion) and with user-group readouts (each mode, and the
-one-readout control), and the full model: the fusion and the readout mode
-with the best *validation* NDCG@10, so nothing is chosen on test data. Every
-variant trains with the config's objective and budget (epochs, patience, the
-popularity-floor rule), so the comparison is fair. Gains are measured against
-the best id-only model on validation. All variants share one run directory:
-the dataset, embedding, graph and pretraining stages run once; each variant
-has its own ``seq-<variant>`` and ``eval-<variant>`` stages.
-"""
+``seq.max_length``), SASRec with its ids started at the text's PCA, LLM-ESR,
+the package's default model, the default with graph fusion (each fusion) and
+with user-group readouts (each mode, and the one-readout control), and the
+full model: the fusion and the readout mode with the best *validation*
+NDCG@10, so nothing is chosen on test data. Every variant trains with the
+config's objective and budget (epochs, patience, the popularity-floor rule),
+so the comparison is fair. Gains are measured against the best id-only model
+on validation. All variants share one run directory: the dataset, embedding,
+graph and pretraining stages run once; each variant has its own
+``seq-<variant>`` and ``eval-<variant>`` stages."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class Variant:
 FIXED_VARIANTS = [
     Variant("sasrec", BARE + ["seq.variant=plain"], "SASRec, item ids only"),
     Variant("bsarec", BARE + ["seq.variant=plain", "seq.backbone=bsarec"], "BSARec, item ids only"),
+    Variant("text-init", BARE + ["seq.variant=text-init"], "SASRec, item ids started at the LLM embeddings' PCA"),
     Variant("llmesr", BARE + ["seq.variant=llmesr"], "LLM-ESR"),
     Variant(DEFAULT, BARE, f"the default model ({DEFAULT})"),
     *[Variant(f"{DEFAULT}+graph-{f}", BARE + [f"seq.fusion={f}"], f"{DEFAULT} + graph ({f})") for f in FUSIONS],

@@ -55,6 +55,16 @@ def test_models_learn_a_sequential_pattern(backbone, loss, tmp_path):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
+def test_the_text_started_id_model_learns(tmp_path):
+    """The collaborative view alone, started at stand-in PCA rows: far better than chance."""
+    trainer, evaluator = setup("sasrec", tmp_path, epochs=25, loss="ce", extra=("seq.variant=text-init",))
+    assert trainer.model.views.names == ["collaborative"]
+    trainer.fit(seed=0)
+    trainer.model.load_state_dict(torch.load(trainer.store.best_path(), weights_only=True))
+    after = evaluator.evaluate(trainer.model, "test", ["full"])["full"]["overall"]["HR@10"]
+    assert after > 0.8, after  # chance: about 10 of 37 unseen items
+
+
 def test_the_dual_view_model_learns_with_per_view_losses(tmp_path):
     """Text views (stand-in rows) beside ids, each view also trained alone: far better than chance."""
     extra = ("seq.variant=dual-view", "seq.view_loss=1.0")
@@ -653,6 +663,13 @@ def test_the_pca_rows_are_read_from_the_embed_folder_per_model_built(tmp_path):
         model = build_recommender(cfg, inputs, seed)
         assert torch.allclose(model.views.ids.weight[1 : n + 1], torch.from_numpy(rows[1:]))
     assert inputs.pca == tmp_path  # the rows were not kept
+    # text-init: the same start, and no semantic view (its scores are the ids' alone)
+    alone = build_recommender(
+        load_config(None, ["seq.hidden_size=8", "seq.num_heads=2", "seq.variant=text-init"]), inputs, 1
+    )
+    assert alone.views.names == ["collaborative"] and alone.views.semantic is None
+    assert torch.allclose(alone.views.ids.weight[1 : n + 1], torch.from_numpy(rows[1:]))
+    assert alone.user_dim == 8 and not any(name.startswith("views.semantic") for name in alone.state_dict())
 
 
 def test_no_model_outlives_its_stage(tiny, tmp_path):

@@ -67,9 +67,8 @@ class RecommenderInputs:
 
 def _read_arrays(cfg, inputs: RecommenderInputs) -> dict[str, np.ndarray | None]:
     """The input arrays the configured model reads (None for those it does not), the id table's start aside."""
-    use_text = variant_spec(cfg.seq).text
     return {
-        "llm": inputs.llm if use_text else None,
+        "llm": inputs.llm if variant_spec(cfg.seq).semantic else None,
         "graph": inputs.graph if cfg.seq.fusion != "none" else None,
         "tail_users": inputs.dataset.tail_users,
     }
@@ -87,7 +86,7 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
     arrays = _read_arrays(cfg, inputs)
     llm, graph = as_tensor(arrays["llm"]), as_tensor(arrays["graph"])
     init = None
-    if llm is not None:
+    if variant_spec(cfg.seq).text:
         pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
         init = as_tensor(pca)
     if graph is not None:
@@ -136,7 +135,7 @@ def prepare_training(cfg, inputs: RecommenderInputs, model: SeqRecommender, data
     auxiliary = []
     if distills(cfg.seq) and inputs.similar_users is not None:
         auxiliary.append(SelfDistillation(inputs.similar_users, cfg.seq.distill, data, cfg.seq.distill.alpha))
-    objective = build_objective(cfg.train, data.num_warm, popularity, variant_spec(cfg.seq).text)
+    objective = build_objective(cfg.train, data.num_warm, popularity, variant_spec(cfg.seq).semantic)
     model.prepare_training(data, objective, tuple(auxiliary))
 
 
@@ -156,7 +155,7 @@ def build_trainer(
     here and the trainer read the same concrete settings."""
     device = torch.device(device)
     data = data or inputs.sequences(cfg)
-    settled = resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).text, device, data.mean_training_targets())
+    settled = resolve(cfg.train, data.num_warm, variant_spec(cfg.seq).semantic, device, data.mean_training_targets())
     cfg = replace(cfg, train=settled)
     evaluator = evaluator or build_evaluator(cfg, data, device)
     prepare_training(cfg, inputs, model, data)

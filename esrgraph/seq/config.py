@@ -74,7 +74,8 @@ class SeqConfig:
     variant: str = field(
         "dual-view",
         choices=VARIANTS.choices(),
-        help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation) or llmesr (the full model)",
+        help="plain (id embeddings only), dual-view (LLM-ESR without self-distillation), llmesr (the full model) "
+        "or text-init (id embeddings only, started at the PCA of the LLM item embeddings)",
     )
     # 256: test NDCG@10 +4% on amazon-beauty and +3% on held-out amazon-office (3 seeds each, every group
     # higher under full ranking) over 128, which had beaten the reference's 64 on validation; since then
@@ -157,7 +158,7 @@ class TrainConfig:
         help="training objective: ce (full softmax: every item scored at every target), sampled_softmax "
         "(negatives shared by a batch, log-frequency correction: the cost of a step does not grow with the "
         "catalogue), bce or gbce (sampled negatives per position); auto: ce up to 15,000 trainable items, "
-        "sampled_softmax above (a model with no text view, seq.variant plain: ce up to 50,000)",
+        "sampled_softmax above (a model with no text view, seq.variant plain or text-init: ce up to 50,000)",
     )
     negatives: int | None = field(
         None,

@@ -103,12 +103,12 @@ class SeqRecommender(nn.Module):
         self.left_pad = left_padded(cfg)
         self.causal = spec.causal(cfg)
         self.reads_one_position = spec.reads_one_position
-        use_llm = variant_spec(cfg).text
+        variant = variant_spec(cfg)
         self.views = ItemViews(
             num_items,
             cfg.hidden_size,
-            llm if use_llm else None,
-            init if use_llm else None,
+            llm if variant.semantic else None,
+            init if variant.text else None,
             graph,
             cfg.fusion,
             mask_token=self.scheme.mask_token,

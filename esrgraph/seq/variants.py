@@ -4,7 +4,9 @@
 * ``dual-view``: LLM-ESR's semantic view (frozen LLM item embeddings through an
   adapter) beside the collaborative view (id embeddings initialised with the
   PCA of the LLM embeddings), without self-distillation;
-* ``llmesr``: the full LLM-ESR model, with retrieval-augmented self-distillation.
+* ``llmesr``: the full LLM-ESR model, with retrieval-augmented self-distillation;
+* ``text-init``: the collaborative view alone, its id embeddings started at the
+  PCA of the LLM embeddings: what the text gives through the start alone.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from .registry import VARIANTS
 
 @dataclass(frozen=True)
 class VariantSpec:
-    text: bool  # semantic view and PCA-initialised ids: reads the embed stage
+    text: bool  # PCA-initialised ids: reads the embed stage
     distills: bool  # self-distillation from similar users (reads the similar users)
     help: str
+    text_view: bool = True  # with text: the semantic view beside the ids (else the ids' start alone)
+
+    @property
+    def semantic(self) -> bool:
+        """Whether the model has the semantic view (frozen LLM item embeddings through an adapter)."""
+        return self.text and self.text_view
 
 
 def variant_spec(seq) -> VariantSpec:
@@ -34,3 +42,7 @@ def distills(seq) -> bool:
 VARIANTS.register("plain", VariantSpec(text=False, distills=False, help="id embeddings only"))
 VARIANTS.register("dual-view", VariantSpec(text=True, distills=False, help="LLM-ESR without self-distillation"))
 VARIANTS.register("llmesr", VariantSpec(text=True, distills=True, help="the full LLM-ESR model"))
+VARIANTS.register(
+    "text-init",
+    VariantSpec(text=True, distills=False, text_view=False, help="id embeddings only, started at the LLM PCA"),
+)

@@ -33,7 +33,7 @@ def produce(ctx: StageRun, out: Path) -> dict:
         per_seed[str(seed)] = evaluator.evaluate(model, "test")
     popularity = PopularityScorer(data.train_popularity().numpy(), device)
     floor = evaluator.evaluate(popularity, "test")
-    objective = objective_name(cfg.train.loss, ds.num_warm, variant_spec(cfg.seq).text)
+    objective = objective_name(cfg.train.loss, ds.num_warm, variant_spec(cfg.seq).semantic)
     metrics = {
         "dataset": ds.name,
         "model": describe_model(cfg, objective),
