@@ -66,6 +66,12 @@ def test_gbce_beta_runs_from_plain_bce_to_full_calibration():
     assert gbce_beta(3, NUM_ITEMS, 0.5) == pytest.approx((1 + alpha) / 2)  # linear in t: halfway between the two
 
 
+def _seq(variant: str):
+    from esrgraph.config import load_config
+
+    return load_config(None, [f"seq.variant={variant}"]).seq
+
+
 def test_the_size_rule_picks_the_documented_objective_and_each_its_own_negatives():
     import torch
 
@@ -81,7 +87,12 @@ def test_the_size_rule_picks_the_documented_objective_and_each_its_own_negatives
     assert isinstance(large, SampledSoftmax) and large.negatives == 2048
     assert isinstance(build_objective(train, 50_000, text_view=False), FullSoftmax)  # id-only: to 50,000
     assert isinstance(build_objective(train, 50_001, torch.ones(50_002), text_view=False), SampledSoftmax)
-    assert "(a model with no text view, seq.variant plain: ce up to 50,000)" in _help("loss")
+    assert "(a model with no text view, seq.variant plain or text-init: ce up to 50,000)" in _help("loss")
+    from esrgraph.seq.registry import VARIANTS
+    from esrgraph.seq.variants import variant_spec
+
+    no_text_view = [v for v in VARIANTS.names() if not variant_spec(_seq(v)).semantic]
+    assert no_text_view == ["plain", "text-init"]  # the two the help names, which the size rule reads
     gbce = build_objective(load_config(None, ["train.loss=gbce"]).train, 100)
     assert isinstance(gbce, GeneralisedBCE) and gbce.negatives == 256
     assert build_objective(load_config(None, ["train.loss=bce", "train.negatives=7"]).train, 100).negatives == 7
