@@ -1,8 +1,9 @@
 """Training speed of the sequential recommenders: sequences/s, seconds per epoch, peak memory.
 
-Reference settings (hidden 64, 2 layers, 1 head, max length 200, batch 128,
-K = 10, BCE with one negative) unless overridden. Each (dataset, model) is
-measured in its own process so peak memory (RSS, or CUDA peak) is its own.
+The config's settings (the package defaults where it sets none: hidden 256,
+the size rule's objective) unless overridden with ``-o``. Each (dataset,
+model) is measured in its own process so peak memory (RSS, or CUDA peak) is
+its own.
 The text embeddings come from the run directory (``esr embed`` with the same
 config and ``--root``; computed first if missing).
 
