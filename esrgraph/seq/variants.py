@@ -19,14 +19,12 @@ from .registry import VARIANTS
 @dataclass(frozen=True)
 class VariantSpec:
     text: bool  # PCA-initialised ids: reads the embed stage
+    semantic: bool  # the semantic view (frozen LLM item embeddings through an adapter) beside the ids
     distills: bool  # self-distillation from similar users (reads the similar users)
     help: str
-    text_view: bool = True  # with text: the semantic view beside the ids (else the ids' start alone)
 
-    @property
-    def semantic(self) -> bool:
-        """Whether the model has the semantic view (frozen LLM item embeddings through an adapter)."""
-        return self.text and self.text_view
+    def __post_init__(self):
+        assert self.text or not self.semantic, "the semantic view reads the embed stage"
 
 
 def variant_spec(seq) -> VariantSpec:
@@ -39,10 +37,12 @@ def distills(seq) -> bool:
     return variant_spec(seq).distills and seq.distill.alpha > 0
 
 
-VARIANTS.register("plain", VariantSpec(text=False, distills=False, help="id embeddings only"))
-VARIANTS.register("dual-view", VariantSpec(text=True, distills=False, help="LLM-ESR without self-distillation"))
-VARIANTS.register("llmesr", VariantSpec(text=True, distills=True, help="the full LLM-ESR model"))
+VARIANTS.register("plain", VariantSpec(text=False, semantic=False, distills=False, help="id embeddings only"))
+VARIANTS.register(
+    "dual-view", VariantSpec(text=True, semantic=True, distills=False, help="LLM-ESR without self-distillation")
+)
+VARIANTS.register("llmesr", VariantSpec(text=True, semantic=True, distills=True, help="the full LLM-ESR model"))
 VARIANTS.register(
     "text-init",
-    VariantSpec(text=True, distills=False, text_view=False, help="id embeddings only, started at the LLM PCA"),
+    VariantSpec(text=True, semantic=False, distills=False, help="id embeddings only, started at the LLM PCA"),
 )
