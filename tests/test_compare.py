@@ -76,6 +76,7 @@ def test_the_command_prints_both_sides_and_the_changes_and_writes_json(tmp_path,
         (lambda p: ["compare", p["a"], "vs", p["empty"]], "holds no metrics.json"),
         (lambda p: ["compare", p["a"], "vs", p["broken"]], "is not the metrics esr evaluate writes"),
         (lambda p: ["compare", p["a"], "vs", p["b"], "--metric", "NDCG@7"], "has no metric 'NDCG@7'"),
+        (lambda p: ["compare", p["a"], "vs", p["no_hr"], "--metric", "HR@10"], "no_hr.json: has no metric 'HR@10'"),
     ],
 )
 def test_what_cannot_be_compared_stops_with_the_file_and_the_reason(tmp_path, capsys, change, message):
@@ -86,7 +87,14 @@ def test_what_cannot_be_compared_stops_with_the_file_and_the_reason(tmp_path, ca
         "fewer_users": write_metrics(tmp_path / "f.json", {1: 0.1}, ranked=20),
         "empty": tmp_path / "empty",
         "broken": tmp_path / "broken.json",
+        "no_hr": write_metrics(tmp_path / "no_hr.json", {1: 0.1}),
     }
+    no_hr = json.loads(paths["no_hr"].read_text())  # evaluated with other cut-offs: NDCG@10 only
+    for protocols in no_hr["per_seed"].values():
+        for groups in protocols.values():
+            for values in groups.values():
+                values.pop("HR@10")
+    paths["no_hr"].write_text(json.dumps(no_hr))
     paths["empty"].mkdir()
     paths["broken"].write_text('{"dataset": "tiny"}')
     assert main(change({k: str(v) for k, v in paths.items()})) != 0

@@ -138,8 +138,9 @@ def comparison(model: Side, baseline: Side, metric: str = VALID_METRIC) -> dict:
     _check_same(baseline.files[0], model, baseline.dataset, baseline.split, baseline.ranked)
     sides = {"model": model, "baseline": baseline}
     summaries = {name: side.summary for name, side in sides.items()}
-    if metric not in summaries["model"][next(iter(summaries["model"]))]["overall"]:
-        raise InputError(model.files[0], f"has no metric {metric!r}")
+    for name, side in sides.items():
+        if any(metric not in groups["overall"] for groups in summaries[name].values()):
+            raise InputError(side.files[0], f"has no metric {metric!r} (set eval.ks to rank it)")
     return {
         "dataset": model.dataset,
         "split": model.split,
