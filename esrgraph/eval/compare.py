@@ -105,7 +105,7 @@ def changes(model: dict, baseline: dict, metric: str = VALID_METRIC) -> dict:
         for group in GROUPS:
             mine, theirs = model["summary"][protocol][group][metric], baseline["summary"][protocol][group][metric]
             paired = [
-                _relative(values[protocol][group][metric], baseline["per_seed"][seed][protocol][group][metric])
+                relative_change(values[protocol][group][metric], baseline["per_seed"][seed][protocol][group][metric])
                 for seed, values in model["per_seed"].items()
                 if seed in baseline["per_seed"]
             ]
@@ -113,7 +113,7 @@ def changes(model: dict, baseline: dict, metric: str = VALID_METRIC) -> dict:
             spread = max(mine["std"] or 0.0, theirs["std"] or 0.0)
             inside = None if mine["mean"] is None or theirs["mean"] is None else abs(mine["mean"] - theirs["mean"])
             out[protocol][group] = {
-                "change": _relative(mine["mean"], theirs["mean"]),
+                "change": relative_change(mine["mean"], theirs["mean"]),
                 "seed_mean": float(np.mean(paired)) if paired else None,
                 "seed_std": float(np.std(paired, ddof=1)) if len(paired) > 1 else 0.0,
                 "seeds_paired": len(paired),
@@ -122,7 +122,8 @@ def changes(model: dict, baseline: dict, metric: str = VALID_METRIC) -> dict:
     return out
 
 
-def _relative(value: float | None, base: float | None) -> float | None:
+def relative_change(value: float | None, base: float | None) -> float | None:
+    """(value - base) / base; None where either is missing or the base is 0."""
     return (value - base) / base if value is not None and base else None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EsrError
+from ..eval.compare import relative_change
 from ..eval.metrics import GROUPS, VALID_METRIC
 from ..training.checkpoint import checkpoint_folder
 from .store import histories, training_histories
@@ -27,7 +28,7 @@ def recommender_stages(run_dir: Path) -> list[Path]:
     ``seq-<variant>`` per variant ``esr ablate`` trained there."""
     names = {path.name.partition(".")[0] for path in run_dir.glob(f"{STAGE}*") if path.is_dir()}
     stages = [run_dir / name for name in sorted(names) if name == STAGE or name.startswith(f"{STAGE}-")]
-    stages = [stage for stage in stages if stage.is_dir() or checkpoint_folder(stage).is_dir()]
+    stages = [stage for stage in stages if _started(stage)]
     if not stages:
         raise EsrError(f"{run_dir}: no recommender trained or training here (no {STAGE}/ folder)")
     return stages
@@ -37,7 +38,12 @@ def stage_folder(path: Path) -> Path:
     """A recommender stage folder named by its run directory (``runs/NAME``: its ``seq``) or by itself
     (``runs/NAME/seq-sasrec``, an ablation's variant)."""
     inside = path / STAGE
-    return inside if inside.is_dir() or checkpoint_folder(inside).is_dir() else path
+    return inside if _started(inside) else path
+
+
+def _started(stage: Path) -> bool:
+    """A stage that finished (its folder) or is training or was interrupted (its checkpoints)."""
+    return stage.is_dir() or checkpoint_folder(stage).is_dir()
 
 
 def stage_histories(stage: Path) -> dict[int, tuple[list[dict], bool]]:
@@ -62,10 +68,9 @@ def curve_table(history: list[dict], baseline: list[dict] | None = None, every: 
     group's change over the baseline's kept weights at the same epoch."""
     other = {entry["epoch"]: entry for entry in baseline or []}
     best = best_entry(history)
-    names = ["overall", "tail users", "head users", "tail items", "head items"]
     lines = [
-        "| epoch | kept | " + " | ".join(names) + " | raw | average |",
-        "|---:|---|" + "---:|" * (len(names) + 2),
+        "| epoch | kept | " + " | ".join(group.replace("_", " ") for group in GROUPS) + " | raw | average |",
+        "|---:|---|" + "---:|" * (len(GROUPS) + 2),
     ]
     for entry in history:
         if entry["epoch"] % every and entry is not history[-1] and entry is not best:
@@ -80,10 +85,8 @@ def curve_table(history: list[dict], baseline: list[dict] | None = None, every: 
 def _cell(entry: dict, key: str, against: dict | None) -> str:
     value = entry.get(key)
     text = _value(value)
-    base = against.get(key) if against else None
-    if value is not None and base:
-        text += f" ({(value / base - 1) * 100:+.0f}%)"
-    return text
+    change = relative_change(value, against.get(key)) if against else None
+    return text if change is None else f"{text} ({change:+.0%})"
 
 
 def _value(value: float | None) -> str:
