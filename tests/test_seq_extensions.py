@@ -10,7 +10,6 @@ from esrgraph.seq.model import SeqRecommender, TrainingParts
 from esrgraph.seq.objectives import BinaryCrossEntropy, Candidates
 from esrgraph.seq.registry import OBJECTIVES
 from esrgraph.seq.schemes import TrainingBatch
-from esrgraph.seq.views import FrozenTableView
 
 N, U = 20, 6
 TAIL = torch.tensor([True, True, False, True, False, False])
@@ -189,34 +188,6 @@ def test_graph_table_enters_at_the_collaborative_scale():
     )
     tensors = model_tensors(load_config(None, ["seq.fusion=view"]), inputs)
     assert tensors["graph"][1:].std().item() == pytest.approx(torch.from_numpy(pca_rows[1:]).std().item(), rel=1e-4)
-
-
-def test_whitened_semantic_input_keeps_padding_zero_and_decorrelates_the_items():
-    from esrgraph.config import load_config
-    from esrgraph.seq.build import RecommenderInputs, model_tensors
-    from tests.conftest import make_dataset
-
-    rng = np.random.default_rng(0)
-    llm = rng.normal(size=(N + 1, 12)) @ rng.normal(size=(12, 12))
-    llm[0] = 0
-    inputs = RecommenderInputs(make_dataset([[1, 2, 3], [4, 5, 6, 7]], N), llm=llm, pca=llm[:, :8])
-    raw = model_tensors(load_config(None, ["seq.hidden_size=8", "embed.pca_dim=8"]), inputs)["llm"]
-    assert torch.allclose(raw, torch.from_numpy(llm).float())
-    cfg = load_config(None, ["seq.hidden_size=8", "embed.pca_dim=8", "seq.semantic_whitening=0"])
-    white = model_tensors(cfg, inputs)["llm"]
-    assert not white[0].any() and white.shape == raw.shape
-    cov = np.cov(white[1:].numpy().T)
-    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-4 * cov.max()
-
-
-def test_a_gelu_adapter_is_not_linear():
-    torch.manual_seed(0)
-    table = torch.randn(N + 1, 12)
-    ids = torch.tensor([1, 2])
-    for activation, linear in (("none", True), ("gelu", False)):
-        view = FrozenTableView(table, 8, hidden=6, mask_token=False, activation=activation)
-        both = view.adapter(table[1] + table[2]) + view.adapter(torch.zeros(12))
-        assert torch.allclose(both, view(ids).sum(0), atol=1e-5) is linear  # f(a + b) + f(0) = f(a) + f(b): affine
 
 
 def test_shared_score_keeps_its_own_loss_and_each_readout_learns_from_its_group():

@@ -26,7 +26,6 @@ def train_cfg(*overrides):
         (("train.loss=bce",), SPARSE_IDS_ABOVE + 1, True),
         (("train.loss=ce",), SPARSE_IDS_ABOVE + 1, False),  # every row has a gradient anyway
         (("train.loss=sampled_softmax", "train.weight_decay=1e-4"), SPARSE_IDS_ABOVE + 1, False),
-        (("train.loss=sampled_softmax", "train.id_anchor=3"), SPARSE_IDS_ABOVE + 1, False),
         (("train.loss=sampled_softmax", "train.sparse_ids=true"), 10, True),
         (("train.loss=sampled_softmax", "train.sparse_ids=false"), SPARSE_IDS_ABOVE + 1, False),
     ],
@@ -43,8 +42,6 @@ def test_sparse_ids_with_the_full_softmax_or_weight_decay_is_refused():
         uses_sparse_ids(train, build_objective(train, 10), 10)
     with pytest.raises(ConfigError, match="train.weight_decay"):
         load_config(None, ["train.sparse_ids=true", "train.weight_decay=0.01"])
-    with pytest.raises(ConfigError, match="train.id_anchor"):
-        load_config(None, ["train.sparse_ids=true", "train.id_anchor=3"])
 
 
 def trainer_for(tmp_path, sparse, *extra):
@@ -103,16 +100,3 @@ def test_a_model_trained_with_sparse_ids_learns_the_pattern(tmp_path):
     trainer.model.load_state_dict(torch.load(trainer.store.best_path(), weights_only=True))
     after = evaluator.evaluate(trainer.model, "test", ["full"])["full"]["overall"]["HR@10"]
     assert before < 0.5 and after > 0.8, (before, after)  # chance: about 10 of 37 unseen items
-
-
-def test_the_id_anchor_pulls_each_row_back_by_its_share_of_the_way(tmp_path):
-    free, anchored = trainer_for(tmp_path, False), trainer_for(tmp_path / "anchored", False, "train.id_anchor=5")
-    start = anchored.model.views.ids.weight.detach().clone()
-    assert torch.equal(free.model.views.ids.weight, start)  # the same start
-    for trainer in (free, anchored):
-        one_step(trainer, trainer.users[:16])
-    # one step: Adam's own move, then lr x 5 of the way back to the start
-    moved, share = free.model.views.ids.weight.detach(), anchored.cfg.lr * 5
-    assert share == pytest.approx(0.05)
-    torch.testing.assert_close(anchored.model.views.ids.weight.detach(), torch.lerp(moved, start, share))
-    assert not anchored.model.views.ids.weight[0].any()  # padding stays zero

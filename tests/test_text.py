@@ -3,7 +3,7 @@ import pytest
 
 from esrgraph.data.dataset import build_dataset
 from esrgraph.errors import EsrError
-from esrgraph.text.reduce import pca, whiten
+from esrgraph.text.reduce import pca
 from esrgraph.text.similar import top_k_similar
 from esrgraph.text.templates import item_text, item_texts, user_texts
 
@@ -49,18 +49,6 @@ def test_pca_matches_svd_up_to_sign():
     assert blockwise.dtype == np.float32 and np.allclose(blockwise, got, atol=1e-5)
     with pytest.raises(EsrError, match="larger than the text embedding size"):
         pca(x, 11)
-
-
-def test_whitening_decorrelates_with_shrinkage_and_keeps_the_mean_row_length():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)) * np.array([5, 3, 1, 1, 0.5, 0.1])
-    full = whiten(x, 0.0)
-    cov = np.cov(full.T)
-    assert np.allclose(cov, np.eye(6) * cov[0, 0], atol=1e-4 * cov[0, 0])  # every axis the same variance
-    assert np.linalg.norm(full, axis=1).mean() == pytest.approx(np.linalg.norm(x, axis=1).mean(), rel=1e-5)
-    shrunk = np.sort(np.linalg.eigvalsh(np.cov(whiten(x, 1.0).T)))
-    assert shrunk[0] < 0.5 * shrunk[-1]  # shrinkage leaves the smallest axes smaller than the largest
-    assert np.allclose(whiten(x, 0.3, block=7), whiten(x, 0.3), atol=1e-5)  # blockwise, the same result
 
 
 @pytest.mark.parametrize("block", [1, 3, 1000])

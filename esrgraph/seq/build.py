@@ -23,7 +23,7 @@ from ..eval.baselines import PopularityScorer
 from ..eval.evaluate import Evaluator, sample_users
 from ..eval.metrics import VALID_METRIC
 from ..gnn.store import load_item_graph
-from ..text.reduce import pca, whiten
+from ..text.reduce import pca
 from ..text.store import ITEM_LLM, ITEM_PCA, SIMILAR_USERS, load_array
 from ..training.checkpoint import CheckpointStore
 from ..training.distributed import DistContext
@@ -84,7 +84,7 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
     """Tensors the model is built from: LLM table, collaborative init, graph table, user groups."""
     as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)) if a is not None else None
     arrays = _read_arrays(cfg, inputs)
-    llm, graph = as_tensor(_semantic_input(cfg.seq, arrays["llm"])), as_tensor(arrays["graph"])
+    llm, graph = as_tensor(arrays["llm"]), as_tensor(arrays["graph"])
     init = None
     if variant_spec(cfg.seq).text:
         pca = load_array(inputs.pca, ITEM_PCA) if isinstance(inputs.pca, Path) else inputs.pca
@@ -97,13 +97,6 @@ def model_tensors(cfg, inputs: RecommenderInputs) -> dict[str, torch.Tensor | No
         # view) starts nearly silent and the model must learn to let the graph in.
         graph = graph * (_start_std(init) / graph[1:].std())
     return {"llm": llm, "init": init, "graph": graph, "tail_users": torch.from_numpy(arrays["tail_users"].copy())}
-
-
-def _semantic_input(seq, llm: np.ndarray | None) -> np.ndarray | None:
-    """The LLM table the semantic view's adapter reads: as encoded, or whitened (row 0, padding, stays zero)."""
-    if llm is None or seq.semantic_whitening is None:
-        return llm
-    return np.concatenate([np.zeros((1, llm.shape[1]), np.float32), whiten(llm[1:], seq.semantic_whitening)])
 
 
 def build_recommender(cfg, inputs: RecommenderInputs, seed: int, device: torch.device | str = "cpu") -> SeqRecommender:

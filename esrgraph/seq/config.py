@@ -98,15 +98,6 @@ class SeqConfig:
         "(initialise the collaborative view) or view (a third view with its own score)",
     )
     graph_finetune: bool = field(False, help="fine-tune the graph embeddings (false: frozen)")
-    semantic_whitening: float | None = field(
-        None,
-        min=0.0,
-        help="whiten the LLM item embeddings before the semantic view's adapter, each principal axis divided "
-        "by the square root of its variance plus this many times the mean variance (null: as encoded)",
-    )
-    adapter_activation: Literal["none", "gelu"] = field(
-        "none", help="between the semantic view's two adapter layers: none (one linear map, as LLM-ESR) or gelu"
-    )
     view_loss: float = field(
         0.0,
         min=0.0,
@@ -198,19 +189,12 @@ class TrainConfig:
     )
     lr: float = field(1e-3, gt=0.0, help="Adam learning rate")
     weight_decay: float = field(0.0, min=0.0, help="Adam weight decay")
-    id_anchor: float = field(
-        0.0,
-        min=0.0,
-        help="after every step each item-id row moves lr × this of its way back to where it started (the "
-        "text's PCA, or the random start of a model without text): Adam gives a rarely seen row steps as "
-        "large as a popular one's, so without it rare items drift from their start at random (0: off)",
-    )
     sparse_ids: bool | Literal["auto"] = field(
         "auto",
         help="the item-id table gets sparse gradients and a row-wise (lazy) Adam: a step updates only the rows "
         "it read (its inputs, targets and drawn negatives), so its cost does not grow with the catalogue; "
-        "needs an objective that draws candidates (not ce), weight_decay 0 and id_anchor 0; auto: on where "
-        "they hold and there are more than 50,000 trainable items",
+        "needs an objective that draws candidates (not ce) and weight_decay 0; auto: on where both hold and "
+        "there are more than 50,000 trainable items",
     )
     batch_size: int | Literal["auto"] = field(
         "auto",
@@ -283,9 +267,4 @@ class TrainConfig:
             raise ConfigError(
                 f"train.sparse_ids: true leaves the id table without weight decay, but train.weight_decay is "
                 f"{self.weight_decay}; set one of them off"
-            )
-        if self.sparse_ids is True and self.id_anchor > 0:
-            raise ConfigError(
-                f"train.sparse_ids: true moves only the id rows a step read, but train.id_anchor ({self.id_anchor}) "
-                "pulls every row back at every step; set one of them off"
             )

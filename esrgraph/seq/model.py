@@ -113,7 +113,6 @@ class SeqRecommender(nn.Module):
             cfg.fusion,
             mask_token=self.scheme.mask_token,
             graph_finetune=cfg.graph_finetune,
-            adapter_activation=cfg.adapter_activation,
         )
         self.input_scale = cfg.hidden_size**0.5 if spec.scale_inputs else 1.0
         self.encoder = spec.encoder(cfg)

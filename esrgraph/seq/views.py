@@ -27,9 +27,6 @@ from torch import nn
 
 ID_INIT_STD = 0.02
 
-# seq.adapter_activation -> the layers between the adapter's two linear maps
-ACTIVATIONS = {"none": lambda: [], "gelu": lambda: [nn.GELU()]}
-
 
 class ViewTables:
     """Every item's views side by side, [N + 1, V * d], concatenated only a block of rows at a time.
@@ -67,7 +64,6 @@ class ItemViews(nn.Module):
         fusion: str,
         mask_token: bool,
         graph_finetune: bool = False,
-        adapter_activation: str = "none",
     ):
         super().__init__()
         self.num_items = num_items
@@ -80,9 +76,7 @@ class ItemViews(nn.Module):
             self.ids.weight[0].zero_()
         self.semantic = None
         if llm is not None:
-            self.semantic = FrozenTableView(
-                llm, d, hidden=llm.shape[1] // 2, mask_token=mask_token, activation=adapter_activation
-            )
+            self.semantic = FrozenTableView(llm, d, hidden=llm.shape[1] // 2, mask_token=mask_token)
         self.graph = None
         if self.fusion == "view":
             self.graph = FrozenTableView(graph, d, hidden=None, mask_token=mask_token, trainable=graph_finetune)
@@ -122,20 +116,11 @@ class FrozenTableView(nn.Module):
     """A fixed per-item table (LLM or graph embeddings) mapped to d dimensions.
 
     ``hidden``: width of a middle layer (two linear layers, as the LLM-ESR
-    adapter, with ``activation`` between them: "none" keeps the map linear), or
-    None for one linear map. The table is a buffer unless ``trainable``. Output
-    [..., d] for item ids of any shape.
+    adapter), or None for one linear map. The table is a buffer unless
+    ``trainable``. Output [..., d] for item ids of any shape.
     """
 
-    def __init__(
-        self,
-        table: torch.Tensor,
-        d: int,
-        hidden: int | None,
-        mask_token: bool,
-        trainable: bool = False,
-        activation: str = "none",
-    ):
+    def __init__(self, table: torch.Tensor, d: int, hidden: int | None, mask_token: bool, trainable: bool = False):
         super().__init__()
         self.num_items = table.shape[0] - 1
         if trainable:
@@ -143,11 +128,7 @@ class FrozenTableView(nn.Module):
         else:
             self.register_buffer("table", table.float())
         width = table.shape[1]
-        layers = (
-            [nn.Linear(width, hidden), *ACTIVATIONS[activation](), nn.Linear(hidden, d)]
-            if hidden
-            else [nn.Linear(width, d)]
-        )
+        layers = [nn.Linear(width, hidden), nn.Linear(hidden, d)] if hidden else [nn.Linear(width, d)]
         self.adapter = nn.Sequential(*layers)
         # Only models that mask items own a mask vector (unused parameters would stall DDP).
         self.mask = nn.Parameter(torch.zeros(d)) if mask_token else None
