@@ -25,13 +25,13 @@ def embed(tiny, root, *extra):
 @pytest.fixture
 def encode_calls(monkeypatch):
     calls = []
-    original = encoder_module.TextEncoder.encode_batch
+    original = encoder_module.TextEncoder.encode_batches
 
-    def counting(self, texts):
-        calls.append(len(texts))
-        return original(self, texts)
+    def counting(self, batches):
+        calls.extend(len(texts) for texts in batches)
+        return original(self, batches)
 
-    monkeypatch.setattr(encoder_module.TextEncoder, "encode_batch", counting)
+    monkeypatch.setattr(encoder_module.TextEncoder, "encode_batches", counting)
     return calls
 
 

@@ -19,7 +19,7 @@ import logging
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -64,22 +64,39 @@ def model_key(model_id: str, names: Sequence[str]) -> str:
 
 def compile_model(
     model, model_id: str, example: dict, precision: str, cache: Path | None
-) -> Callable[[list[np.ndarray]], np.ndarray]:
-    """A function from the tokenizer's arrays (in the order of ``example``, the tokenizer's output for
-    a few texts) to sentence embeddings [batch, dim]."""
+) -> Callable[[Iterable[list[np.ndarray]]], list[np.ndarray]]:
+    """A function from batches of the tokenizer's arrays (each in the order of ``example``, the tokenizer's
+    output for a few texts) to each batch's sentence embeddings [batch, dim].
+
+    The batches run as concurrent requests, one stream per thread of the thread budget, each stream on
+    its own thread: on 2 idle cores 1.17× the texts/s of one request on both threads, with the same
+    outputs (``benchmarks/README.md``)."""
     import openvino as ov
 
     converted = _converted(model, model_id, example, cache)
+    streams = torch.get_num_threads()  # the same thread budget as the torch path
     config = {
         "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # the same thread budget as the torch path
-        "PERFORMANCE_HINT": "LATENCY",  # one request at a time
+        "INFERENCE_NUM_THREADS": streams,
+        "NUM_STREAMS": streams,
+        "PERFORMANCE_HINT": "THROUGHPUT",
         "ENABLE_CPU_PINNING": False,  # pinned threads of several processes would crowd one core
     }
-    request = ov.Core().compile_model(converted, "CPU", config).create_infer_request()
+    queue = ov.AsyncInferQueue(ov.Core().compile_model(converted, "CPU", config), streams)
+    outputs: dict[int, np.ndarray] = {}
 
-    def run(arrays: list[np.ndarray]) -> np.ndarray:
-        return np.array(request.infer(arrays)[0], dtype=np.float32)
+    def keep(request, index: int) -> None:  # the request's buffer serves its next batch: copy it out
+        outputs[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+    queue.set_callback(keep)
+
+    def run(batches: Iterable[list[np.ndarray]]) -> list[np.ndarray]:
+        outputs.clear()
+        count = 0
+        for count, arrays in enumerate(batches, 1):  # waits only while every stream is busy
+            queue.start_async(arrays, count - 1)
+        queue.wait_all()
+        return [outputs[index] for index in range(count)]
 
     return run
 
