@@ -69,8 +69,8 @@ def compile_model(
     output for a few texts) to each batch's sentence embeddings [batch, dim].
 
     The batches run as concurrent requests, one stream per thread of the thread budget, each stream on
-    its own thread: on 2 idle cores 1.17× the texts/s of one request on both threads, with the same
-    outputs (``benchmarks/README.md``)."""
+    its own thread: on 2 idle cores the transformer ran 1.18× the texts/s of one request on both threads,
+    and the whole encoding 1.10×, with the same outputs (``benchmarks/README.md``)."""
     import openvino as ov
 
     converted = _converted(model, model_id, example, cache)
