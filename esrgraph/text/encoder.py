@@ -154,7 +154,7 @@ class TextEncoder:
         """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort(-self.token_counts(texts), kind="stable")
-        chunk = batch_size * 32  # a chunk's batches run concurrently, and its vectors reach on_chunk
+        chunk = batch_size * 8  # a chunk's batches run concurrently; its vectors then reach on_chunk
         start = time.perf_counter()
         with Progress(len(texts), desc, "text") as bar:
             for lo in range(0, len(order), chunk):

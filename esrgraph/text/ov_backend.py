@@ -70,7 +70,7 @@ def compile_model(
 
     The batches run as concurrent requests, one stream per thread of the thread budget, each stream on
     its own thread: on 2 idle cores the transformer ran 1.18× the texts/s of one request on both threads,
-    and the whole encoding 1.10×, with the same outputs (``benchmarks/README.md``)."""
+    and the whole encoding 1.05–1.12×, with the same outputs (``benchmarks/README.md``)."""
     import openvino as ov
 
     converted = _converted(model, model_id, example, cache)
